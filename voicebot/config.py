@@ -1,0 +1,125 @@
+"""Every tunable of the pipeline, typed, with its default in exactly one place.
+
+A `VoicebotConfig` is built from defaults, then an optional YAML file, then `VOICEBOT__SECTION__FIELD`
+environment variables (e.g. `VOICEBOT__ASR__MODEL=tiny.en`), so deployments never edit code.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class VADConfig(_Section):
+    """Silero VAD + endpointing. Times are in milliseconds of audio, not wall-clock."""
+
+    start_threshold: float = Field(
+        0.5, ge=0.0, le=1.0, description="speech probability that counts as speech"
+    )
+    end_threshold: float = Field(
+        0.35, ge=0.0, le=1.0, description="probability below which a frame is silence"
+    )
+    min_speech_ms: int = Field(160, ge=0, description="speech needed before speech-start fires")
+    end_silence_ms: int = Field(500, ge=32, description="trailing silence that ends an utterance")
+    max_utterance_ms: int = Field(20_000, ge=500, description="an utterance is force-ended at this length")
+    pre_roll_ms: int = Field(300, ge=0, description="audio kept from before speech-start (word onsets)")
+
+
+class ASRConfig(_Section):
+    """Whisper settings. `model` is a packaged name (base, tiny.en) or a CTranslate2 model directory."""
+
+    backend: Literal["faster-whisper", "openai-whisper"] = "faster-whisper"
+    model: str = "base"
+    checkpoint: Path | None = Field(
+        None, description="openai-whisper .pt checkpoint (openai-whisper backend)"
+    )
+    compute_type: str = "int8"
+    cpu_threads: int = Field(0, ge=0, description="0 = number of cores")
+    language: str = "en"
+    beam_size: int = Field(1, ge=1)
+    temperatures: tuple[float, ...] = (0.0, 0.4, 0.8)
+    initial_prompt: str | None = Field(None, description="domain context, e.g. 'Orders at Acme Shop.'")
+    hotwords: list[str] = Field(default_factory=list, description="product names etc. to bias towards")
+    min_window_s: float = Field(10.0, ge=1.0, le=30.0, description="shortest encoder window (latency lever)")
+    window_margin_s: float = Field(1.5, ge=0.0, description="silence padding added after the audio")
+    # Hallucination guards (Whisper paper §4.5 style thresholds).
+    no_speech_threshold: float = 0.6
+    logprob_threshold: float = -1.0
+    compression_ratio_threshold: float = 2.4
+    max_repeats: int = Field(
+        4, ge=2, description="an n-gram repeated this often in a row is a loop, not speech"
+    )
+    min_speech_ms: int = Field(
+        120, ge=0, description="utterances with less VAD speech than this are not decoded"
+    )
+    partial_interval_ms: int = Field(600, ge=100, description="cadence of partial re-decodes while speaking")
+
+
+class TTSConfig(_Section):
+    backend: Literal["piper", "espeak-ng", "flite"] = "piper"
+    voice: Path | None = Field(None, description="Piper .onnx voice; default: the packaged joe voice")
+    length_scale: float = Field(1.0, gt=0.1, le=3.0, description="> 1 speaks slower")
+    cache_size: int = Field(256, ge=0, description="synthesised prompts kept in memory")
+
+
+class PipelineConfig(_Section):
+    channel_rate: int = Field(16_000, description="sample rate of the caller's audio and of the bot's audio")
+    frame_ms: int = Field(20, description="transport frame length")
+    barge_in: bool = Field(True, description="caller speech-start (vad.min_speech_ms of speech) cuts the bot")
+    workers: int = Field(0, ge=0, description="thread pool for model calls; 0 = number of cores")
+    greeting: bool = True
+
+
+class VoicebotConfig(_Section):
+    vad: VADConfig = Field(default_factory=VADConfig)
+    asr: ASRConfig = Field(default_factory=ASRConfig)
+    tts: TTSConfig = Field(default_factory=TTSConfig)
+    pipeline: PipelineConfig = Field(default_factory=PipelineConfig)
+    cache_dir: Path = Field(
+        default_factory=lambda: Path(os.environ.get("VOICEBOT_CACHE", Path.home() / ".cache" / "voicebot"))
+    )
+
+
+ENV_PREFIX = "VOICEBOT__"
+
+
+def _env_overrides(environ: dict[str, str]) -> dict[str, Any]:
+    tree: dict[str, Any] = {}
+    for key, value in environ.items():
+        if not key.startswith(ENV_PREFIX):
+            continue
+        parts = [p.lower() for p in key[len(ENV_PREFIX) :].split("__") if p]
+        node = tree
+        for part in parts[:-1]:
+            node = node.setdefault(part, {})
+        node[parts[-1]] = yaml.safe_load(value) if value else value
+    return tree
+
+
+def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for key, value in over.items():
+        out[key] = (
+            _merge(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
+        )
+    return out
+
+
+def load_config(path: Path | None = None, environ: dict[str, str] | None = None) -> VoicebotConfig:
+    """Defaults < YAML file < environment. Unknown keys are errors, so typos never pass silently."""
+    data: dict[str, Any] = {}
+    if path is not None:
+        loaded = yaml.safe_load(Path(path).read_text()) or {}
+        if not isinstance(loaded, dict):
+            raise ValueError(f"{path}: top level must be a mapping of sections")
+        data = loaded
+    data = _merge(data, _env_overrides(dict(os.environ if environ is None else environ)))
+    return VoicebotConfig.model_validate(data)

@@ -1,0 +1,119 @@
+"""One call = one `CallPipeline`: caller audio in → VAD → ASR → brain → TTS → caller audio out.
+
+Models are loaded once into `Services` and shared by every call; each call gets its own stage instances
+(endpointer state, ASR buffers, brain) wired by asyncio queues. Transports (Twilio, AudioSocket, browser,
+audio files) only push caller audio/DTMF/hang-up in and implement `AudioSink` for the bot's audio out.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+from voicebot.asr import ASRBackend, make_asr
+from voicebot.audio import StreamResampler
+from voicebot.brain import Brain
+from voicebot.config import VoicebotConfig
+from voicebot.frames import PCM, AudioIn, Barrier, DTMFDigit, Frame, HangUp
+from voicebot.stages.listen import ASRStage, VADStage
+from voicebot.stages.respond import AudioSink, BrainStage, SpeakStage
+from voicebot.tts import CachedTTS, make_tts
+from voicebot.vad import RATE, Endpointer, SileroVAD
+
+
+@dataclass
+class Services:
+    """Everything heavy, loaded once per process and shared by all calls."""
+
+    config: VoicebotConfig
+    vad: SileroVAD
+    asr: ASRBackend
+    tts: CachedTTS
+    executor: ThreadPoolExecutor
+
+    @classmethod
+    def load(cls, config: VoicebotConfig) -> Services:
+        workers = config.pipeline.workers or (os.cpu_count() or 1)
+        return cls(
+            config=config,
+            vad=SileroVAD(),
+            asr=make_asr(config.asr, config.cache_dir),
+            tts=make_tts(config.tts),
+            executor=ThreadPoolExecutor(max_workers=workers, thread_name_prefix="model"),
+        )
+
+    def close(self) -> None:
+        self.executor.shutdown(wait=False, cancel_futures=True)
+
+
+class CallPipeline:
+    """A live call. Feed it with `send_audio`/`send_dtmf`/`hangup`; observe it through `events`."""
+
+    def __init__(
+        self,
+        services: Services,
+        brain: Brain,
+        sink: AudioSink,
+        channel_rate: int | None = None,
+        paced: bool = True,
+    ) -> None:
+        cfg = services.config
+        self.services = services
+        self.brain = brain
+        self.channel_rate = channel_rate or cfg.pipeline.channel_rate
+        self.events: asyncio.Queue[Frame] = asyncio.Queue()
+        self._resampler = StreamResampler(self.channel_rate, RATE) if self.channel_rate != RATE else None
+        self._audio_t = 0.0
+        self.vad = VADStage(Endpointer(services.vad, cfg.vad))
+        self.asr = ASRStage(services.asr, cfg.asr, services.executor)
+        self.brain_stage = BrainStage(brain)
+        self.speak = SpeakStage(
+            services.tts,
+            sink,
+            services.executor,
+            rate=self.channel_rate,
+            frame_ms=cfg.pipeline.frame_ms,
+            paced=paced,
+            barge_in=cfg.pipeline.barge_in,
+            publish=self.events.put,
+            feedback=self.brain_stage.put,
+        )
+        self.stages = (self.vad, self.asr, self.brain_stage, self.speak)
+        for upstream, downstream in zip(self.stages, self.stages[1:], strict=False):
+            upstream.link(downstream.put)
+        self._started = False
+
+    async def start(self) -> None:
+        for stage in self.stages:
+            stage.start()
+        self._started = True
+        greeting = self.brain.greeting() if self.services.config.pipeline.greeting else None
+        if greeting is not None:
+            await self.speak.put(greeting)
+
+    async def send_audio(self, pcm: PCM) -> None:
+        """Caller audio at the channel rate, any chunk size (transports send 20 ms frames)."""
+        if self._resampler is not None:
+            pcm = self._resampler.process(pcm)
+        self._audio_t += pcm.size / RATE
+        await self.vad.put(AudioIn(pcm=pcm, t=self._audio_t))
+
+    async def send_dtmf(self, digit: str) -> None:
+        await self.vad.put(DTMFDigit(digit=digit))
+
+    async def hangup(self, reason: str = "caller hung up") -> None:
+        await self.vad.put(HangUp(reason=reason))
+
+    async def barrier(self, tag: str = "") -> None:
+        """Ask for a `Barrier(tag)` on `events` once everything fed so far has been answered."""
+        await self.vad.put(Barrier(tag=tag))
+
+    @property
+    def ended(self) -> bool:
+        return self.speak.ended
+
+    async def close(self) -> None:
+        for stage in reversed(self.stages):
+            await stage.stop()

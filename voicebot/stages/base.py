@@ -1,0 +1,124 @@
+"""A pipeline stage: an inbox, a loop, and an ordered worker for slow jobs.
+
+Model calls (ASR decodes, the brain, TTS) can take hundreds of milliseconds. If a stage awaited them inline,
+a speech-start frame behind them would wait too and barge-in would lag. So each stage forwards control frames
+at once and pushes slow jobs to its `OrderedWork`, which runs them one after another, keeping their order
+relative to each other (and to frames such as hang-up that must come after them).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from concurrent.futures import Executor
+from typing import Any, TypeVar
+
+from voicebot.frames import Frame, StageError
+
+log = logging.getLogger(__name__)
+
+Emit = Callable[[Frame], Awaitable[None]]
+Job = Callable[[], Awaitable[None]]
+T = TypeVar("T")
+
+
+def in_pool(executor: Executor, fn: Callable[..., T], *args: Any) -> asyncio.Future[T]:
+    """Run a blocking model call on the shared pool: the event loop never waits on a model."""
+    return asyncio.get_running_loop().run_in_executor(executor, fn, *args)
+
+
+class OrderedWork:
+    """Runs submitted jobs sequentially in a background task; a failing job is reported, not fatal."""
+
+    def __init__(self, name: str, report: Emit) -> None:
+        self.name = name
+        self._report = report
+        self._jobs: asyncio.Queue[Job] = asyncio.Queue()
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name=f"{self.name}-work")
+
+    def submit(self, job: Job) -> None:
+        self._jobs.put_nowait(job)
+
+    def clear(self) -> int:
+        """Drop jobs not started yet (e.g. replies made stale by barge-in); returns how many."""
+        dropped = 0
+        while not self._jobs.empty():
+            self._jobs.get_nowait()
+            dropped += 1
+        return dropped
+
+    async def _run(self) -> None:
+        while True:
+            job = await self._jobs.get()
+            try:
+                await job()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                log.exception("%s job failed", self.name)
+                await self._report(StageError(stage=self.name, message=f"{type(exc).__name__}: {exc}"))
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+
+
+class Stage:
+    """Base stage: forwards every frame unless `on_frame` is overridden for it."""
+
+    name = "stage"
+
+    def __init__(self) -> None:
+        self.inbox: asyncio.Queue[Frame | None] = asyncio.Queue()
+        self._emit: Emit | None = None
+        self._task: asyncio.Task[None] | None = None
+        self.work = OrderedWork(self.name, self.emit)
+
+    def link(self, emit: Emit) -> None:
+        self._emit = emit
+
+    async def emit(self, frame: Frame) -> None:
+        assert self._emit is not None, f"{self.name} is not linked"
+        await self._emit(frame)
+
+    async def put(self, frame: Frame) -> None:
+        await self.inbox.put(frame)
+
+    def start(self) -> None:
+        self.work.start()
+        self._task = asyncio.create_task(self._run(), name=self.name)
+
+    async def _run(self) -> None:
+        while True:
+            frame = await self.inbox.get()
+            if frame is None:
+                return
+            try:
+                await self.on_frame(frame)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                log.exception("%s failed on %s", self.name, type(frame).__name__)
+                await self.emit(StageError(stage=self.name, message=f"{type(exc).__name__}: {exc}"))
+
+    async def on_frame(self, frame: Frame) -> None:
+        await self.emit(frame)
+
+    def after_work(self, frame: Frame) -> None:
+        """Forward `frame` only once the jobs submitted before it have finished."""
+
+        async def forward() -> None:
+            await self.emit(frame)
+
+        self.work.submit(forward)
+
+    async def stop(self) -> None:
+        await self.work.stop()
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)

@@ -1,0 +1,151 @@
+"""Hearing the caller: endpointing (VAD) and streaming Whisper.
+
+Streaming works in two ways. While the caller speaks, the growing utterance is re-decoded every
+`partial_interval_ms` to show partial transcripts. And as soon as the caller pauses (a few VAD windows of
+silence), a *speculative final* decode starts; if the pause turns into the end of the utterance, that result
+is the final transcript, ready when — or before — the endpointer's silence timer runs out. If the caller
+speaks again, the speculation is thrown away.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from concurrent.futures import Executor
+from dataclasses import dataclass
+
+import numpy as np
+
+from voicebot.asr import ASRBackend, Transcription
+from voicebot.asr.base import judge
+from voicebot.audio import to_float
+from voicebot.config import ASRConfig
+from voicebot.frames import (
+    PCM,
+    AudioIn,
+    Barrier,
+    DTMFDigit,
+    FinalTranscript,
+    Frame,
+    HangUp,
+    PartialTranscript,
+    SpeechAudio,
+    SpeechEnded,
+    SpeechStarted,
+)
+from voicebot.stages.base import Stage, in_pool
+from voicebot.vad import Endpointer
+
+SPECULATE_AFTER_MS = 160.0  # silence before a speculative final decode starts
+
+
+class VADStage(Stage):
+    name = "vad"
+
+    def __init__(self, endpointer: Endpointer) -> None:
+        super().__init__()
+        self.endpointer = endpointer
+
+    async def on_frame(self, frame: Frame) -> None:
+        if isinstance(frame, AudioIn):
+            for out in self.endpointer.process(frame.pcm):
+                await self.emit(out)
+            return
+        if isinstance(frame, HangUp | Barrier):  # the file/call is over: close an open utterance first
+            for out in self.endpointer.flush():
+                await self.emit(out)
+        await self.emit(frame)
+
+
+@dataclass
+class _Decode:
+    samples: int  # utterance samples the decode covered
+    task: asyncio.Future[Transcription]
+
+
+class ASRStage(Stage):
+    name = "asr"
+
+    def __init__(self, asr: ASRBackend, config: ASRConfig, executor: Executor) -> None:
+        super().__init__()
+        self.asr = asr
+        self.config = config
+        self.executor = executor
+        self.prompt: str | None = None  # per-turn context a brain may set (expected slot, etc.)
+        self._chunks: list[PCM] = []
+        self._samples = 0
+        self._last_speech = 0  # utterance samples up to the end of the last speech window
+        self._silence_ms = 0.0
+        self._utterance = 0
+        self._partial: asyncio.Task[None] | None = None
+        self._last_partial_at = 0.0
+        self._speculative: _Decode | None = None
+
+    async def on_frame(self, frame: Frame) -> None:
+        if isinstance(frame, SpeechStarted):
+            self._utterance += 1
+            self._chunks, self._samples = [frame.audio], frame.audio.size
+            self._last_speech, self._silence_ms = self._samples, 0.0
+            self._speculative = None
+            self._last_partial_at = time.perf_counter()
+            await self.emit(frame)  # at once: drives barge-in
+        elif isinstance(frame, SpeechAudio):
+            self._on_audio(frame)
+        elif isinstance(frame, SpeechEnded):
+            self._finalise(frame)
+        elif isinstance(frame, HangUp | Barrier | DTMFDigit):
+            self.after_work(frame)  # keep order with the finals still decoding
+        else:
+            await self.emit(frame)
+
+    def _decode(self, samples: int) -> asyncio.Future[Transcription]:
+        audio = to_float(np.concatenate(self._chunks)[:samples])
+        return in_pool(self.executor, self.asr.transcribe, audio, self.prompt)
+
+    def _on_audio(self, frame: SpeechAudio) -> None:
+        self._chunks.append(frame.pcm)
+        self._samples += frame.pcm.size
+        if frame.speech:
+            self._last_speech, self._silence_ms = self._samples, 0.0
+            self._speculative = None
+        else:
+            self._silence_ms += frame.pcm.size / 16.0
+        if self._speculative is None and self._silence_ms >= SPECULATE_AFTER_MS:
+            self._speculative = _Decode(self._samples, self._decode(self._samples))
+            return
+        due = (time.perf_counter() - self._last_partial_at) * 1000 >= self.config.partial_interval_ms
+        if frame.speech and due and (self._partial is None or self._partial.done()):
+            self._last_partial_at = time.perf_counter()
+            self._partial = asyncio.create_task(
+                self._emit_partial(self._utterance, self._decode(self._samples))
+            )
+
+    async def _emit_partial(self, utterance: int, pending: asyncio.Future[Transcription]) -> None:
+        result = await pending
+        if result.text and utterance == self._utterance and self._speculative is None:
+            await self.emit(PartialTranscript(text=result.text, t=self._samples / 16000))
+
+    def _finalise(self, ended: SpeechEnded) -> None:
+        received = time.perf_counter()
+        spec = self._speculative
+        reuse = spec is not None and spec.samples >= self._last_speech and not ended.forced
+        pending = spec.task if reuse and spec is not None else None
+        if pending is None and ended.speech_ms >= self.config.min_speech_ms:
+            self._chunks = [ended.audio]
+            pending = self._decode(ended.audio.size)
+        self._speculative, self._chunks = None, []
+
+        async def job() -> None:
+            if pending is None:
+                result = judge(Transcription(text=""), self.config, speech_ms=ended.speech_ms)
+            else:
+                result = await pending
+            details = result.as_dict() | {"speculative": reuse, "speech_ms": round(ended.speech_ms, 1)}
+            timings = {
+                "endpoint": round((ended.t - ended.speech_end_t) * 1000.0, 1),
+                "asr": round((time.perf_counter() - received) * 1000.0, 1),
+                "asr_decode": round(result.decode_ms, 1),
+            }
+            await self.emit(FinalTranscript(text=result.text, t=ended.t, details=details, timings_ms=timings))
+
+        self.work.submit(job)

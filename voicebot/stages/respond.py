@@ -1,0 +1,205 @@
+"""Deciding and speaking: the brain stage, and the speak stage that streams TTS to the transport.
+
+The speak stage synthesises sentence by sentence (the next sentence is made while the current one plays),
+sends 20 ms frames to the transport's `AudioSink` paced in real time (or as fast as possible offline), and
+stops within one frame when the caller starts talking over an interruptible reply. How much of the reply was
+actually played goes back to the brain as a `BotStopped`, so the dialogue history holds what the caller heard.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+from concurrent.futures import Executor
+from typing import Any, Protocol
+
+from voicebot.audio import split_frames
+from voicebot.brain import Brain, is_brain_input
+from voicebot.frames import (
+    PCM,
+    Barrier,
+    BotAudio,
+    BotReply,
+    BotStopped,
+    CallEnded,
+    FinalTranscript,
+    Frame,
+    HangUp,
+    SpeechStarted,
+    TurnDone,
+)
+from voicebot.stages.base import Stage, in_pool
+from voicebot.tts import CachedTTS, split_sentences
+
+
+class AudioSink(Protocol):
+    """What a transport (Twilio, AudioSocket, browser, file) implements to play the bot's voice."""
+
+    async def send_audio(self, frame: BotAudio) -> None: ...
+
+    async def clear(self) -> None:
+        """Barge-in: drop whatever audio is buffered on the way to the caller."""
+        ...
+
+
+class BrainStage(Stage):
+    name = "brain"
+
+    def __init__(self, brain: Brain) -> None:
+        super().__init__()
+        self.brain = brain
+
+    async def on_frame(self, frame: Frame) -> None:
+        if not is_brain_input(frame):
+            if isinstance(frame, Barrier):
+                self.after_work(frame)
+            else:
+                await self.emit(frame)
+            return
+
+        async def job() -> None:
+            started = time.perf_counter()
+            reply = await self.brain.handle(frame)  # type: ignore[arg-type]
+            dialogue_ms = round((time.perf_counter() - started) * 1000.0, 2)
+            if isinstance(frame, FinalTranscript):
+                turn = {"transcript": frame.text, "asr": frame.details}
+                timings = frame.timings_ms | {"dialogue": dialogue_ms}
+                reply = reply or BotReply(text="")
+                await self.emit(
+                    BotReply(
+                        text=reply.text,
+                        actions=reply.actions,
+                        turn=turn | reply.turn,
+                        timings_ms=timings | reply.timings_ms,
+                        interruptible=reply.interruptible,
+                    )
+                )
+            elif reply is not None:
+                await self.emit(reply)
+            if isinstance(frame, HangUp):
+                await self.emit(frame)
+
+        self.work.submit(job)
+
+
+class SpeakStage(Stage):
+    name = "speak"
+
+    def __init__(
+        self,
+        tts: CachedTTS,
+        sink: AudioSink,
+        executor: Executor,
+        rate: int,
+        frame_ms: int,
+        paced: bool,
+        barge_in: bool,
+        publish: Callable[[Frame], Awaitable[None]],
+        feedback: Callable[[Frame], Awaitable[None]],
+    ) -> None:
+        super().__init__()
+        self.tts, self.sink, self.executor = tts, sink, executor
+        self.rate, self.frame_ms, self.paced, self.barge_in = rate, frame_ms, paced, barge_in
+        self.publish, self.feedback = publish, feedback
+        self._reply_id = 0
+        self._playing: asyncio.Task[None] | None = None
+        self._current: BotReply | None = None
+        self._played_ms = 0.0
+        self.ended = False
+
+    async def on_frame(self, frame: Frame) -> None:
+        if isinstance(frame, BotReply):
+            self.work.submit(lambda: self._play(frame))
+        elif isinstance(frame, SpeechStarted):
+            await self._barge_in()
+            await self.publish(frame)
+        elif isinstance(frame, HangUp):
+            await self._interrupt()
+            self.work.submit(lambda: self._end(frame.reason, ()))
+        elif isinstance(frame, Barrier):
+            self.after_work(frame)
+        else:
+            await self.publish(frame)
+
+    async def emit(self, frame: Frame) -> None:  # the last stage emits to observers
+        await self.publish(frame)
+
+    async def _barge_in(self) -> None:
+        current = self._current
+        if not self.barge_in or current is None or not current.interruptible:
+            return
+        self.work.clear()  # replies queued behind the interrupted one are stale now
+        await self._interrupt()
+
+    async def _interrupt(self) -> None:
+        task = self._playing
+        if task is not None and not task.done():
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+
+    async def _play(self, reply: BotReply) -> None:
+        if self.ended:
+            return
+        self._reply_id += 1
+        self._current, self._played_ms = reply, 0.0
+        self._playing = asyncio.create_task(self._stream(reply, self._reply_id))
+        interrupted = False
+        try:
+            await asyncio.shield(self._playing)
+        except asyncio.CancelledError:
+            if not self._playing.cancelled():
+                raise
+            interrupted = True
+            await self.sink.clear()
+        finally:
+            self._current = None
+        stopped = BotStopped(reply_id=self._reply_id, interrupted=interrupted, played_ms=self._played_ms)
+        if reply.text:
+            await self.feedback(stopped)
+        record = dict(reply.turn) | {
+            "reply": reply.text or None,
+            "actions": [{"kind": a.kind, "target": a.target, "reason": a.reason} for a in reply.actions],
+            "timings_ms": reply.timings_ms,
+            "interrupted": interrupted,
+            "played_ms": round(self._played_ms, 1),
+        }
+        await self.publish(TurnDone(record=record))
+        final = [a for a in reply.actions if a.kind in ("hangup", "transfer")]
+        if final and not interrupted:
+            await self._end(final[0].reason or final[0].kind, tuple(final))
+
+    async def _stream(self, reply: BotReply, reply_id: int) -> None:
+        sentences = split_sentences(reply.text)
+        if not sentences:
+            return
+        await self.publish(reply)
+        started = time.perf_counter()
+        clock = time.monotonic()
+        sent = 0
+        upcoming: asyncio.Future[PCM] = in_pool(
+            self.executor, self.tts.synthesize_at, sentences[0], self.rate
+        )
+        for index, sentence in enumerate(sentences):
+            pcm = await upcoming
+            if index + 1 < len(sentences):  # make the next sentence while this one plays
+                upcoming = in_pool(self.executor, self.tts.synthesize_at, sentences[index + 1], self.rate)
+            frames = split_frames(pcm, self.rate, self.frame_ms)
+            for n, chunk in enumerate(frames):
+                if sent == 0:
+                    reply.timings_ms["tts_first_audio"] = round((time.perf_counter() - started) * 1000.0, 1)
+                last = index + 1 == len(sentences) and n + 1 == len(frames)
+                await self.sink.send_audio(
+                    BotAudio(pcm=chunk, sentence=sentence, reply_id=reply_id, last=last)
+                )
+                sent += 1
+                self._played_ms = sent * self.frame_ms
+                if self.paced:
+                    delay = clock + sent * self.frame_ms / 1000.0 - time.monotonic()
+                    if delay > 0:
+                        await asyncio.sleep(delay)
+
+    async def _end(self, reason: str, actions: tuple[Any, ...]) -> None:
+        if not self.ended:
+            self.ended = True
+            await self.publish(CallEnded(reason=reason, actions=actions))

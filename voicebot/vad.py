@@ -1,0 +1,157 @@
+"""Silero VAD (ONNX) and the endpointer that turns speech probabilities into utterances.
+
+One ONNX session is shared by every call (onnxruntime sessions are thread-safe); the recurrent state lives
+in each call's `Endpointer`. Silero works on 512-sample windows at 16 kHz, so 8 kHz phone audio is upsampled
+before it gets here. Speech-start is what later drives barge-in, so it fires as soon as `min_speech_ms` of
+speech is heard, while speech-end waits for `end_silence_ms` of silence.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import numpy.typing as npt
+import onnxruntime as ort
+
+from voicebot.assets import silero_vad_path
+from voicebot.config import VADConfig
+from voicebot.frames import PCM, Frame, SpeechAudio, SpeechEnded, SpeechStarted
+
+RATE = 16_000
+WINDOW = 512  # samples per Silero step at 16 kHz (32 ms)
+CONTEXT = 64  # samples of the previous window the v5/v6 model expects in front
+WINDOW_MS = WINDOW * 1000 / RATE
+
+
+@dataclass
+class VADState:
+    h: npt.NDArray[np.float32] = field(default_factory=lambda: np.zeros((1, 1, 128), np.float32))
+    c: npt.NDArray[np.float32] = field(default_factory=lambda: np.zeros((1, 1, 128), np.float32))
+    context: npt.NDArray[np.float32] = field(default_factory=lambda: np.zeros(CONTEXT, np.float32))
+
+
+class SileroVAD:
+    """Stateless wrapper around the shared ONNX session; callers own a `VADState`."""
+
+    def __init__(self, path: Path | None = None) -> None:
+        opts = ort.SessionOptions()
+        opts.inter_op_num_threads = 1
+        opts.intra_op_num_threads = 1
+        opts.log_severity_level = 4
+        self.session = ort.InferenceSession(
+            str(path or silero_vad_path()), providers=["CPUExecutionProvider"], sess_options=opts
+        )
+
+    def probability(self, window: PCM, state: VADState) -> float:
+        """Speech probability of one 512-sample 16 kHz window; updates `state`."""
+        x = window.astype(np.float32) / 32768.0
+        batch = np.concatenate([state.context, x])[None, :]
+        out, state.h, state.c = self.session.run(None, {"input": batch, "h": state.h, "c": state.c})
+        state.context = x[-CONTEXT:]
+        return float(np.asarray(out).reshape(-1)[0])
+
+
+class Endpointer:
+    """Feeds 16 kHz audio of any chunk size; returns SpeechStarted / SpeechAudio / SpeechEnded frames."""
+
+    def __init__(self, vad: SileroVAD, config: VADConfig) -> None:
+        self.vad = vad
+        self.config = config
+        self.state = VADState()
+        self._pending = np.zeros(0, np.int16)
+        self._samples = 0  # audio consumed, defines the clock
+        self._preroll: deque[PCM] = deque(maxlen=max(1, round(config.pre_roll_ms / WINDOW_MS)))
+        self._onset: list[PCM] = []
+        self._onset_ms = 0.0
+        self._utterance: list[PCM] = []
+        self._in_speech = False
+        self._speech_ms = 0.0
+        self._silence_ms = 0.0
+        self._start_t = 0.0
+        self.last_probability = 0.0
+
+    @property
+    def in_speech(self) -> bool:
+        return self._in_speech
+
+    @property
+    def time(self) -> float:
+        return self._samples / RATE
+
+    def process(self, pcm: PCM) -> list[Frame]:
+        self._pending = np.concatenate([self._pending, pcm]) if self._pending.size else pcm
+        out: list[Frame] = []
+        usable = self._pending.size - self._pending.size % WINDOW
+        for start in range(0, usable, WINDOW):
+            out.extend(self._step(self._pending[start : start + WINDOW]))
+        self._pending = self._pending[usable:]
+        return out
+
+    def flush(self) -> list[Frame]:
+        """End of stream: close an open utterance (a hang-up mid-sentence still yields its words)."""
+        if self._pending.size:
+            window = np.zeros(WINDOW, np.int16)
+            window[: self._pending.size] = self._pending
+            self._pending = np.zeros(0, np.int16)
+            if self._in_speech:
+                self._utterance.append(window)
+                self._samples += WINDOW
+        return [self._end(forced=True)] if self._in_speech else []
+
+    def _step(self, window: PCM) -> list[Frame]:
+        cfg = self.config
+        p = self.last_probability = self.vad.probability(window, self.state)
+        self._samples += WINDOW
+        if not self._in_speech:
+            return self._step_idle(window, p)
+        self._utterance.append(window)
+        if p >= cfg.start_threshold:
+            self._speech_ms += WINDOW_MS
+        self._silence_ms = self._silence_ms + WINDOW_MS if p < cfg.end_threshold else 0.0
+        frames: list[Frame] = [SpeechAudio(pcm=window, t=self.time, speech=p >= cfg.end_threshold)]
+        if self._silence_ms >= cfg.end_silence_ms:
+            frames.append(self._end(forced=False))
+        elif len(self._utterance) * WINDOW_MS >= cfg.max_utterance_ms:
+            frames.append(self._end(forced=True))
+        return frames
+
+    def _step_idle(self, window: PCM, p: float) -> list[Frame]:
+        cfg = self.config
+        if p >= cfg.start_threshold:
+            self._onset.append(window)
+            self._onset_ms += WINDOW_MS
+        elif p < cfg.end_threshold:
+            self._preroll.extend(self._onset)
+            self._preroll.append(window)
+            self._onset, self._onset_ms = [], 0.0
+            return []
+        elif self._onset:  # between thresholds: keeps, but does not grow, a started onset (hysteresis)
+            self._onset.append(window)
+        else:
+            self._preroll.append(window)
+            return []
+        if not self._onset or self._onset_ms < max(cfg.min_speech_ms, WINDOW_MS):
+            return []
+        self._in_speech = True
+        self._utterance = [*self._preroll, *self._onset]
+        self._start_t = self.time - len(self._onset) * WINDOW / RATE
+        self._speech_ms, self._silence_ms = self._onset_ms, 0.0
+        self._preroll.clear()
+        self._onset, self._onset_ms = [], 0.0
+        return [SpeechStarted(t=self._start_t, audio=np.concatenate(self._utterance))]
+
+    def _end(self, forced: bool) -> SpeechEnded:
+        keep_tail = min(self._silence_ms, 250.0)  # trailing silence beyond this only costs decode time
+        drop = int((self._silence_ms - keep_tail) / WINDOW_MS)
+        windows = self._utterance[: len(self._utterance) - drop] if drop else self._utterance
+        audio = np.concatenate(windows) if windows else np.zeros(0, np.int16)
+        speech_end_t = self.time - self._silence_ms / 1000.0
+        frame = SpeechEnded(
+            t=self.time, speech_end_t=speech_end_t, audio=audio, speech_ms=self._speech_ms, forced=forced
+        )
+        self._in_speech = False
+        self._utterance, self._speech_ms, self._silence_ms = [], 0.0, 0.0
+        return frame
