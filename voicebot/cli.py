@@ -63,8 +63,8 @@ def cmd_transcribe(args: argparse.Namespace) -> int:
     from voicebot.transcribe import transcribe_file
     from voicebot.vad import SileroVAD
 
-    _check_files(args.files)
     config = _config(args)
+    _check_files(args.files)
     asr, vad = make_asr(config.asr, config.cache_dir), SileroVAD()
     failures = 0
     for path in _progress(args.files, args.progress, "transcribing"):
@@ -83,8 +83,8 @@ def cmd_call(args: argparse.Namespace) -> int:
     from voicebot.filecall import FileCall
     from voicebot.pipeline import Services
 
-    _check_files(args.files)
     config = _config(args)
+    _check_files(args.files)
     services = Services.load(config)
     bar: Any = None
     if args.progress:

@@ -63,6 +63,7 @@ class BrainStage(Stage):
             reply = await self.brain.handle(frame)  # type: ignore[arg-type]
             dialogue_ms = round((time.perf_counter() - started) * 1000.0, 2)
             if isinstance(frame, FinalTranscript):
+                await self.emit(frame)  # observers (transcript displays, records) see it too
                 turn = {"transcript": frame.text, "asr": frame.details}
                 timings = frame.timings_ms | {"dialogue": dialogue_ms}
                 reply = reply or BotReply(text="")

@@ -1,0 +1,329 @@
+"""Shared pieces of the benchmark scripts: machine facts, percentiles, the telephone channel, the WER text
+normaliser, and rewriting one marked section of docs/benchmarks.md while keeping the others intact."""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import os
+import platform
+import re
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from voicebot.audio import from_float, resample, to_float, ulaw_decode, ulaw_encode
+from voicebot.frames import PCM
+
+DOC_INTRO = """# Benchmarks
+
+Measured numbers for the offline voice bot, produced by the scripts in `scripts/` on the machine named in
+each section. Every section is rewritten by its script; rerun the command shown to reproduce it.
+"""
+
+
+# ---------------------------------------------------------------------------------------------- machine
+
+
+def machine_info() -> dict[str, Any]:
+    cpu = platform.processor() or "unknown"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    ram_gib = float("nan")
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemTotal:"):
+                ram_gib = int(line.split()[1]) / 1024**2
+    except OSError:
+        pass
+    return {
+        "cpu": cpu,
+        "cores": os.cpu_count() or 1,
+        "ram_gib": round(ram_gib, 1),
+        "python": platform.python_version(),
+        "date": dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),
+    }
+
+
+def machine_line(info: dict[str, Any]) -> str:
+    return (
+        f"Machine: {info['cpu']}, {info['cores']} cores, {info['ram_gib']} GiB RAM, "
+        f"Python {info['python']}; run {info['date']}."
+    )
+
+
+def proc_memory_mb() -> dict[str, float]:
+    """Current (VmRSS) and peak (VmHWM) resident memory of this process, in MB (10^6 bytes)."""
+    out: dict[str, float] = {}
+    for line in Path("/proc/self/status").read_text().splitlines():
+        key = line.split(":", 1)[0]
+        if key in ("VmRSS", "VmHWM"):
+            out[key] = int(line.split()[1]) * 1024 / 1e6
+    return out
+
+
+# ---------------------------------------------------------------------------------------------- numbers
+
+
+def pct(values: Sequence[float], q: float) -> float:
+    """Percentile with linear interpolation; NaN for no data."""
+    return float(np.percentile(np.asarray(values, dtype=float), q)) if len(values) else float("nan")
+
+
+def fmt(x: float, digits: int = 1) -> str:
+    return "n/a" if x != x else f"{x:.{digits}f}"
+
+
+def met(ok: bool) -> str:
+    return "**met**" if ok else "**MISSED**"
+
+
+def md_table(headers: Sequence[str], rows: Iterable[Sequence[Any]]) -> str:
+    lines = ["| " + " | ".join(headers) + " |", "|" + "|".join("---" for _ in headers) + "|"]
+    lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def write_csv(path: Path, rows: list[dict[str, Any]]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fields: list[str] = []
+    for row in rows:
+        fields += [k for k in row if k not in fields]
+    with path.open("w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=fields)
+        writer.writeheader()
+        writer.writerows(rows)
+
+
+def write_section(doc: Path, name: str, body: str) -> None:
+    """Replace the text between `<!-- name:start -->` and `<!-- name:end -->` (appended if absent)."""
+    start, end = f"<!-- {name}:start -->", f"<!-- {name}:end -->"
+    text = doc.read_text() if doc.exists() else DOC_INTRO
+    block = f"{start}\n{body.strip()}\n{end}"
+    if start in text and end in text:
+        head, rest = text.split(start, 1)
+        text = head + block + rest.split(end, 1)[1]
+    else:
+        text = text.rstrip() + "\n\n" + block + "\n"
+    doc.parent.mkdir(parents=True, exist_ok=True)
+    doc.write_text(text)
+
+
+# ---------------------------------------------------------------------------------------------- channel
+
+
+def telephone(pcm: PCM, rate: int) -> PCM:
+    """A G.711 phone line: to 8 kHz, band-limit 300–3400 Hz (FFT mask), μ-law encode and decode."""
+    x = to_float(resample(pcm, rate, 8000)).astype(np.float64)
+    spec = np.fft.rfft(x)
+    freqs = np.fft.rfftfreq(x.size, 1 / 8000)
+    spec[(freqs < 300) | (freqs > 3400)] = 0
+    band = from_float(np.fft.irfft(spec, n=x.size))
+    return ulaw_decode(ulaw_encode(band))
+
+
+# ---------------------------------------------------------------------------------------------- signals
+
+RATE = 16_000
+
+
+def tone(freqs: list[float], seconds: float, level: float = 0.2) -> np.ndarray:
+    t = np.arange(int(seconds * RATE)) / RATE
+    return level * sum(np.sin(2 * np.pi * f * t) for f in freqs) / len(freqs)
+
+
+def gate(x: np.ndarray, on_s: float, off_s: float) -> np.ndarray:
+    t = np.arange(x.size) / RATE
+    return x * ((t % (on_s + off_s)) < on_s)
+
+
+def nonspeech_clips() -> dict[str, PCM]:
+    rng = np.random.default_rng(7)
+    white = rng.standard_normal(4 * RATE)
+    spectrum = np.fft.rfft(white)
+    f = np.maximum(np.fft.rfftfreq(white.size, 1 / RATE), 20.0)
+    pink, brown = (np.fft.irfft(spectrum / f**p, n=white.size) for p in (0.5, 1.0))
+    dtmf = {"1": (697, 1209), "4": (770, 1209), "5": (770, 1336), "7": (852, 1209), "#": (941, 1477),
+            "9": (852, 1477), "0": (941, 1336), "2": (697, 1336)}  # fmt: skip
+    keys = np.concatenate([np.concatenate([tone(list(dtmf[k]), 0.15), np.zeros(int(0.1 * RATE))])
+                           for k in "4572190#"] * 2)  # fmt: skip
+    env = np.minimum(1, np.arange(RATE) / 800) * np.exp(-np.arange(RATE) / RATE * 1.5)
+    chords = [[261.6, 329.6, 392.0], [349.2, 440.0, 523.3], [392.0, 493.9, 587.3], [261.6, 329.6, 392.0]]
+    music = np.concatenate([env * tone([*c, c[0] / 2], 1.0, 0.3) for c in chords * 1])
+    rms = lambda x, db: x / np.sqrt(np.mean(x**2)) * 10 ** (db / 20)  # noqa: E731
+    clips = {
+        "digital silence": np.zeros(3 * RATE),
+        "white noise -50 dBFS": rms(white[: 3 * RATE], -50),
+        "pink noise -35 dBFS": rms(pink, -35),
+        "brown noise -30 dBFS": rms(brown, -30),
+        "440 Hz tone": tone([440], 3.0),
+        "DTMF 4572190#": keys,
+        "hold music (4 chords)": music,
+        "busy tone 480+620 Hz": gate(tone([480, 620], 4.0), 0.5, 0.5),
+        "ringback 440+480 Hz": gate(tone([440, 480], 5.0), 2.0, 4.0),
+    }
+    return {k: (np.clip(v, -1, 1) * 32767).astype(np.int16) for k, v in clips.items()}
+
+
+def speech_end_s(pcm: PCM, rate: int) -> float:
+    """End of the last 10 ms frame within 35 dB of the loudest one: where the words stop."""
+    frames = pcm[: pcm.size // (rate // 100) * (rate // 100)].astype(np.float64).reshape(-1, rate // 100)
+    db = 10 * np.log10(np.mean(frames**2, axis=1) + 1e-9)
+    return float((np.nonzero(db > db.max() - 35)[0][-1] + 1) / 100)
+
+
+# ---------------------------------------------------------------------------------------------- text
+
+_ONES = (
+    "zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen fifteen sixteen"
+)
+ONES = [*_ONES.split(), "seventeen", "eighteen", "nineteen"]
+TENS = ["_", "_", "twenty", "thirty", "forty", "fifty", "sixty", "seventy", "eighty", "ninety"]
+_ORD = {"one": "first", "two": "second", "three": "third", "five": "fifth", "eight": "eighth",
+        "nine": "ninth", "twelve": "twelfth"}  # fmt: skip
+_SPELLING = {"ok": "okay", "cancelled": "canceled", "e mail": "email", "alright": "all right"}
+
+
+def cardinal(n: int) -> str:
+    if n < 20:
+        return ONES[n]
+    if n < 100:
+        return TENS[n // 10] + ("" if n % 10 == 0 else " " + ONES[n % 10])
+    if n < 1000:
+        return ONES[n // 100] + " hundred" + ("" if n % 100 == 0 else " " + cardinal(n % 100))
+    if n < 1_000_000:
+        return cardinal(n // 1000) + " thousand" + ("" if n % 1000 == 0 else " " + cardinal(n % 1000))
+    return " ".join(ONES[int(c)] for c in str(n))
+
+
+def ordinal(n: int) -> str:
+    words = cardinal(n).split()
+    last = words[-1]
+    words[-1] = _ORD.get(last) or (last[:-1] + "ieth" if last.endswith("y") else last + "th")
+    return " ".join(words)
+
+
+def _number(digits: str) -> str:
+    """A bare number: ≥ 3 digits or a leading zero is a spoken digit string, else a cardinal."""
+    digits = digits.replace(",", "")
+    if len(digits) >= 3 or (len(digits) > 1 and digits[0] == "0"):
+        return " ".join(ONES[int(c)] for c in digits)
+    return cardinal(int(digits))
+
+
+def _amount(m: re.Match[str]) -> str:
+    whole = int((m.group(1) or m.group(3)).replace(",", ""))
+    cents = m.group(2) or m.group(4) or ""
+    out = f" {cardinal(whole)} dollars"
+    if cents and int(cents):
+        out += " " + cardinal(int(cents.ljust(2, "0")))
+    return out + " "
+
+
+_AMOUNT = re.compile(r"\$\s?(\d[\d,]*)(?:\.(\d{1,2}))?\b|\b(\d[\d,]*)(?:\.(\d{1,2}))?\s?dollars?\b")
+
+
+def normalise(text: str) -> str:
+    """Lower-case words for WER: amounts and numbers as spoken words, no punctuation (see docs)."""
+    t = text.lower().replace("’", "'")
+    t = _AMOUNT.sub(_amount, t)
+    t = re.sub(r"\b(\d{1,2})(st|nd|rd|th)\b", lambda m: " " + ordinal(int(m.group(1))) + " ", t)
+    t = re.sub(r"(\d)%", r"\1 percent", t)
+    t = re.sub(r"\d[\d,]*", lambda m: " " + _number(m.group().rstrip(",")) + " ", t)
+    t = t.replace("'", "")
+    t = re.sub(r"[^a-z ]+", " ", t)
+    t = " " + " ".join(t.split()) + " "
+    for old, new in _SPELLING.items():
+        t = t.replace(f" {old} ", f" {new} ")
+    t = re.sub(r" dollars and (?=\w)", " dollars ", t).replace(" cents ", " ")
+    return " ".join(t.split())
+
+
+_VALUE = {w: i for i, w in enumerate(ONES)} | {w: 10 * i for i, w in enumerate(TENS) if i >= 2}
+
+
+def digit_sequence(text: str) -> str:
+    """All numbers in the normalised text, in order, as one digit string ("forty nine dollars ninety
+    nine" -> "4999", "four five seven" -> "457"); digit-by-digit runs stay digit-by-digit."""
+    numbers: list[int] = []
+    total, group, after_multiplier = 0, -1, False  # group -1: not inside a number
+    for word in [*normalise(text).split(), "."]:
+        if word in _VALUE:
+            v = _VALUE[word]
+            tens_then_unit = group % 100 >= 20 and group % 10 == 0 and v < 10
+            if group >= 0 and ((after_multiplier and v < 100) or tens_then_unit):
+                group += v
+            else:
+                if group >= 0:
+                    numbers.append(total + group)
+                total, group = 0, v
+            after_multiplier = False
+        elif word == "hundred" and group >= 0:
+            group, after_multiplier = group * 100, True
+        elif word == "thousand" and group >= 0:
+            total, group, after_multiplier = (total + group) * 1000, 0, True
+        elif group >= 0:
+            numbers.append(total + group)
+            total, group, after_multiplier = 0, -1, False
+    return "".join(str(n) for n in numbers)
+
+
+# ---------------------------------------------------------------------------------------------- plots
+
+
+def _plt() -> Any:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def bar_chart(
+    path: Path, groups: list[str], series: dict[str, list[float]], ylabel: str, title: str,
+    target: tuple[float, str] | None = None,
+) -> None:  # fmt: skip
+    """Grouped bars: one group per entry of `groups`, one bar per series."""
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(9, 4))
+    width = 0.8 / max(1, len(series))
+    for k, (label, values) in enumerate(series.items()):
+        ax.bar(np.arange(len(groups)) + (k - len(series) / 2 + 0.5) * width, values, width, label=label)
+    if target is not None:
+        ax.axhline(target[0], color="red", ls="--", lw=1, label=target[1])
+    ax.set(xticks=range(len(groups)), xticklabels=groups, ylabel=ylabel, title=title)
+    ax.grid(axis="y", alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def cdf_plot(path: Path, series: dict[str, Sequence[float]], xlabel: str, title: str,
+             target: tuple[float, str] | None = None, logx: bool = False) -> None:  # fmt: skip
+    """Empirical CDF of each series."""
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(7, 4))
+    for label, values in series.items():
+        d = np.sort(np.asarray(values, dtype=float))
+        ax.step(d, np.arange(1, d.size + 1) / d.size, where="post", label=label)
+    if target is not None:
+        ax.axvline(target[0], color="red", ls="--", lw=1, label=target[1])
+    if logx:
+        ax.set_xscale("log")
+    ax.set(xlabel=xlabel, ylabel="fraction ≤ x", title=title)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)

@@ -1,0 +1,96 @@
+"""The `voicebot` command as a user runs it: real processes, real files, clear errors on bad input."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from pydub import AudioSegment
+
+from voicebot.config import load_config
+
+
+def voicebot(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "voicebot.cli", *args],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+
+
+@pytest.fixture(scope="module")
+def mp3(speech_files: dict[str, Path], tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("mp3") / "agent.mp3"
+    AudioSegment.from_wav(speech_files["agent"]).export(path, format="mp3")
+    return path
+
+
+def test_call_json_on_wav_and_mp3(speech_files: dict[str, Path], mp3: Path, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    proc = voicebot("call", str(speech_files["track"]), str(mp3), "--json", "--fast", "--out-dir", str(out))
+    assert proc.returncode == 0, proc.stderr
+    data = json.loads(proc.stdout)
+    turns = data["turns"]
+    assert [Path(t["file"]).name for t in turns] == ["track.wav", "agent.mp3"]
+    assert "457219" in turns[0]["transcript"].replace("-", "").replace(" ", "")
+    assert "agent" in turns[1]["transcript"].lower()
+    for turn in turns:
+        for key in ("intent", "confidence", "entities", "sentiment"):
+            assert key in turn and turn[key] is None
+        assert turn["reply"] and isinstance(turn["actions"], list)
+        assert turn["timings_ms"]["asr"] >= 0 and turn["timings_ms"]["tts_first_audio"] > 0
+    assert sorted(p.name for p in out.iterdir()) == ["call.wav", "turn01_reply.wav", "turn02_reply.wav"]
+
+
+def test_call_plain_output(speech_files: dict[str, Path]) -> None:
+    proc = voicebot("call", str(speech_files["bye"]), "--fast", "--rate", "8000")
+    assert proc.returncode == 0, proc.stderr
+    caller, bot, ended = proc.stdout.strip().splitlines()
+    assert caller.startswith("caller: ") and "goodbye" in caller.lower()
+    assert bot == "bot:    Goodbye." and ended == "(call ended: caller said goodbye)"
+
+
+def test_transcribe_lines_and_json(speech_files: dict[str, Path], mp3: Path) -> None:
+    proc = voicebot("transcribe", str(speech_files["bye"]), str(mp3), "--model", "tiny.en")
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.strip().splitlines()
+    assert len(lines) == 2 and "goodbye" in lines[0].lower() and "agent" in lines[1].lower()
+    proc = voicebot("transcribe", "--json", str(speech_files["bye"]))
+    record = json.loads(proc.stdout)
+    assert record["utterances"][0]["rejected"] is None and record["duration_s"] > 1
+
+
+@pytest.mark.parametrize("content", [b"", b"this is not audio at all\n" * 10])
+def test_bad_files_give_a_clear_error(tmp_path: Path, content: bytes) -> None:
+    bad = tmp_path / "bad.wav"
+    bad.write_bytes(content)
+    for command in ("transcribe", "call"):
+        proc = voicebot(command, str(bad), "--fast") if command == "call" else voicebot(command, str(bad))
+        assert proc.returncode != 0
+        assert "Traceback" not in proc.stderr
+        assert str(bad) in proc.stderr and "error:" in proc.stderr
+
+
+def test_missing_file_and_bad_config(tmp_path: Path) -> None:
+    proc = voicebot("call", str(tmp_path / "nope.wav"))
+    assert proc.returncode == 2 and "no such file" in proc.stderr and "Traceback" not in proc.stderr
+    cfg = tmp_path / "bad.yaml"
+    cfg.write_text("asr:\n  modle: base\n")
+    proc = voicebot("--config", str(cfg), "transcribe", str(tmp_path / "x.wav"))
+    assert proc.returncode == 2 and "modle" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_config_layers(tmp_path: Path) -> None:
+    path = tmp_path / "c.yaml"
+    path.write_text("asr:\n  model: tiny.en\n  hotwords: [Zyntra]\nvad:\n  end_silence_ms: 700\n")
+    cfg = load_config(
+        path, environ={"VOICEBOT__VAD__END_SILENCE_MS": "400", "VOICEBOT__TTS__BACKEND": "flite"}
+    )
+    assert cfg.asr.model == "tiny.en" and cfg.asr.hotwords == ["Zyntra"]
+    assert cfg.vad.end_silence_ms == 400 and cfg.tts.backend == "flite"
+    assert load_config(environ={}).asr.model == "base"

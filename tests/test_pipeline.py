@@ -1,0 +1,192 @@
+"""The streaming pipeline end to end with real models: turns, barge-in, DTMF, hang-up, errors."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tests.conftest import RATE, silence
+from voicebot.audio import resample, split_frames
+from voicebot.brain import BrainInput, EchoBrain
+from voicebot.filecall import FileCall
+from voicebot.frames import (
+    PCM,
+    BotAudio,
+    BotReply,
+    BotStopped,
+    CallEnded,
+    FinalTranscript,
+    Frame,
+    StageError,
+    TurnDone,
+)
+from voicebot.pipeline import CallPipeline, Services
+
+TURN_KEYS = {
+    "file",
+    "transcript",
+    "intent",
+    "confidence",
+    "entities",
+    "sentiment",
+    "reply",
+    "actions",
+    "timings_ms",
+}
+
+
+@dataclass
+class Sink:
+    frames: list[BotAudio] = field(default_factory=list)
+    clears: int = 0
+
+    async def send_audio(self, frame: BotAudio) -> None:
+        self.frames.append(frame)
+
+    async def clear(self) -> None:
+        self.clears += 1
+
+
+async def wait_for(pipe: CallPipeline, kind: type, timeout: float = 20.0) -> list[Frame]:
+    seen: list[Frame] = []
+    async with asyncio.timeout(timeout):
+        while True:
+            frame = await pipe.events.get()
+            seen.append(frame)
+            if isinstance(frame, kind):
+                return seen
+
+
+async def feed(pipe: CallPipeline, pcm: PCM, rate: int = RATE, paced: bool = False) -> None:
+    for chunk in split_frames(pcm, rate, 20):
+        await pipe.send_audio(chunk)
+        await asyncio.sleep(0.02 if paced else 0)
+
+
+async def test_file_call_turns_and_json_shape(services: Services, speech_files: dict[str, Path]) -> None:
+    call = FileCall(services, EchoBrain(), fast=True)
+    result = await call.run([speech_files["agent"], speech_files["bye"]])
+    assert result.greeting and "automated assistant" in result.greeting
+    assert len(result.turns) == 2 and not result.errors
+    first, second = result.turns
+    assert set(first) >= TURN_KEYS
+    assert first["intent"] is None and first["entities"] is None
+    assert "human agent" in first["transcript"].lower()
+    assert first["reply"].startswith("You said:")
+    assert {"asr", "dialogue", "tts_first_audio", "endpoint"} <= set(first["timings_ms"])
+    assert second["actions"] == [{"kind": "hangup", "target": None, "reason": "caller said goodbye"}]
+    assert result.ended == "caller said goodbye"
+
+
+async def test_file_call_with_only_silence_gives_an_empty_turn(services: Services, tmp_path: Path) -> None:
+    from voicebot.audio import write_wav
+
+    path = tmp_path / "quiet.wav"
+    write_wav(path, silence(1.0), RATE)
+    result = await FileCall(services, EchoBrain(), fast=True).run([path])
+    assert result.turns[0]["transcript"] == "" and result.turns[0]["reply"] is None
+
+
+async def test_out_dir_writes_reply_and_stereo_call(
+    services: Services, speech_files: dict[str, Path], tmp_path: Path
+) -> None:
+    import wave
+
+    call = FileCall(services, EchoBrain(), fast=True, rate=8000)
+    result = await call.run([speech_files["agent"]])
+    call.write_outputs(tmp_path, result)
+    assert (tmp_path / "turn01_reply.wav").is_file()
+    with wave.open(str(tmp_path / "call.wav")) as w:
+        assert (w.getnchannels(), w.getframerate()) == (2, 8000)
+        data = np.frombuffer(w.readframes(w.getnframes()), np.int16).reshape(-1, 2)
+    assert np.abs(data[:, 0]).max() > 1000 and np.abs(data[:, 1]).max() > 1000  # caller left, bot right
+
+
+async def test_barge_in_stops_the_bot_and_records_what_was_heard(
+    services: Services, speech: dict[str, PCM]
+) -> None:
+    brain = EchoBrain()
+    sink = Sink()
+    pipe = CallPipeline(services, brain, sink, channel_rate=RATE, paced=True)
+    await pipe.start()  # the greeting takes ~5 s to play in real time
+    await wait_for(pipe, BotReply)
+    await feed(pipe, silence(0.5), paced=True)
+    await feed(pipe, np.concatenate([speech["agent"], silence(1.0)]), paced=True)
+    frames = await wait_for(pipe, TurnDone)  # the interrupted greeting's turn record
+    greeting = next(f for f in frames if isinstance(f, TurnDone)).record
+    greeting_frames = [f for f in sink.frames if f.reply_id == 1]
+    assert sink.clears == 1 and greeting["interrupted"] is True
+    assert not any(f.last for f in greeting_frames)  # it never reached its end
+    assert 500 <= greeting["played_ms"] < 4000
+    assert greeting["played_ms"] == pytest.approx(len(greeting_frames) * 20)
+    frames = await wait_for(pipe, TurnDone)  # the caller's turn is still answered
+    done = [f for f in frames if isinstance(f, TurnDone)][-1]
+    assert "human agent" in done.record["transcript"].lower()
+    assert brain.heard[0] == (1, True, greeting["played_ms"])  # the brain knows what the caller heard
+    await pipe.close()
+
+
+async def test_dtmf_and_hang_up_mid_sentence(services: Services, speech: dict[str, PCM]) -> None:
+    sink = Sink()
+    pipe = CallPipeline(services, EchoBrain(), sink, channel_rate=8000, paced=False)
+    await pipe.start()
+    await wait_for(pipe, TurnDone)  # greeting
+    await pipe.send_dtmf("5")
+    frames = await wait_for(pipe, TurnDone)
+    assert any(isinstance(f, BotReply) and f.text == "You pressed 5." for f in frames)
+    assert all(f.pcm.size == 160 for f in sink.frames)  # 20 ms at 8 kHz
+    phone = resample(speech["track"], RATE, 8000)
+    await feed(pipe, phone[: 8000 * 2], rate=8000)  # hang up two seconds into the sentence
+    await pipe.hangup("caller hung up")
+    frames = await wait_for(pipe, CallEnded)
+    finals = [f for f in frames if isinstance(f, FinalTranscript)]
+    assert finals and "track" in finals[0].text.lower()  # the words before the hang-up are kept
+    assert isinstance(frames[-1], CallEnded) and frames[-1].reason == "caller hung up"
+    await pipe.close()
+
+
+class ExplodingBrain(EchoBrain):
+    async def handle(self, event: BrainInput) -> BotReply | None:
+        if isinstance(event, FinalTranscript) and "agent" in event.text.lower():
+            raise RuntimeError("back end down")
+        return await super().handle(event)
+
+
+class LegalBrain(EchoBrain):
+    def greeting(self) -> BotReply | None:
+        return BotReply(text="This call may be recorded. " * 3, interruptible=False)
+
+
+async def test_brain_failure_is_reported_and_the_call_goes_on(
+    services: Services, speech: dict[str, PCM]
+) -> None:
+    pipe = CallPipeline(services, ExplodingBrain(), Sink(), paced=False)
+    await pipe.start()
+    await wait_for(pipe, TurnDone)
+    await feed(pipe, np.concatenate([speech["agent"], silence(1.0)]))
+    frames = await wait_for(pipe, StageError)
+    assert "back end down" in frames[-1].message  # type: ignore[attr-defined]
+    await feed(pipe, np.concatenate([speech["bye"], silence(1.0)]))
+    frames = await wait_for(pipe, CallEnded)
+    await pipe.close()
+
+
+async def test_protected_prompt_is_not_interrupted(services: Services, speech: dict[str, PCM]) -> None:
+    brain = LegalBrain()
+    pipe = CallPipeline(services, brain, Sink(), paced=True)
+    await pipe.start()
+    await wait_for(pipe, BotReply)
+    await feed(pipe, speech["agent"], paced=True)
+    frames = await wait_for(pipe, TurnDone, timeout=30)
+    assert next(f for f in frames if isinstance(f, TurnDone)).record["interrupted"] is False
+    await pipe.close()
+
+
+def test_bot_stopped_is_a_brain_input() -> None:
+    from voicebot.brain import is_brain_input
+
+    assert is_brain_input(BotStopped(reply_id=1, interrupted=True, played_ms=40.0))

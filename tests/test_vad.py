@@ -1,0 +1,88 @@
+"""Silero VAD endpointing on real synthetic speech."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from tests.conftest import RATE, silence
+from voicebot.audio import resample
+from voicebot.config import VADConfig
+from voicebot.frames import PCM, Frame, SpeechAudio, SpeechEnded, SpeechStarted
+from voicebot.pipeline import Services
+from voicebot.vad import Endpointer
+
+
+def run(services: Services, pcm: PCM, config: VADConfig | None = None, chunk: int = 320) -> list[Frame]:
+    ep = Endpointer(services.vad, config or VADConfig())
+    frames: list[Frame] = []
+    for start in range(0, pcm.size, chunk):  # 20 ms transport frames
+        frames += ep.process(pcm[start : start + chunk])
+    return frames + ep.flush()
+
+
+def events(frames: list[Frame]) -> list[type]:
+    return [type(f) for f in frames if not isinstance(f, SpeechAudio)]
+
+
+def test_one_utterance_start_and_end_times(services: Services, speech: dict[str, PCM]) -> None:
+    pcm = np.concatenate([speech["agent"], silence(1.0)])
+    frames = run(services, pcm)
+    assert events(frames) == [SpeechStarted, SpeechEnded]
+    started = next(f for f in frames if isinstance(f, SpeechStarted))
+    ended = next(f for f in frames if isinstance(f, SpeechEnded))
+    speech_len = (speech["agent"].size / RATE) - 0.6  # 0.3 s padding each side
+    assert 0.2 <= started.t <= 0.55
+    assert abs(ended.speech_end_t - (0.3 + speech_len)) < 0.3
+    assert ended.t - ended.speech_end_t >= VADConfig().end_silence_ms / 1000 - 0.05
+    assert not ended.forced
+    assert ended.speech_ms > 800
+    # pre-roll: the utterance audio starts before the detected onset
+    assert ended.audio.size / RATE > ended.speech_end_t - started.t
+
+
+def test_two_utterances_split_by_silence(services: Services, speech: dict[str, PCM]) -> None:
+    pcm = np.concatenate([speech["agent"], silence(1.0), speech["bye"], silence(1.0)])
+    assert events(run(services, pcm)) == [SpeechStarted, SpeechEnded, SpeechStarted, SpeechEnded]
+
+
+def test_short_pause_does_not_end_the_utterance(services: Services, speech: dict[str, PCM]) -> None:
+    pcm = np.concatenate([speech["agent"][:-4800], silence(0.1), speech["bye"][4800:], silence(1.0)])
+    assert events(run(services, pcm)) == [SpeechStarted, SpeechEnded]
+
+
+@pytest.mark.parametrize("kind", ["silence", "noise", "tone"])
+def test_non_speech_yields_no_events(services: Services, kind: str) -> None:
+    rng = np.random.default_rng(1)
+    t = np.arange(3 * RATE) / RATE
+    pcm = {
+        "silence": silence(3.0),
+        "noise": rng.normal(0, 300, 3 * RATE).astype(np.int16),
+        "tone": (6000 * np.sin(2 * np.pi * 440 * t)).astype(np.int16),
+    }[kind]
+    assert events(run(services, pcm)) == []
+
+
+def test_max_utterance_forces_an_end(services: Services, speech: dict[str, PCM]) -> None:
+    frames = run(services, speech["track"], VADConfig(max_utterance_ms=1000))
+    ended = [f for f in frames if isinstance(f, SpeechEnded)]
+    assert ended and ended[0].forced
+    assert ended[0].audio.size <= 1.4 * RATE
+
+
+def test_hang_up_mid_sentence_keeps_the_words(services: Services, speech: dict[str, PCM]) -> None:
+    frames = run(services, speech["track"][: RATE * 2])  # cut while speaking; flush() closes it
+    ended = [f for f in frames if isinstance(f, SpeechEnded)]
+    assert len(ended) == 1 and ended[0].forced and ended[0].audio.size > RATE
+
+
+def test_eight_khz_speech_after_upsampling(services: Services, speech: dict[str, PCM]) -> None:
+    phone = resample(resample(speech["agent"], RATE, 8000), 8000, RATE)
+    assert events(run(services, np.concatenate([phone, silence(1.0)]))) == [SpeechStarted, SpeechEnded]
+
+
+def test_odd_chunk_sizes_give_the_same_events(services: Services, speech: dict[str, PCM]) -> None:
+    pcm = np.concatenate([speech["agent"], silence(1.0)])
+    a = [f.t for f in run(services, pcm, chunk=320) if isinstance(f, SpeechStarted | SpeechEnded)]
+    b = [f.t for f in run(services, pcm, chunk=777) if isinstance(f, SpeechStarted | SpeechEnded)]
+    assert a == b
