@@ -8,7 +8,7 @@ import datetime as dt
 import os
 import platform
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -27,26 +27,20 @@ each section. Every section is rewritten by its script; rerun the command shown 
 # ---------------------------------------------------------------------------------------------- machine
 
 
+def _proc(path: str, key: str) -> str:
+    try:
+        lines = Path(path).read_text().splitlines()
+        return next(line.split(":", 1)[1].strip() for line in lines if line.startswith(key))
+    except (OSError, StopIteration):
+        return "unknown"
+
+
 def machine_info() -> dict[str, Any]:
-    cpu = platform.processor() or "unknown"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    ram_gib = float("nan")
-    try:
-        for line in Path("/proc/meminfo").read_text().splitlines():
-            if line.startswith("MemTotal:"):
-                ram_gib = int(line.split()[1]) / 1024**2
-    except OSError:
-        pass
+    ram = _proc("/proc/meminfo", "MemTotal").split()[0]
     return {
-        "cpu": cpu,
+        "cpu": _proc("/proc/cpuinfo", "model name"),
         "cores": os.cpu_count() or 1,
-        "ram_gib": round(ram_gib, 1),
+        "ram_gib": round(int(ram) / 1024**2, 1) if ram.isdigit() else ram,
         "python": platform.python_version(),
         "date": dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),
     }
@@ -61,12 +55,7 @@ def machine_line(info: dict[str, Any]) -> str:
 
 def proc_memory_mb() -> dict[str, float]:
     """Current (VmRSS) and peak (VmHWM) resident memory of this process, in MB (10^6 bytes)."""
-    out: dict[str, float] = {}
-    for line in Path("/proc/self/status").read_text().splitlines():
-        key = line.split(":", 1)[0]
-        if key in ("VmRSS", "VmHWM"):
-            out[key] = int(line.split()[1]) * 1024 / 1e6
-    return out
+    return {k: int(_proc("/proc/self/status", k).split()[0]) * 1024 / 1e6 for k in ("VmRSS", "VmHWM")}
 
 
 # ---------------------------------------------------------------------------------------------- numbers
@@ -129,6 +118,60 @@ def telephone(pcm: PCM, rate: int) -> PCM:
     return ulaw_decode(ulaw_encode(band))
 
 
+# ---------------------------------------------------------------------------------------------- test set
+
+# The ASR test set: (text spoken = reference, whether it holds a digit string or amount).
+CORPUS: list[tuple[str, bool]] = [
+    ("Hi, I'm calling about an order I placed last week.", False),
+    ("My order number is four five seven two one nine.", True),
+    ("It still hasn't arrived and the tracking page hasn't changed in five days.", False),
+    ("Can you tell me when my package will be delivered?", False),
+    ("The tracking number is eight three one six zero four two seven.", True),
+    ("I'd like to return a pair of shoes that don't fit.", False),
+    ("I was charged forty nine dollars ninety nine twice for the same order.", True),
+    ("How long does a refund usually take to show up on my card?", False),
+    ("I want to cancel my subscription before the next billing date.", False),
+    ("The last four digits of my card are seven seven zero three.", True),
+    ("Can I change the delivery address to my office instead?", False),
+    ("The package was left outside and now it's missing.", False),
+    ("My account is locked and I can't reset my password.", False),
+    ("I never received the verification code by text message.", False),
+    ("My phone number is five five five two six eight one nine four zero.", True),
+    ("The item arrived damaged, the box was completely crushed.", False),
+    ("I'd like a refund of one hundred twenty dollars to my original payment method.", True),
+    ("Do you offer express shipping to Canada?", False),
+    ("Please update the email address on my account.", False),
+    ("I ordered the blue one but you sent me the red one.", False),
+    ("Order six zero three eight eight one was supposed to come yesterday.", True),
+    ("Why was my payment declined when there is money in my account?", False),
+    ("Can I pay with a gift card and a credit card together?", False),
+    ("My gift card number is nine two four four one six seven five.", True),
+    ("I'd like to speak to a manager, please.", False),
+    ("The discount code didn't work at checkout.", False),
+    ("My total should have been thirty four dollars fifty, not forty three.", True),
+    ("Can you send me a copy of the invoice?", False),
+    ("I need to update my billing address after moving.", False),
+    ("The refund for order two two nine one zero seven still hasn't come through.", True),
+    ("How do I track a return I sent back last Monday?", False),
+    ("Is it possible to exchange this for a larger size?", False),
+    ("I was billed nineteen dollars ninety nine for a free trial.", True),
+    ("My zip code is nine four one zero three.", True),
+    ("Your website keeps logging me out when I try to pay.", False),
+    ("Can you split the order into two separate deliveries?", False),
+    ("The courier said nobody was home, but I was there all day.", False),
+    ("I want to close my account and delete my data.", False),
+    ("The confirmation number is three one four one five nine.", True),
+    ("How much is the restocking fee for returns?", False),
+    ("My membership renewed automatically and I didn't want it to.", False),
+    ("The charge of two hundred fifteen dollars thirty on my statement is not mine.", True),
+    ("Could you reschedule the delivery for Friday morning?", False),
+    ("I'd like to add a second shipping address to my profile.", False),
+    ("Please read me the balance on my store credit.", False),
+    ("My customer ID is one zero zero four eight two.", True),
+    ("I paid by bank transfer three days ago and the order is still pending.", False),
+    ("Yes, that's correct, thank you very much.", False),
+]
+
 # ---------------------------------------------------------------------------------------------- signals
 
 RATE = 16_000
@@ -136,7 +179,11 @@ RATE = 16_000
 
 def tone(freqs: list[float], seconds: float, level: float = 0.2) -> np.ndarray:
     t = np.arange(int(seconds * RATE)) / RATE
-    return level * sum(np.sin(2 * np.pi * f * t) for f in freqs) / len(freqs)
+    return np.asarray(level * np.mean([np.sin(2 * np.pi * f * t) for f in freqs], axis=0))
+
+
+def at_dbfs(x: np.ndarray, db: float) -> np.ndarray:
+    return np.asarray(x / np.sqrt(np.mean(x**2)) * 10 ** (db / 20))
 
 
 def gate(x: np.ndarray, on_s: float, off_s: float) -> np.ndarray:
@@ -156,13 +203,12 @@ def nonspeech_clips() -> dict[str, PCM]:
                            for k in "4572190#"] * 2)  # fmt: skip
     env = np.minimum(1, np.arange(RATE) / 800) * np.exp(-np.arange(RATE) / RATE * 1.5)
     chords = [[261.6, 329.6, 392.0], [349.2, 440.0, 523.3], [392.0, 493.9, 587.3], [261.6, 329.6, 392.0]]
-    music = np.concatenate([env * tone([*c, c[0] / 2], 1.0, 0.3) for c in chords * 1])
-    rms = lambda x, db: x / np.sqrt(np.mean(x**2)) * 10 ** (db / 20)  # noqa: E731
+    music = np.concatenate([env * tone([*c, c[0] / 2], 1.0, 0.3) for c in chords])
     clips = {
         "digital silence": np.zeros(3 * RATE),
-        "white noise -50 dBFS": rms(white[: 3 * RATE], -50),
-        "pink noise -35 dBFS": rms(pink, -35),
-        "brown noise -30 dBFS": rms(brown, -30),
+        "white noise -50 dBFS": at_dbfs(white[: 3 * RATE], -50),
+        "pink noise -35 dBFS": at_dbfs(pink, -35),
+        "brown noise -30 dBFS": at_dbfs(brown, -30),
         "440 Hz tone": tone([440], 3.0),
         "DTMF 4572190#": keys,
         "hold music (4 chords)": music,
@@ -308,7 +354,7 @@ def bar_chart(
     plt.close(fig)
 
 
-def cdf_plot(path: Path, series: dict[str, Sequence[float]], xlabel: str, title: str,
+def cdf_plot(path: Path, series: Mapping[str, Sequence[float]], xlabel: str, title: str,
              target: tuple[float, str] | None = None, logx: bool = False) -> None:  # fmt: skip
     """Empirical CDF of each series."""
     plt = _plt()

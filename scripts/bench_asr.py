@@ -36,66 +36,17 @@ from voicebot.transcribe import transcribe_file
 from voicebot.tts import make_backend
 from voicebot.vad import SileroVAD
 
-# (text spoken = reference, is a digit-string/amount utterance)
-CORPUS: list[tuple[str, bool]] = [
-    ("Hi, I'm calling about an order I placed last week.", False),
-    ("My order number is four five seven two one nine.", True),
-    ("It still hasn't arrived and the tracking page hasn't changed in five days.", False),
-    ("Can you tell me when my package will be delivered?", False),
-    ("The tracking number is eight three one six zero four two seven.", True),
-    ("I'd like to return a pair of shoes that don't fit.", False),
-    ("I was charged forty nine dollars ninety nine twice for the same order.", True),
-    ("How long does a refund usually take to show up on my card?", False),
-    ("I want to cancel my subscription before the next billing date.", False),
-    ("The last four digits of my card are seven seven zero three.", True),
-    ("Can I change the delivery address to my office instead?", False),
-    ("The package was left outside and now it's missing.", False),
-    ("My account is locked and I can't reset my password.", False),
-    ("I never received the verification code by text message.", False),
-    ("My phone number is five five five two six eight one nine four zero.", True),
-    ("The item arrived damaged, the box was completely crushed.", False),
-    ("I'd like a refund of one hundred twenty dollars to my original payment method.", True),
-    ("Do you offer express shipping to Canada?", False),
-    ("Please update the email address on my account.", False),
-    ("I ordered the blue one but you sent me the red one.", False),
-    ("Order six zero three eight eight one was supposed to come yesterday.", True),
-    ("Why was my payment declined when there is money in my account?", False),
-    ("Can I pay with a gift card and a credit card together?", False),
-    ("My gift card number is nine two four four one six seven five.", True),
-    ("I'd like to speak to a manager, please.", False),
-    ("The discount code didn't work at checkout.", False),
-    ("My total should have been thirty four dollars fifty, not forty three.", True),
-    ("Can you send me a copy of the invoice?", False),
-    ("I need to update my billing address after moving.", False),
-    ("The refund for order two two nine one zero seven still hasn't come through.", True),
-    ("How do I track a return I sent back last Monday?", False),
-    ("Is it possible to exchange this for a larger size?", False),
-    ("I was billed nineteen dollars ninety nine for a free trial.", True),
-    ("My zip code is nine four one zero three.", True),
-    ("Your website keeps logging me out when I try to pay.", False),
-    ("Can you split the order into two separate deliveries?", False),
-    ("The courier said nobody was home, but I was there all day.", False),
-    ("I want to close my account and delete my data.", False),
-    ("The confirmation number is three one four one five nine.", True),
-    ("How much is the restocking fee for returns?", False),
-    ("My membership renewed automatically and I didn't want it to.", False),
-    ("The charge of two hundred fifteen dollars thirty on my statement is not mine.", True),
-    ("Could you reschedule the delivery for Friday morning?", False),
-    ("I'd like to add a second shipping address to my profile.", False),
-    ("Please read me the balance on my store credit.", False),
-    ("My customer ID is one zero zero four eight two.", True),
-    ("I paid by bank transfer three days ago and the order is still pending.", False),
-    ("Yes, that's correct, thank you very much.", False),
-]
+CORPUS = bc.CORPUS
+Key = tuple[str, int, str]  # (voice, utterance index, condition)
 VOICES = ("piper", "espeak-ng", "flite")
 CONDS = ("16k-clean", "8k-ulaw")
 RATE, fmt, pct, normalise, met = bc.RATE, bc.fmt, bc.pct, bc.normalise, bc.met
 TARGETS = {"wer": 18.0, "digits": 95.0, "final_ms": 300.0, "rss_mb": 900.0}
 
 
-def build_audio(items: list[int], voices: list[str], data_dir: Path, progress: bool) -> dict[tuple, Path]:
+def build_audio(items: list[int], voices: list[str], data_dir: Path, progress: bool) -> dict[Key, Path]:
     """(voice, utterance, condition) -> WAV path (16 kHz clean, or 8 kHz μ-law decoded); cached."""
-    paths: dict[tuple, Path] = {}
+    paths: dict[Key, Path] = {}
     for voice in voices:
         backend = None
         for i in tqdm(items, desc=f"tts {voice}", disable=not progress):
@@ -110,7 +61,7 @@ def build_audio(items: list[int], voices: list[str], data_dir: Path, progress: b
     return paths
 
 
-def decode_set(asr: ASRBackend, model: str, window: float, paths: dict[tuple, Path], conds: tuple[str, ...],
+def decode_set(asr: ASRBackend, model: str, window: float, paths: dict[Key, Path], conds: tuple[str, ...],
                progress: bool) -> list[dict[str, Any]]:  # fmt: skip
     rows = []
     asr.transcribe(to_float(read_audio(next(iter(paths.values())), RATE)))  # warm-up, not timed

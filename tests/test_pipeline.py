@@ -144,7 +144,7 @@ async def test_dtmf_and_hang_up_mid_sentence(services: Services, speech: dict[st
     await pipe.hangup("caller hung up")
     frames = await wait_for(pipe, CallEnded)
     finals = [f for f in frames if isinstance(f, FinalTranscript)]
-    assert finals and "track" in finals[0].text.lower()  # the words before the hang-up are kept
+    assert finals and "my order" in finals[0].text.lower()  # the words before the hang-up are kept
     assert isinstance(frames[-1], CallEnded) and frames[-1].reason == "caller hung up"
     await pipe.close()
 

@@ -117,6 +117,17 @@ def cmd_call(args: argparse.Namespace) -> int:
     return 1 if result.errors else 0
 
 
+def cmd_serve(args: argparse.Namespace) -> int:
+    from telephony.server import serve
+
+    config = _config(args)
+    for key in ("host", "port"):
+        if getattr(args, key) is not None:
+            setattr(config.server, key, getattr(args, key))
+    serve(config)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="voicebot", description="Offline voice customer-service bot")
     parser.add_argument("--config", type=Path, help="YAML config file (see README: Configuration)")
@@ -143,6 +154,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--tts", choices=("piper", "espeak-ng", "flite"), help="TTS backend")
     p.add_argument("--progress", action="store_true", help="progress bar on stderr")
     p.set_defaults(func=cmd_call)
+
+    p = sub.add_parser("serve", help="start the gateway (browser page, /ws voice WebSocket, /health)")
+    p.add_argument("--host", help="listen address (default 127.0.0.1)")
+    p.add_argument("--port", type=int, help="listen port (default 8080)")
+    p.add_argument("--model", help="Whisper model: base (default), tiny.en or a CTranslate2 directory")
+    p.set_defaults(func=cmd_serve)
     return parser
 
 

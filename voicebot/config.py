@@ -78,11 +78,19 @@ class PipelineConfig(_Section):
     greeting: bool = True
 
 
+class ServerConfig(_Section):
+    host: str = "127.0.0.1"
+    port: int = Field(8080, ge=0, le=65535)
+    max_calls: int = Field(16, ge=1, description="further calls are refused with a clear reason")
+    token: str | None = Field(None, description="if set, /ws needs ?token=… (set it on any public address)")
+
+
 class VoicebotConfig(_Section):
     vad: VADConfig = Field(default_factory=VADConfig)
     asr: ASRConfig = Field(default_factory=ASRConfig)
     tts: TTSConfig = Field(default_factory=TTSConfig)
     pipeline: PipelineConfig = Field(default_factory=PipelineConfig)
+    server: ServerConfig = Field(default_factory=ServerConfig)
     cache_dir: Path = Field(
         default_factory=lambda: Path(os.environ.get("VOICEBOT_CACHE", Path.home() / ".cache" / "voicebot"))
     )
