@@ -43,13 +43,15 @@ def machine_info() -> dict[str, Any]:
         "ram_gib": round(int(ram) / 1024**2, 1) if ram.isdigit() else ram,
         "python": platform.python_version(),
         "date": dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),
+        "load_1min": round(os.getloadavg()[0], 2),
     }
 
 
 def machine_line(info: dict[str, Any]) -> str:
     return (
         f"Machine: {info['cpu']}, {info['cores']} cores, {info['ram_gib']} GiB RAM, "
-        f"Python {info['python']}; run {info['date']}."
+        f"Python {info['python']}; run {info['date']}; 1-min load average {info['load_1min']} at start, "
+        f"{os.getloadavg()[0]:.2f} at end."
     )
 
 
@@ -108,14 +110,20 @@ def write_section(doc: Path, name: str, body: str) -> None:
 # ---------------------------------------------------------------------------------------------- channel
 
 
-def telephone(pcm: PCM, rate: int) -> PCM:
-    """A G.711 phone line: to 8 kHz, band-limit 300–3400 Hz (FFT mask), μ-law encode and decode."""
+def telephone(pcm: PCM, rate: int, hard: bool = False) -> PCM:
+    """A G.711 phone line: to 8 kHz, band-limit 300–3400 Hz, μ-law encode and decode.
+
+    The band filter is an FFT mask shaped like a PCM codec's channel filter (-3 dB at 300 and 3400 Hz,
+    24 dB/octave below, 48 dB/octave above); `hard=True` is a brick wall (nothing below 300 Hz), a stress
+    case harsher than real lines that removes a low male voice's fundamental entirely."""
     x = to_float(resample(pcm, rate, 8000)).astype(np.float64)
     spec = np.fft.rfft(x)
-    freqs = np.fft.rfftfreq(x.size, 1 / 8000)
-    spec[(freqs < 300) | (freqs > 3400)] = 0
-    band = from_float(np.fft.irfft(spec, n=x.size))
-    return ulaw_decode(ulaw_encode(band))
+    f = np.maximum(np.fft.rfftfreq(x.size, 1 / 8000), 1e-3)
+    if hard:
+        spec[(f < 300) | (f > 3400)] = 0
+    else:
+        spec *= 1 / np.sqrt((1 + (300 / f) ** 8) * (1 + (f / 3400) ** 16))
+    return ulaw_decode(ulaw_encode(from_float(np.fft.irfft(spec, n=x.size))))
 
 
 # ---------------------------------------------------------------------------------------------- test set
@@ -277,7 +285,14 @@ _AMOUNT = re.compile(r"\$\s?(\d[\d,]*)(?:\.(\d{1,2}))?\b|\b(\d[\d,]*)(?:\.(\d{1,
 
 
 def normalise(text: str) -> str:
-    """Lower-case words for WER: amounts and numbers as spoken words, no punctuation (see docs)."""
+    """Reference and hypothesis both go through this normaliser before WER. It lower-cases; writes dollar
+    amounts (`$49.99`, `49.99 dollars`, `$1,250.00`) as words the way a caller says them (`forty nine dollars
+    ninety nine`; zero cents dropped); writes ordinals (`5th`) and `%` as words; writes numbers of 3 or more
+    digits, or with a leading zero, digit by digit (`457219`, `457-219` → `four five seven two one nine`) and
+    shorter ones as cardinals (`14` → `fourteen`); removes apostrophes and turns other punctuation into
+    spaces; maps `ok`→`okay`, `cancelled`→`canceled`, `e mail`→`email`; drops `and` right after `dollars`
+    and every `cents`. The digit-string check takes every number of the normalised text in order and joins
+    them (`forty nine dollars ninety nine` → `4999`, `four five seven` → `457`), and compares exactly."""
     t = text.lower().replace("’", "'")
     t = _AMOUNT.sub(_amount, t)
     t = re.sub(r"\b(\d{1,2})(st|nd|rd|th)\b", lambda m: " " + ordinal(int(m.group(1))) + " ", t)
@@ -324,22 +339,28 @@ def digit_sequence(text: str) -> str:
 # ---------------------------------------------------------------------------------------------- plots
 
 
-def _plt() -> Any:
+def _figure(width: float) -> tuple[Any, Any, Any]:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    return plt
+    fig, ax = plt.subplots(figsize=(width, 4.5))
+    return plt, fig, ax
 
 
-def bar_chart(
-    path: Path, groups: list[str], series: dict[str, list[float]], ylabel: str, title: str,
-    target: tuple[float, str] | None = None,
-) -> None:  # fmt: skip
+def _save(plt: Any, fig: Any, ax: Any, path: Path) -> None:
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.0, 1.0))
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def bar_chart(path: Path, groups: list[str], series: dict[str, list[float]], ylabel: str, title: str,
+              target: tuple[float, str] | None = None) -> None:  # fmt: skip
     """Grouped bars: one group per entry of `groups`, one bar per series."""
-    plt = _plt()
-    fig, ax = plt.subplots(figsize=(9, 4))
+    plt, fig, ax = _figure(11)
     width = 0.8 / max(1, len(series))
     for k, (label, values) in enumerate(series.items()):
         ax.bar(np.arange(len(groups)) + (k - len(series) / 2 + 0.5) * width, values, width, label=label)
@@ -347,29 +368,18 @@ def bar_chart(
         ax.axhline(target[0], color="red", ls="--", lw=1, label=target[1])
     ax.set(xticks=range(len(groups)), xticklabels=groups, ylabel=ylabel, title=title)
     ax.grid(axis="y", alpha=0.3)
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    _save(plt, fig, ax, path)
 
 
 def cdf_plot(path: Path, series: Mapping[str, Sequence[float]], xlabel: str, title: str,
              target: tuple[float, str] | None = None, logx: bool = False) -> None:  # fmt: skip
     """Empirical CDF of each series."""
-    plt = _plt()
-    fig, ax = plt.subplots(figsize=(7, 4))
+    plt, fig, ax = _figure(10)
     for label, values in series.items():
         d = np.sort(np.asarray(values, dtype=float))
         ax.step(d, np.arange(1, d.size + 1) / d.size, where="post", label=label)
     if target is not None:
         ax.axvline(target[0], color="red", ls="--", lw=1, label=target[1])
-    if logx:
-        ax.set_xscale("log")
-    ax.set(xlabel=xlabel, ylabel="fraction ≤ x", title=title)
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    ax.set(xlabel=xlabel, ylabel="fraction ≤ x", title=title, xscale="log" if logx else "linear")
+    ax.grid(alpha=0.3, which="both")
+    _save(plt, fig, ax, path)
