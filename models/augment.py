@@ -14,7 +14,8 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from models.data import Example, bio_to_spans, tokenize
+from models.bio import bio_to_spans, tokenize
+from models.data import Example
 
 ONES = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten", "eleven",
         "twelve",

@@ -18,13 +18,16 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from voicebot.nlu.tokens import words as _words
+from models.bio import Span as Span
+from models.bio import bio_error as bio_error
+from models.bio import bio_to_spans as bio_to_spans
+from models.bio import spans_to_bio as spans_to_bio
+from models.bio import tokenize as tokenize
 
 OOS = "oos"
 NO_INTENT = "none"  # NLU++ turns that carry only slots ("today") have no intent label
 DEFAULT_DATA_DIR = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 FRUSTRATION = frozenset({"anger", "annoyance", "disapproval", "disappointment"})
-Span = tuple[str, int, int]  # (type, start, end), end exclusive; characters or tokens depending on use
 
 
 @dataclass
@@ -78,57 +81,6 @@ class DataError(ValueError):
 def data_root(data_dir: Path | str | None = None) -> Path:
     """Argument, else $VOICEBOT_DATA, else ../shared/data next to the repository."""
     return Path(data_dir if data_dir is not None else os.environ.get("VOICEBOT_DATA") or DEFAULT_DATA_DIR)
-
-
-# ------------------------------------------------------------------------------------------ tokens and BIO
-
-
-# Training words must be cut exactly like runtime words, so the tokeniser is the inference one.
-tokenize = _words
-
-
-def spans_to_bio(text: str, spans: Iterable[Span]) -> tuple[list[str], list[str]]:
-    """Character spans to tokens + BIO tags; a span covering part of a token takes the whole token."""
-    toks = tokenize(text)
-    tags = ["O"] * len(toks)
-    for kind, start, end in sorted(spans, key=lambda s: (s[1], s[2])):
-        if not 0 <= start < end <= len(text):
-            raise ValueError(f"span {kind} [{start}, {end}) outside text of length {len(text)}")
-        hit = [i for i, (_, s, e) in enumerate(toks) if s < end and e > start]
-        if not hit:
-            raise ValueError(f"span {kind} [{start}, {end}) covers only whitespace")
-        if any(tags[i] != "O" for i in hit):
-            raise ValueError(f"span {kind} [{start}, {end}) overlaps another entity")
-        for n, i in enumerate(hit):
-            tags[i] = ("B-" if n == 0 else "I-") + kind
-    return [t for t, _, _ in toks], tags
-
-
-def bio_error(tags: Sequence[str]) -> str | None:
-    """The first BIO violation, described, or None: an I- must continue a B-/I- of the same type."""
-    prev = "O"
-    for i, tag in enumerate(tags):
-        if tag != "O" and not (tag[:2] in ("B-", "I-") and len(tag) > 2):
-            return f"tag {i + 1} {tag!r} is not O, B-<type> or I-<type>"
-        if tag.startswith("I-") and prev[2:] != tag[2:]:
-            return f"tag {i + 1} {tag!r} follows {prev!r} (an I- needs a B-/I- of the same type before it)"
-        prev = tag
-    return None
-
-
-def bio_to_spans(tokens: Sequence[str], tags: Sequence[str], strict: bool = True) -> list[Span]:
-    """Token spans (type, start, end) from BIO; strict raises on bad BIO, lenient treats a stray I- as B-."""
-    if len(tokens) != len(tags):
-        raise ValueError(f"{len(tags)} tags for {len(tokens)} tokens")
-    if strict and (err := bio_error(tags)):
-        raise ValueError(err)
-    spans: list[Span] = []
-    for i, tag in enumerate(tags):
-        if tag.startswith("I-") and spans and spans[-1][0] == tag[2:] and spans[-1][2] == i:
-            spans[-1] = (tag[2:], spans[-1][1], i + 1)
-        elif tag != "O":
-            spans.append((tag[2:], i, i + 1))
-    return spans
 
 
 # ------------------------------------------------------------------------------------------ helpers

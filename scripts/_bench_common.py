@@ -8,6 +8,7 @@ import datetime as dt
 import os
 import platform
 import re
+import time
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -43,15 +44,25 @@ def machine_info() -> dict[str, Any]:
         "ram_gib": round(int(ram) / 1024**2, 1) if ram.isdigit() else ram,
         "python": platform.python_version(),
         "date": dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),
-        "load_1min": round(os.getloadavg()[0], 2),
+        "cpu_s": _cpu_seconds(),
     }
 
 
+def _cpu_seconds() -> tuple[float, float, float]:
+    """(wall, busy CPU-seconds of the whole machine, CPU-seconds of this process and its children)."""
+    ticks = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    busy = (sum(ticks) - ticks[3] - ticks[4]) / os.sysconf("SC_CLK_TCK")  # minus idle and iowait
+    t = os.times()
+    return time.time(), busy, t.user + t.system + t.children_user + t.children_system
+
+
 def machine_line(info: dict[str, Any]) -> str:
+    """Machine facts, plus how much CPU other processes took while the benchmark ran (it skews timings)."""
+    (w0, b0, o0), (w1, b1, o1) = info["cpu_s"], _cpu_seconds()
+    info["other_cpu_pct"] = round(100 * max(0.0, (b1 - b0) - (o1 - o0)) / ((w1 - w0) * info["cores"]), 1)
     return (
-        f"Machine: {info['cpu']}, {info['cores']} cores, {info['ram_gib']} GiB RAM, "
-        f"Python {info['python']}; run {info['date']}; 1-min load average {info['load_1min']} at start, "
-        f"{os.getloadavg()[0]:.2f} at end."
+        f"Machine: {info['cpu']}, {info['cores']} cores, {info['ram_gib']} GiB RAM, Python {info['python']}; "
+        f"run {info['date']}; other processes used {info['other_cpu_pct']} % of the machine's CPU meanwhile."
     )
 
 

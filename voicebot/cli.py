@@ -128,6 +128,31 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_eval_nlu(args: argparse.Namespace) -> int:
+    from models.eval_nlu import eval_nlu, summary_line
+    from models.train_joint import JointTrainConfig
+
+    config = JointTrainConfig(epochs=args.epochs, seed=args.seed)
+    if args.encoder:
+        config.encoder = args.encoder
+    out = args.out or Path("out") / f"eval-{args.dataset}"
+    report = eval_nlu(args.dataset, out, config, args.data_dir, args.limit, progress=not args.quiet)
+    print(summary_line(report))
+    print(f"report: {out / 'report.json'}  confusion matrix: {out / 'confusion.png'}")
+    return 0
+
+
+def cmd_nlu(args: argparse.Namespace) -> int:
+    from voicebot.nlu.parser import NLU
+
+    if not (args.model / "labels.json").is_file():
+        raise UserError(f"{args.model}: no trained NLU model here (make one with `voicebot train`)")
+    nlu = NLU(args.model)
+    for text in args.text:
+        print(json.dumps(nlu.parse(text).as_dict(), indent=None if args.compact else 2))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="voicebot", description="Offline voice customer-service bot")
     parser.add_argument("--config", type=Path, help="YAML config file (see README: Configuration)")
@@ -160,6 +185,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--port", type=int, help="listen port (default 8080)")
     p.add_argument("--model", help="Whisper model: base (default), tiny.en or a CTranslate2 directory")
     p.set_defaults(func=cmd_serve)
+
+    p = sub.add_parser("eval-nlu", help="fine-tune on a public dataset and report test metrics")
+    p.add_argument("--dataset", required=True, choices=("banking77", "clinc150", "snips", "nlupp", "bitext"))
+    p.add_argument("--epochs", type=int, default=8, help="maximum epochs (early stopping on validation)")
+    p.add_argument("--encoder", type=Path, help="Hugging Face encoder directory (default: MiniLM-L6)")
+    p.add_argument("--data-dir", type=Path, help="datasets folder (default ../shared/data, $VOICEBOT_DATA)")
+    p.add_argument("--out", type=Path, help="output folder (default: out/eval-DATASET)")
+    p.add_argument("--seed", type=int, default=13)
+    p.add_argument("--limit", type=int, help="use at most N examples per split (quick checks)")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.set_defaults(func=cmd_eval_nlu)
+
+    p = sub.add_parser("nlu", help="print the NLU parse of each text")
+    p.add_argument("text", nargs="+")
+    p.add_argument("--model", type=Path, required=True, help="trained NLU model directory")
+    p.add_argument("--compact", action="store_true", help="one line of JSON per text")
+    p.set_defaults(func=cmd_nlu)
     return parser
 
 

@@ -2,7 +2,8 @@
 
 Entity values reach us as Whisper's rendering of speech ("forty-nine", "4-5-7", "21st", "1,299.00"), so one
 tokeniser and one cardinal/ordinal reader serve the digit, amount and date parsers: "twenty one" then means
-the same thing everywhere, and each parser only adds its own grammar on top.
+the same thing everywhere, and each parser only adds its own grammar on top. The filler words callers put
+around any value ("um", "so it's") are here too, so every parser skips the same ones.
 """
 
 from __future__ import annotations
@@ -35,6 +36,15 @@ ORDINALS = {
     "twentieth": 20, "thirtieth": 30, "fortieth": 40, "fiftieth": 50, "sixtieth": 60, "seventieth": 70,
     "eightieth": 80, "ninetieth": 90,
 }  # fmt: skip
+
+
+def word_set(text: str) -> frozenset[str]:
+    """A word set written as one string, so vocabularies stay readable."""
+    return frozenset(text.split())
+
+
+HESITATIONS = word_set("uh um umm uhm er erm ah eh hmm mm mhm")
+PREAMBLE = word_set("so okay ok yeah yes sure well it its it's is that that's thats was please")
 
 # Numeric ordinals ("21st") stay whole; numbers keep inner separators ("1,299.00", "457-219", "12/05/2026")
 # but not a sentence-final full stop; words keep inner apostrophes ("it's"); hyphens between words split them
