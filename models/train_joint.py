@@ -213,7 +213,10 @@ class JointTrainer:
             order = list(self.train)
             self.rng.shuffle(order)
             bar = tqdm(
-                range(steps_per_epoch), desc=f"epoch {epoch + 1}/{cfg.epochs}", disable=not self.progress
+                range(steps_per_epoch),
+                desc=f"epoch {epoch + 1}/{cfg.epochs}",
+                disable=None if self.progress else True,
+                mininterval=10,
             )
             for i in bar:
                 scale = min(1.0, (step + 1) / warm) * max(0.0, (total - step) / max(1, total - warm))
