@@ -160,7 +160,8 @@ def main() -> int:
         machine_line(info) + "  ",
         f"Encoder: packaged all-MiniLM-L6-v2 (22 M parameters), up to {args.epochs} epochs with early "
         "stopping on a validation split, seed 13. *Spoken* = the same test set rewritten as an ideal ASR "
-        "prints it (lower case, no punctuation, numbers as words). Latency: one utterance, all heads, one thread.",
+        "prints it (lower case, no punctuation, numbers as words). "
+        "Latency: one utterance, all heads, one thread.",
         "",
         md_table(
             [
