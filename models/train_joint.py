@@ -272,9 +272,9 @@ class JointTrainer:
         right = np.array(
             [answers[int(i)] == a for i, (_, a) in zip(scores.argmax(1), self.faq.valid, strict=True)]
         )
-        negatives = [e for e in self.valid if e.intent == OOS][:200]
-        neg = run(self.model, self.tokenizer, [example_words(e) for e in negatives]).match @ emb.T
-        wrong = np.concatenate([best[~right], neg.max(1) if len(negatives) else np.zeros(0, np.float32)])
+        negatives = [example_words(e) for e in self.valid if e.intent == OOS][:200]
+        neg = (run(self.model, self.tokenizer, negatives).match @ emb.T).max(1) if negatives else best[:0]
+        wrong = np.concatenate([best[~right], neg])
         return answer_threshold(best[right], wrong.astype(np.float32))
 
     def save(self, out_dir: Path, result: dict[str, Any]) -> None:

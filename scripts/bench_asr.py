@@ -248,16 +248,24 @@ def report(cmd: str, machine: str, summary: dict[str, Any], rows: Rows, noise: R
     ns_words = sum(r["full_words"] for r in noise if r["model"] == "base")
     final = [r["final_ms"] for r in stream]
     peak = memory["after_use"]["VmHWM"]
+
+    def row(name: str, key: str, metric: str, ok: bool) -> list[str]:
+        parts = [f"{v} {summary[f'{key}|{v}'][metric]:.2f}" for v in voices if f"{key}|{v}" in summary]
+        return [name, f"{summary[key + '|all'][metric]:.2f} % (by voice: {', '.join(parts)})", met(ok)]
+
+    t, f = "base|10|asr|8k-ulaw", "base|10|vad+asr|8k-ulaw"
+    asr_part = pct([r["asr_ms"] for r in stream if r["asr_ms"] is not None], 50)
     targets = [
-        ["8 kHz μ-law WER ≤ 18 % (asr)", f"{tel['wer']:.2f} %", met(tel["wer"] <= TARGETS["wer"])],
-        ["8 kHz μ-law WER ≤ 18 % (vad+asr)", f"{full['wer']:.2f} %", met(full["wer"] <= TARGETS["wer"])],
+        row("8 kHz μ-law WER ≤ 18 % (asr)", t, "wer", tel["wer"] <= TARGETS["wer"]),
+        row("8 kHz μ-law WER ≤ 18 % (vad+asr)", f, "wer", full["wer"] <= TARGETS["wer"]),
         ["0 words on non-speech (VAD + ASR), every clip", f"{ns_words} words", met(ns_words == 0)],
-        ["digit strings exact ≥ 95 % (8 kHz μ-law, asr)", f"{tel['digits']:.2f} % of {tel['n_digits']}",
-         met(tel["digits"] >= TARGETS["digits"])],
-        ["digit strings exact ≥ 95 % (8 kHz μ-law, vad+asr)", f"{full['digits']:.2f} % of {full['n_digits']}",
-         met(full["digits"] >= TARGETS["digits"])],
+        row(f"digit strings exact ≥ 95 % (8 kHz μ-law, asr, {tel['n_digits']} strings)", t, "digits",
+            tel["digits"] >= TARGETS["digits"]),
+        row(f"digit strings exact ≥ 95 % (8 kHz μ-law, vad+asr, {full['n_digits']} strings)", f, "digits",
+            full["digits"] >= TARGETS["digits"]),
         ["final transcript ≤ 300 ms after end of speech, p50 (endpoint wait + asr)",
-         f"{pct(final, 50):.1f} ms", met(pct(final, 50) <= TARGETS["final_ms"])],
+         f"{pct(final, 50):.1f} ms (asr part alone {asr_part:.1f} ms)",
+         met(pct(final, 50) <= TARGETS["final_ms"])],
         ["RSS ≤ 900 MB (base + VAD + Piper; peak VmHWM after a decode and a synthesis)", f"{peak:.1f} MB",
          met(peak <= TARGETS["rss_mb"])],
     ]  # fmt: skip
@@ -265,8 +273,8 @@ def report(cmd: str, machine: str, summary: dict[str, Any], rows: Rows, noise: R
     acc = [[*k.split("|"), s["n"], fmt(s["wer"], 2), f"{fmt(s['digits'], 1)} % of {s['n_digits']}",
             s["rejected"], fmt(s["rtf"], 3), fmt(s["p50"]), fmt(s["p95"])]
            for k, s in alls.items()]  # fmt: skip
-    by_voice = [[*k.split("|"), *[fmt(summary.get(f"{k}|{v}", {}).get("wer", np.nan), 2) for v in voices]]
-                for k in alls]  # fmt: skip
+    by_voice = [[*k.split("|"), *[f"{fmt(s['wer'], 2)} / {fmt(s['digits'])}" for v in voices
+                                  for s in [summary[f"{k}|{v}"]]]] for k in alls]  # fmt: skip
     windows = [[w, fmt(s["wer"], 2), fmt(s["digits"], 1), fmt(s["p50"]), fmt(s["p95"])]
                for w in ("10", "30") if (s := summary.get(f"base|{w}|asr|8k-ulaw|all"))]  # fmt: skip
     clips = dict.fromkeys((r["clip"], r["condition"]) for r in noise)
@@ -297,7 +305,8 @@ def report(cmd: str, machine: str, summary: dict[str, Any], rows: Rows, noise: R
         "### Accuracy and decode latency (all voices)", NOTES["acc"],
         _t("model | min window s | path | condition | utts | WER % | digits exact | rejected | RTF | "
            "decode p50 ms | decode p95 ms", acc),
-        "WER % by voice:", _t(" | ".join(["model", "min window s", "path", "condition", *voices]), by_voice),
+        "WER % / digit strings exact % by voice:",
+        _t(" | ".join(["model", "min window s", "path", "condition", *voices]), by_voice),
         "### Encoder window: `min_window_s` 10 (default) vs 30 (plain Whisper); base, asr, 8 kHz μ-law",
         _t("min_window_s | WER % | digits exact % | decode p50 ms | decode p95 ms", windows),
         "### Non-speech clips: words emitted", NOTES["ns"].format(models=" / ".join(models)),

@@ -1,0 +1,160 @@
+"""The NLU recipe and inference API, trained for real on tiny subsets (a few seconds, the real encoder)."""
+
+from __future__ import annotations
+
+import random
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from models.data import Example, load_dataset, load_sentiment
+from models.eval_nlu import spoken_example
+from models.train_joint import FAQ, JointTrainConfig, JointTrainer
+from voicebot.nlu.model import OOS, JointNLU
+from voicebot.nlu.parser import NLU
+
+FAQ_DATA = FAQ(
+    answers={
+        "payment": "We accept Visa, Mastercard and PayPal.",
+        "delivery": "Standard delivery takes three to five working days.",
+    },
+    questions=[
+        ("what payment methods do you accept", "payment"),
+        ("can i pay with paypal", "payment"),
+        ("do you take mastercard", "payment"),
+        ("how long does delivery take", "delivery"),
+        ("when will my parcel arrive", "delivery"),
+        ("how many days is shipping", "delivery"),
+    ],
+    valid=[("which cards can i use", "payment"), ("how fast is shipping", "delivery")],
+)
+
+
+@pytest.fixture(scope="module")
+def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    data = load_dataset("bitext")
+    rng = random.Random(1)
+    keep = {"cancel_order", "track_order", "get_refund", "contact_human_agent"}
+    train = [e for e in data.train if e.intent in keep]
+    train = rng.sample(train, 96) + [
+        Example(text=t, intent=OOS) for t in ("what is the weather", "tell me a joke")
+    ]
+    valid = rng.sample([e for e in data.valid if e.intent in keep], 24)
+    senti = load_sentiment()
+    cfg = JointTrainConfig(epochs=1, batch_size=16, threads=2)
+    sentiment = (senti.train[:96], senti.valid[:8])
+    trainer = JointTrainer(
+        train, valid, sorted(keep | {OOS}), data.entity_types, cfg, sentiment, FAQ_DATA, progress=False
+    )
+    out = tmp_path_factory.mktemp("nlu") / "model"
+    result = trainer.fit(out)
+    assert result["best_epoch"] == 1 and (out / "metrics.json").is_file()
+    return out
+
+
+def test_saved_model_directory(tiny_model: Path) -> None:
+    for name in (
+        "labels.json",
+        "heads.pt",
+        "encoder/config.json",
+        "answers.json",
+        "metrics.json",
+        "train_config.json",
+    ):
+        assert (tiny_model / name).is_file(), name
+    model, _ = JointNLU.load(tiny_model)
+    assert model.labels.sentiment and model.labels.tags[0] == "O" and "B-order_id" in model.labels.tags
+    assert 0.25 <= model.labels.temperature <= 8.0
+
+
+def test_parse_shape_and_round_trip(tiny_model: Path) -> None:
+    nlu = NLU(tiny_model)
+    parse = nlu.parse("I want to cancel order 457219")
+    assert parse.intent in {"cancel_order", "track_order", "get_refund", "contact_human_agent", OOS}
+    assert 0.0 <= parse.confidence <= 1.0 and len(parse.ranking) == 5
+    assert abs(sum(p for _, p in nlu.parse_batch(["x"])[0].ranking) - 1.0) < 0.2
+    assert parse.sentiment is not None and set(parse.sentiment["scores"]) == {
+        "negative",
+        "neutral",
+        "positive",
+    }
+    assert 0.0 <= parse.sentiment["frustration"] <= 1.0
+    assert parse.answer is not None and "score" in parse.answer
+    again = NLU(tiny_model).parse("I want to cancel order 457219")  # reload gives the same numbers
+    assert again.ranking == parse.ranking and again.sentiment == parse.sentiment
+    batch = nlu.parse_batch(["I want to cancel order 457219", "where is my refund"])
+    assert batch[0].ranking == parse.ranking
+
+
+@pytest.mark.parametrize(
+    "text", ["", "   ", "x" * 5000, "🙂🙂🙂", "je voudrais annuler ma commande", "um uh um"]
+)
+def test_bad_input_gives_a_well_formed_parse(tiny_model: Path, text: str) -> None:
+    parse = NLU(tiny_model).parse(text)
+    assert isinstance(parse.intent, str) and 0.0 <= parse.confidence <= 1.0
+    if not text.strip() or text.startswith("🙂"):
+        assert parse.intent == OOS or parse.confidence < 1.0
+    assert parse.as_dict()["text"] == text[:2000]
+
+
+def test_oos_threshold_behaviour(tiny_model: Path) -> None:
+    nlu = NLU(tiny_model)
+    nlu.labels.oos_threshold = 1.01  # nothing is confident enough
+    assert nlu.parse("cancel my order").intent == OOS
+    nlu.labels.oos_threshold = 0.0  # everything is: the top-ranked intent wins
+    parse = nlu.parse("cancel my order")
+    assert parse.intent == parse.ranking[0][0]
+    nlu.labels.answer_threshold = 1.01
+    answer = nlu.parse("can i pay with paypal").answer
+    assert answer is not None and answer["id"] is None and answer["text"] is None
+    nlu.labels.answer_threshold = -1.0
+    answer = nlu.parse("can i pay with paypal").answer
+    assert answer is not None and answer["id"] in FAQ_DATA.answers
+
+
+def test_entities_are_normalised(tiny_model: Path) -> None:
+    nlu = NLU(tiny_model)
+    nlu.model.labels.tags = list(nlu.labels.tags)
+    parse = nlu.parse("cancel order 457219 please")
+    for entity in parse.entities:  # whatever a 1-epoch tagger finds must be a consistent span
+        assert parse.text[entity.start : entity.end] == entity.raw
+        if entity.type == "order_id" and entity.raw == "457219":
+            assert entity.value == "457219"
+
+
+def test_unknown_intent_and_bad_tags_are_clear_errors(tmp_path: Path) -> None:
+    cfg = JointTrainConfig(epochs=1)
+    bad = [Example(text="hi", intent="greet", source="train.jsonl:7")]
+    with pytest.raises(ValueError, match=r"train\.jsonl:7: unknown intent 'greet'"):
+        JointTrainer(bad, [], ["cancel_order"], [], cfg, progress=False)
+    tagged = [Example(text="order 1", intent="a", tokens=["order", "1"], tags=["O", "B-zzz"], source="f:3")]
+    trainer = JointTrainer(tagged, [], ["a"], ["order_id"], cfg, progress=False)
+    with pytest.raises(ValueError, match=r"f:3.*unknown tag 'B-zzz'"):
+        trainer.fit(tmp_path / "m")
+    with pytest.raises(FileNotFoundError, match=r"missing labels\.json"):
+        NLU(tmp_path / "nowhere")
+
+
+def test_spoken_test_examples_keep_tags_aligned() -> None:
+    data = load_dataset("bitext")
+    for example in [e for e in data.test if e.tags and any(t != "O" for t in e.tags)][:50]:
+        spoken = spoken_example(example)
+        assert spoken.tokens is not None and spoken.tags is not None
+        assert len(spoken.tokens) == len(spoken.tags)
+        assert spoken.text == spoken.text.lower()
+
+
+def test_training_is_deterministic_for_a_seed(tmp_path: Path) -> None:
+    data = load_dataset("bitext")
+    train = [replace(e) for e in data.train[:32]]
+    intents = sorted({e.intent for e in train})
+    cfg = JointTrainConfig(epochs=1, batch_size=16)
+    outs = []
+    for run in range(2):
+        JointTrainer(train, train[:8], intents, data.entity_types, cfg, progress=False).fit(
+            tmp_path / str(run)
+        )
+        outs.append(np.array([p for _, p in NLU(tmp_path / str(run)).parse("cancel my order").ranking]))
+    assert np.allclose(outs[0], outs[1], atol=1e-5)
