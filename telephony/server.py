@@ -74,11 +74,11 @@ def create_app(
     return app
 
 
-def serve(config: VoicebotConfig) -> None:
+def serve(config: VoicebotConfig, brain_factory: BrainFactory = EchoBrain) -> None:
     host, port = config.server.host, config.server.port
     print(f"voicebot gateway on http://{host}:{port}/  (browser voice page)", flush=True)
     print(
         f"  WebSocket calls: ws://{host}:{port}/ws?rate=16000   health: http://{host}:{port}/health",
         flush=True,
     )
-    uvicorn.run(create_app(config), host=host, port=port, log_level="info")
+    uvicorn.run(create_app(config, brain_factory=brain_factory), host=host, port=port, log_level="info")

@@ -12,8 +12,11 @@ import pytest
 from models.data import Example, load_dataset, load_sentiment
 from models.eval_nlu import spoken_example
 from models.train_joint import FAQ, JointTrainConfig, JointTrainer
+from voicebot.filecall import FileCall
+from voicebot.nlu.brain import UnderstandingBrain
 from voicebot.nlu.model import OOS, JointNLU
 from voicebot.nlu.parser import NLU
+from voicebot.pipeline import Services
 
 FAQ_DATA = FAQ(
     answers={
@@ -158,3 +161,15 @@ def test_training_is_deterministic_for_a_seed(tmp_path: Path) -> None:
         )
         outs.append(np.array([p for _, p in NLU(tmp_path / str(run)).parse("cancel my order").ranking]))
     assert np.allclose(outs[0], outs[1], atol=1e-5)
+
+
+async def test_understanding_brain_fills_the_turn_record(
+    tiny_model: Path, services: Services, speech_files: dict[str, Path]
+) -> None:
+    call = FileCall(services, UnderstandingBrain(NLU(tiny_model)), fast=True)
+    result = await call.run([speech_files["track"], speech_files["agent"]])
+    first = result.turns[0]
+    assert isinstance(first["intent"], str) and 0.0 <= first["confidence"] <= 1.0
+    assert isinstance(first["entities"], dict) and first["sentiment"] in {"negative", "neutral", "positive"}
+    assert first["timings_ms"]["nlu"] > 0 and first["reply"]
+    assert "automated assistant" in (result.greeting or "")

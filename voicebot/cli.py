@@ -46,6 +46,20 @@ def _check_files(files: list[Path]) -> None:
         raise UserError(f"no such file: {', '.join(missing)}")
 
 
+def _brain_factory(args: argparse.Namespace, config: VoicebotConfig) -> Callable[[], Any]:
+    """EchoBrain without a domain; with one, the domain's trained NLU (trained first if missing)."""
+    from voicebot.brain import EchoBrain
+
+    if getattr(args, "domain", None) is None:
+        return EchoBrain
+    from models.train_domain import train_domain
+    from voicebot.nlu.brain import UnderstandingBrain
+    from voicebot.nlu.parser import NLU
+
+    nlu = NLU(train_domain(args.domain, config.cache_dir, progress=True))
+    return lambda: UnderstandingBrain(nlu)
+
+
 def cmd_models(args: argparse.Namespace) -> int:
     from voicebot.assets import silero_vad_path, whisper_model_dir
     from voicebot.tts.piper_tts import default_voice
@@ -79,12 +93,12 @@ def cmd_transcribe(args: argparse.Namespace) -> int:
 
 
 def cmd_call(args: argparse.Namespace) -> int:
-    from voicebot.brain import EchoBrain
     from voicebot.filecall import FileCall
     from voicebot.pipeline import Services
 
     config = _config(args)
     _check_files(args.files)
+    brain = _brain_factory(args, config)()
     services = Services.load(config)
     bar: Any = None
     if args.progress:
@@ -97,9 +111,11 @@ def cmd_call(args: argparse.Namespace) -> int:
             bar.update(1)
         if not args.json:
             print(f"caller: {turn['transcript'] or '(nothing heard)'}")
+            if turn.get("intent"):
+                print(f"        intent {turn['intent']} ({turn['confidence']}) entities {turn['entities']}")
             print(f"bot:    {turn['reply'] or '(silent)'}", flush=True)
 
-    call = FileCall(services, EchoBrain(), fast=args.fast, rate=args.rate)
+    call = FileCall(services, brain, fast=args.fast, rate=args.rate)
     try:
         result = asyncio.run(call.run(args.files, on_turn=on_turn))
     finally:
@@ -124,7 +140,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     for key in ("host", "port"):
         if getattr(args, key) is not None:
             setattr(config.server, key, getattr(args, key))
-    serve(config)
+    serve(config, _brain_factory(args, config))
     return 0
 
 
@@ -142,9 +158,35 @@ def cmd_eval_nlu(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_train(args: argparse.Namespace) -> int:
+    from models.train_domain import model_dir, train_domain
+
+    config = _config(args)
+    before = model_dir(args.domain, config.cache_dir, args.data_dir)
+    reused = (before / "metrics.json").is_file() and not args.force
+    out = train_domain(
+        args.domain, config.cache_dir, args.data_dir, force=args.force, progress=not args.quiet
+    )
+    metrics = json.loads((out / "metrics.json").read_text())
+    state = "up to date" if reused else f"trained in {metrics['train_seconds']:.0f} s"
+    print(f"{args.domain}: NLU model {state}: {out}")
+    return 0
+
+
+def _nlu_model(args: argparse.Namespace) -> Path:
+    if args.model is not None:
+        return Path(args.model)
+    if args.domain is None:
+        raise UserError("give --model DIR or --domain DIR")
+    from models.train_domain import model_dir
+
+    return model_dir(args.domain, _config(args).cache_dir)
+
+
 def cmd_nlu(args: argparse.Namespace) -> int:
     from voicebot.nlu.parser import NLU
 
+    args.model = _nlu_model(args)
     if not (args.model / "labels.json").is_file():
         raise UserError(f"{args.model}: no trained NLU model here (make one with `voicebot train`)")
     nlu = NLU(args.model)
@@ -178,11 +220,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", help="Whisper model: base (default), tiny.en or a CTranslate2 directory")
     p.add_argument("--tts", choices=("piper", "espeak-ng", "flite"), help="TTS backend")
     p.add_argument("--progress", action="store_true", help="progress bar on stderr")
+    p.add_argument("--domain", type=Path, help="understand turns with this domain's NLU (e.g. domains/shop)")
     p.set_defaults(func=cmd_call)
 
     p = sub.add_parser("serve", help="start the gateway (browser page, /ws voice WebSocket, /health)")
     p.add_argument("--host", help="listen address (default 127.0.0.1)")
     p.add_argument("--port", type=int, help="listen port (default 8080)")
+    p.add_argument("--domain", type=Path, help="domain folder whose NLU answers calls (default: echo)")
     p.add_argument("--model", help="Whisper model: base (default), tiny.en or a CTranslate2 directory")
     p.set_defaults(func=cmd_serve)
 
@@ -197,9 +241,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=cmd_eval_nlu)
 
+    p = sub.add_parser("train", help="train every model a domain needs (skipped when up to date)")
+    p.add_argument("--domain", type=Path, required=True, help="domain folder, e.g. domains/shop")
+    p.add_argument("--data-dir", type=Path, help="datasets folder (default ../shared/data, $VOICEBOT_DATA)")
+    p.add_argument("--force", action="store_true", help="retrain even if the cached model is up to date")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.set_defaults(func=cmd_train)
+
     p = sub.add_parser("nlu", help="print the NLU parse of each text")
     p.add_argument("text", nargs="+")
-    p.add_argument("--model", type=Path, required=True, help="trained NLU model directory")
+    p.add_argument("--model", type=Path, help="trained NLU model directory")
+    p.add_argument("--domain", type=Path, help="use the domain's trained model (see `voicebot train`)")
     p.add_argument("--compact", action="store_true", help="one line of JSON per text")
     p.set_defaults(func=cmd_nlu)
     return parser

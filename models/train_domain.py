@@ -1,0 +1,133 @@
+"""`voicebot train --domain DIR`: every model a domain needs, cached by a hash of its training data.
+
+The joint NLU model (intents, entities, sentiment, answer matching) is trained from the domain's
+`nlu.yaml` (inline examples + dataset references) and `faq.yaml`. The output directory name carries a hash
+of everything that went in, so retraining happens exactly when the data or recipe changes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import random
+import shutil
+from pathlib import Path
+
+from models.bio import spans_to_bio
+from models.data import Example, data_root, load_dataset, load_sentiment
+from models.train_joint import FAQ, JointTrainConfig, JointTrainer
+from voicebot.domain.nlu_spec import FAQSpec, NLUSpec, load_nlu_spec, parse_markup
+from voicebot.domain.yamlfile import DomainError
+from voicebot.nlu.model import OOS
+
+RECIPE_VERSION = "joint-1"  # bump when the recipe changes in a way that should retrain every domain
+VALID_SHARE = 0.1
+
+
+def inline_examples(spec: NLUSpec, source: Path) -> list[Example]:
+    out = []
+    for intent, examples in spec.intents.items():
+        for n, raw in enumerate(examples):
+            text, spans = parse_markup(raw)
+            try:
+                tokens, tags = spans_to_bio(text, spans)
+            except ValueError as exc:
+                raise DomainError(f"{source}: intents.{intent}.{n}: {exc}") from exc
+            out.append(
+                Example(text=text, intent=intent, tokens=tokens, tags=tags, source=f"{source}:{intent}")
+            )
+    return out
+
+
+def gather(
+    domain: Path, data_dir: Path | None = None
+) -> tuple[NLUSpec, FAQSpec, list[Example], list[Example]]:
+    """The domain's training and validation examples (dataset test splits never included)."""
+    spec, faq = load_nlu_spec(domain)
+    rng = random.Random(spec.training.seed)
+    train, valid = [], []
+    for ref in spec.datasets:
+        try:
+            data = load_dataset(ref.name, data_dir, seed=spec.training.seed)
+        except (OSError, ValueError) as exc:
+            raise DomainError(f"{domain / 'nlu.yaml'}: datasets: {ref.name}: {exc}") from exc
+        keep = set(ref.intents) if ref.intents else None
+        train += [e for e in data.train if keep is None or e.intent in keep]
+        valid += [e for e in data.valid if keep is None or e.intent in keep]
+    inline = inline_examples(spec, domain / "nlu.yaml")
+    rng.shuffle(inline)
+    cut = int(len(inline) * VALID_SHARE)
+    valid += inline[:cut]
+    train += inline[cut:]
+    if not train:
+        raise DomainError(f"{domain / 'nlu.yaml'}: no training examples (add intents or datasets)")
+    return spec, faq, train, valid
+
+
+def build_faq(faq: FAQSpec, train: list[Example], seed: int) -> FAQ | None:
+    if not faq.answers:
+        return None
+    by_intent: dict[str, list[str]] = {}
+    for e in train:
+        by_intent.setdefault(e.intent, []).append(e.text)
+    pairs = []
+    for answer in faq.answers:
+        questions = list(answer.questions) + (by_intent.get(answer.intent, []) if answer.intent else [])
+        if not questions:
+            raise DomainError(f"faq.yaml: answer {answer.id!r} has no questions and no intent with examples")
+        pairs += [(q, answer.id) for q in questions]
+    random.Random(seed).shuffle(pairs)
+    cut = max(1, int(len(pairs) * VALID_SHARE))
+    return FAQ(answers={a.id: a.answer for a in faq.answers}, questions=pairs[cut:], valid=pairs[:cut])
+
+
+def fingerprint(domain: Path, spec: NLUSpec, data_dir: Path | None) -> str:
+    digest = hashlib.sha256(RECIPE_VERSION.encode())
+    for name in ("nlu.yaml", "faq.yaml"):
+        path = domain / name
+        digest.update(path.read_bytes() if path.is_file() else b"")
+    root = data_root(data_dir)
+    for ref in spec.datasets:
+        for path in sorted((root / ref.name.split("-")[0]).rglob("*")):
+            if path.is_file():
+                digest.update(f"{path.name}:{path.stat().st_size}".encode())
+    if spec.training.sentiment:
+        digest.update(b"goemotions")
+    return digest.hexdigest()[:12]
+
+
+def model_dir(domain: Path, cache_dir: Path, data_dir: Path | None = None) -> Path:
+    spec, _ = load_nlu_spec(domain)
+    return cache_dir / "models" / f"{domain.resolve().name}-{fingerprint(domain, spec, data_dir)}"
+
+
+def train_domain(
+    domain: Path, cache_dir: Path, data_dir: Path | None = None, force: bool = False, progress: bool = True
+) -> Path:
+    """Train (or reuse) the domain's NLU model; returns its directory."""
+    out = model_dir(domain, cache_dir, data_dir)
+    if (out / "metrics.json").is_file() and not force:
+        return out
+    spec, faq_spec, train, valid = gather(domain, data_dir)
+    cfg = JointTrainConfig(
+        epochs=spec.training.epochs, augment=spec.training.augment, seed=spec.training.seed
+    )
+    if spec.training.encoder is not None:
+        cfg.encoder = spec.training.encoder
+    intents = sorted({e.intent for e in train + valid} | ({OOS} if OOS in spec.intents else set()))
+    entity_types = sorted({t[2:] for e in train + valid for t in (e.tags or []) if t != "O"})
+    sentiment = None
+    if spec.training.sentiment:
+        senti = load_sentiment(data_dir)
+        sentiment = (senti.train, senti.valid)
+    faq = build_faq(faq_spec, train, spec.training.seed)
+    trainer = JointTrainer(train, valid, intents, entity_types, cfg, sentiment, faq, progress=progress)
+    tmp = out.with_name(out.name + ".partial")
+    trainer.fit(tmp)
+    (tmp / "domain.json").write_text(
+        json.dumps({"domain": str(domain), "spec": spec.model_dump(mode="json")})
+    )
+    if out.exists():
+        shutil.rmtree(out)
+    tmp.rename(out)  # a half-trained model is never picked up
+    return out

@@ -1,0 +1,95 @@
+"""The NLU part of a domain folder: `nlu.yaml` (what to train on) and `faq.yaml` (answers to match).
+
+Inline examples mark entities Rasa-style: `cancel order [four five seven two one nine](order_id)`. A
+dataset reference pulls a public corpus's *training* split in (its test split stays held out for the
+benchmarks). Everything here is validated with the file and line of the first mistake.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from voicebot.domain.yamlfile import DomainError, load_model
+
+_MARK = re.compile(r"\[([^\]]+)\]\(([a-z_][a-z0-9_]*)\)")
+_NAME = re.compile(r"^[a-z][a-z0-9_]*$")
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class DatasetRef(_Strict):
+    name: str = Field(description="a public dataset in ../shared/data: bitext, banking77, clinc150, snips")
+    intents: list[str] | None = Field(None, description="only these intents (default: all)")
+
+
+class TrainingSpec(_Strict):
+    epochs: int = Field(6, ge=1, le=50)
+    augment: float = Field(0.3, ge=0.0, le=1.0, description="share of ASR-style rewritten training turns")
+    sentiment: bool = Field(True, description="train the sentiment/frustration head on GoEmotions")
+    encoder: Path | None = Field(None, description="a Hugging Face encoder directory (default: MiniLM-L6)")
+    seed: int = 13
+
+
+class NLUSpec(_Strict):
+    datasets: list[DatasetRef] = Field(default_factory=list)
+    intents: dict[str, list[str]] = Field(default_factory=dict)
+    training: TrainingSpec = Field(default_factory=TrainingSpec)
+
+    @field_validator("intents")
+    @classmethod
+    def _names_and_markup(cls, intents: dict[str, list[str]]) -> dict[str, list[str]]:
+        for name, examples in intents.items():
+            if not _NAME.match(name):
+                raise ValueError(f"intent name {name!r} must be lower_snake_case")
+            for example in examples:
+                if "[" in _MARK.sub("", example) or "](" in _MARK.sub("", example):
+                    raise ValueError(f"{name}: malformed entity markup in {example!r} (use [words](type))")
+        return intents
+
+
+class FAQAnswer(_Strict):
+    id: str
+    answer: str = Field(min_length=1, description="spoken answer: short, no URLs or markdown")
+    intent: str | None = Field(None, description="use this intent's training examples as questions too")
+    questions: list[str] = Field(default_factory=list)
+
+    @field_validator("answer")
+    @classmethod
+    def _speakable(cls, answer: str) -> str:
+        if re.search(r"https?://|www\.|[*_#`]|\[.*\]\(", answer):
+            raise ValueError("answers are spoken: no URLs, markdown or markup")
+        return answer
+
+
+class FAQSpec(_Strict):
+    answers: list[FAQAnswer] = Field(default_factory=list)
+
+
+def parse_markup(example: str) -> tuple[str, list[tuple[str, int, int]]]:
+    """'cancel [four five](order_id)' → ('cancel four five', [('order_id', 7, 16)])."""
+    text, spans, pos = "", [], 0
+    for m in _MARK.finditer(example):
+        text += example[pos : m.start()]
+        start = len(text)
+        text += m.group(1)
+        spans.append((m.group(2), start, len(text)))
+        pos = m.end()
+    return text + example[pos:], spans
+
+
+def load_nlu_spec(domain: Path) -> tuple[NLUSpec, FAQSpec]:
+    nlu_file, faq_file = domain / "nlu.yaml", domain / "faq.yaml"
+    if not nlu_file.is_file():
+        raise DomainError(f"{nlu_file}: missing (a domain needs nlu.yaml)")
+    nlu = load_model(nlu_file, NLUSpec)
+    faq = load_model(faq_file, FAQSpec) if faq_file.is_file() else FAQSpec()
+    ids = [a.id for a in faq.answers]
+    duplicates = sorted({i for i in ids if ids.count(i) > 1})
+    if duplicates:
+        raise DomainError(f"{faq_file}: duplicate answer id {duplicates[0]!r}")
+    return nlu, faq
