@@ -17,11 +17,18 @@ from models.bio import spans_to_bio
 from models.data import Example, data_root, load_dataset, load_sentiment
 from models.train_joint import FAQ, JointTrainConfig, JointTrainer
 from voicebot.domain.nlu_spec import FAQSpec, NLUSpec, load_nlu_spec, parse_markup
-from voicebot.domain.yamlfile import DomainError
+from voicebot.domain.yamlfile import DomainError, line_of, load_yaml
 from voicebot.nlu.model import OOS
 
 RECIPE_VERSION = "joint-1"  # bump when the recipe changes in a way that should retrain every domain
 VALID_SHARE = 0.1
+_DATA_FOLDERS = {"bitext": "bitext_customer_support", "goemotions": "sentiment"}  # else the name before "-"
+
+
+def _at(source: Path, *loc: str | int) -> str:
+    """`file:line` of a location in a YAML file that already loaded once (just `file` if it has no line)."""
+    line = line_of(load_yaml(source)[1], loc)
+    return f"{source}:{line}" if line else str(source)
 
 
 def inline_examples(spec: NLUSpec, source: Path) -> list[Example]:
@@ -32,7 +39,8 @@ def inline_examples(spec: NLUSpec, source: Path) -> list[Example]:
             try:
                 tokens, tags = spans_to_bio(text, spans)
             except ValueError as exc:
-                raise DomainError(f"{source}: intents.{intent}.{n}: {exc}") from exc
+                where = _at(source, "intents", intent, n)
+                raise DomainError(f"{where}: intents.{intent}.{n}: {exc}") from exc
             out.append(
                 Example(text=text, intent=intent, tokens=tokens, tags=tags, source=f"{source}:{intent}")
             )
@@ -46,11 +54,12 @@ def gather(
     spec, faq = load_nlu_spec(domain)
     rng = random.Random(spec.training.seed)
     train, valid = [], []
-    for ref in spec.datasets:
+    for n, ref in enumerate(spec.datasets):
         try:
             data = load_dataset(ref.name, data_dir, seed=spec.training.seed)
         except (OSError, ValueError) as exc:
-            raise DomainError(f"{domain / 'nlu.yaml'}: datasets: {ref.name}: {exc}") from exc
+            where = _at(domain / "nlu.yaml", "datasets", n, "name")
+            raise DomainError(f"{where}: datasets.{n}.name: {exc}") from exc
         keep = set(ref.intents) if ref.intents else None
         train += [e for e in data.train if keep is None or e.intent in keep]
         valid += [e for e in data.valid if keep is None or e.intent in keep]
@@ -82,17 +91,18 @@ def build_faq(faq: FAQSpec, train: list[Example], seed: int) -> FAQ | None:
 
 
 def fingerprint(domain: Path, spec: NLUSpec, data_dir: Path | None) -> str:
+    """Hash of everything training reads: the domain files, the referenced data files' contents, the recipe."""
     digest = hashlib.sha256(RECIPE_VERSION.encode())
     for name in ("nlu.yaml", "faq.yaml"):
         path = domain / name
         digest.update(path.read_bytes() if path.is_file() else b"")
     root = data_root(data_dir)
-    for ref in spec.datasets:
-        for path in sorted((root / ref.name.split("-")[0]).rglob("*")):
+    names = [ref.name for ref in spec.datasets] + (["goemotions"] if spec.training.sentiment else [])
+    for name in names:
+        folder = root / _DATA_FOLDERS.get(name, name.split("-")[0])
+        for path in sorted(folder.rglob("*")):
             if path.is_file():
-                digest.update(f"{path.name}:{path.stat().st_size}".encode())
-    if spec.training.sentiment:
-        digest.update(b"goemotions")
+                digest.update(path.name.encode() + hashlib.sha256(path.read_bytes()).digest())
     return digest.hexdigest()[:12]
 
 

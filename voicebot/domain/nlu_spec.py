@@ -9,13 +9,32 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
+from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
 
-from voicebot.domain.yamlfile import DomainError, load_model
+from voicebot.domain.yamlfile import DomainError, line_of, load_model, load_yaml
 
 _MARK = re.compile(r"\[([^\]]+)\]\(([a-z_][a-z0-9_]*)\)")
 _NAME = re.compile(r"^[a-z][a-z0-9_]*$")
+
+
+def _intent_name(name: str) -> str:
+    if not _NAME.match(name):
+        raise ValueError(f"intent name {name!r} must be lower_snake_case")
+    return name
+
+
+def _marked_example(example: str) -> str:
+    rest = _MARK.sub("", example)
+    if "[" in rest or "](" in rest:
+        raise ValueError(f"malformed entity markup in {example!r} (use [words](type))")
+    return example
+
+
+# Validated per key and per item, so an error's location (and so its line) is the bad key or example.
+IntentName = Annotated[str, AfterValidator(_intent_name)]
+MarkedExample = Annotated[str, AfterValidator(_marked_example)]
 
 
 class _Strict(BaseModel):
@@ -37,19 +56,8 @@ class TrainingSpec(_Strict):
 
 class NLUSpec(_Strict):
     datasets: list[DatasetRef] = Field(default_factory=list)
-    intents: dict[str, list[str]] = Field(default_factory=dict)
+    intents: dict[IntentName, list[MarkedExample]] = Field(default_factory=dict)
     training: TrainingSpec = Field(default_factory=TrainingSpec)
-
-    @field_validator("intents")
-    @classmethod
-    def _names_and_markup(cls, intents: dict[str, list[str]]) -> dict[str, list[str]]:
-        for name, examples in intents.items():
-            if not _NAME.match(name):
-                raise ValueError(f"intent name {name!r} must be lower_snake_case")
-            for example in examples:
-                if "[" in _MARK.sub("", example) or "](" in _MARK.sub("", example):
-                    raise ValueError(f"{name}: malformed entity markup in {example!r} (use [words](type))")
-        return intents
 
 
 class FAQAnswer(_Strict):
@@ -88,8 +96,10 @@ def load_nlu_spec(domain: Path) -> tuple[NLUSpec, FAQSpec]:
         raise DomainError(f"{nlu_file}: missing (a domain needs nlu.yaml)")
     nlu = load_model(nlu_file, NLUSpec)
     faq = load_model(faq_file, FAQSpec) if faq_file.is_file() else FAQSpec()
-    ids = [a.id for a in faq.answers]
-    duplicates = sorted({i for i in ids if ids.count(i) > 1})
-    if duplicates:
-        raise DomainError(f"{faq_file}: duplicate answer id {duplicates[0]!r}")
+    seen: set[str] = set()
+    for n, answer in enumerate(faq.answers):
+        if answer.id in seen:
+            line = line_of(load_yaml(faq_file)[1], ("answers", n, "id"))
+            raise DomainError(f"{faq_file}:{line}: answers.{n}.id: duplicate answer id {answer.id!r}")
+        seen.add(answer.id)
     return nlu, faq
