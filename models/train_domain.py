@@ -91,7 +91,7 @@ def build_faq(faq: FAQSpec, train: list[Example], seed: int) -> FAQ | None:
 
 
 def fingerprint(domain: Path, spec: NLUSpec, data_dir: Path | None) -> str:
-X
+    """Hash of everything training reads: domain files, referenced data files' contents, the recipe."""
     digest = hashlib.sha256(RECIPE_VERSION.encode())
     for name in ("nlu.yaml", "faq.yaml"):
         path = domain / name
