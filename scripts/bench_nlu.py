@@ -21,7 +21,7 @@ from _bench_common import machine_info, machine_line, md_table, write_section
 
 from models.data import load_dataset, load_sentiment
 from models.eval_nlu import eval_nlu
-from models.train_joint import JointTrainConfig, JointTrainer
+from models.train_joint import JointTrainConfig
 from voicebot.nlu.infer import run
 from voicebot.nlu.model import SENTIMENTS, JointNLU, mean_pool
 from voicebot.nlu.tokens import encode, words
@@ -86,40 +86,60 @@ def sentiment_eval(model_dir: Path) -> dict[str, float]:
     }
 
 
-def train_with_sentiment(out: Path, cfg: JointTrainConfig) -> dict[str, Any]:
-    """Bitext intents + entities with GoEmotions sentiment on one encoder (the default domain's recipe)."""
-    data, senti = load_dataset("bitext"), load_sentiment()
-    intents = sorted({e.intent for e in data.train})
-    trainer = JointTrainer(
-        data.train, data.valid, intents, data.entity_types, cfg, (senti.train, senti.valid)
-    )
-    result = trainer.fit(out / "model")
-    return {"training": result, "sentiment": sentiment_eval(out / "model")}
+def domain_report(domain: Path, out: Path) -> dict[str, Any]:
+    """The default domain's model (Bitext intents + own examples + GoEmotions sentiment + FAQ matcher, one
+    encoder), trained with `voicebot train`'s recipe, scored on the Bitext test split it never saw."""
+    from models.eval_nlu import spoken_example
+    from models.evaluate import evaluate
+    from models.train_domain import train_domain
+    from voicebot.config import load_config
+
+    model = train_domain(domain, load_config().cache_dir, progress=False)
+    training = json.loads((model / "metrics.json").read_text())
+    test = load_dataset("bitext").test
+    title = f"Bitext test, {domain} model"
+    return {
+        "dataset": "bitext",
+        "model": str(model),
+        "training": {k: v for k, v in training.items() if k != "history"},
+        "typed": evaluate(model, test, out, title),
+        "spoken": evaluate(model, [spoken_example(e) for e in test], None, title),
+        "sentiment": sentiment_eval(model),
+    }
 
 
 def pct(x: float | None) -> str:
     return "—" if x is None else f"{100 * x:.2f} %"
 
 
+ORDER = ("banking77", "clinc150", "snips", "bitext", "nlupp", "shop")
+
+
 def rows(reports: dict[str, dict[str, Any]]) -> list[list[str]]:
     out = []
-    for name, rep in reports.items():
+    for key in sorted(reports, key=lambda k: ORDER.index(k) if k in ORDER else len(ORDER)):
+        rep = reports[key]
+        name = rep["dataset"]
         typed, spoken = rep["typed"], rep["spoken"]
         scores = []
-        for key in ("intent_acc", "in_scope_acc", "oos_recall", "entity_f1", "sentence_acc"):
-            if key in typed:
-                goal = TARGETS.get(name, {}).get(key)
-                mark = "" if goal is None else (" ✅" if typed[key] >= goal else f" ❌ (target {pct(goal)})")
-                scores.append(f"{key} {pct(typed[key])}{mark} / spoken {pct(spoken[key])}")
+        for metric in ("intent_acc", "in_scope_acc", "oos_recall", "entity_f1", "sentence_acc"):
+            if metric in typed:
+                goal = TARGETS.get(name, {}).get(metric)
+                mark = (
+                    "" if goal is None else (" ✅" if typed[metric] >= goal else f" ❌ (target {pct(goal)})")
+                )
+                scores.append(f"{metric} {pct(typed[metric])}{mark} / spoken {pct(spoken[metric])}")
         lat = typed["latency"]
+        label = f"{name} ({key} domain model)" if key == "shop" else name
         out.append(
             [
-                name,
+                label,
                 "<br>".join(scores),
                 PUBLISHED.get(name, ""),
                 f"{lat['p50_ms']:.1f} / {lat['p95_ms']:.1f}",
                 f"{typed['model_mb']}",
                 f"{rep['training']['train_seconds']:.0f} s ({rep['training']['best_epoch']} ep.)",
+                f"`{rep.get('command', 'python scripts/bench_nlu.py')}`",
             ]
         )
     return out
@@ -130,64 +150,61 @@ def main() -> int:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument(
-        "--datasets", nargs="+", default=["banking77", "clinc150", "snips", "bitext", "nlupp"]
+        "--datasets", nargs="*", default=["banking77", "clinc150", "snips", "bitext", "nlupp"]
     )
     parser.add_argument("--epochs", type=int, default=8)
+    parser.add_argument("--domain", type=Path, help="also train and score a domain model (e.g. domains/shop)")
     parser.add_argument("--work", type=Path, default=Path("out/bench_nlu"), help="models and reports")
     parser.add_argument("--out", type=Path, default=Path("docs"))
-    parser.add_argument("--no-sentiment", action="store_true", help="skip the sentiment-head run")
     args = parser.parse_args()
     info = machine_info()
+    command = ("python scripts/bench_nlu.py " + " ".join(sys.argv[1:])).strip()
     cfg = JointTrainConfig(epochs=args.epochs)
-    reports: dict[str, dict[str, Any]] = {}
     results = args.out / "results"
     results.mkdir(parents=True, exist_ok=True)
     (args.out / "img").mkdir(parents=True, exist_ok=True)
+    done: dict[str, dict[str, Any]] = {}
     for name in args.datasets:
         print(f"== {name}", flush=True)
-        reports[name] = eval_nlu(name, args.work / name, cfg)
-        (results / f"nlu_{name}.json").write_text(json.dumps(reports[name], indent=2))
+        done[name] = eval_nlu(name, args.work / name, cfg)
         shutil.copy(args.work / name / "confusion.png", args.out / "img" / f"nlu_{name}_confusion.png")
-    baseline = frozen_baseline("banking77", cfg.encoder) if "banking77" in args.datasets else None
-    senti = None if args.no_sentiment else train_with_sentiment(args.work / "bitext-sentiment", cfg)
-    if senti is not None:
-        (results / "nlu_sentiment.json").write_text(json.dumps(senti, indent=2))
-    command = "python scripts/bench_nlu.py " + " ".join(sys.argv[1:])
+        if name == "banking77":
+            done[name]["frozen_baseline"] = frozen_baseline("banking77", cfg.encoder)
+    if args.domain is not None:
+        print(f"== domain {args.domain}", flush=True)
+        done["shop"] = domain_report(args.domain, args.work / "shop")
+        shutil.copy(args.work / "shop" / "confusion.png", args.out / "img" / "nlu_shop_confusion.png")
+    for key, rep in done.items():  # each row keeps the command and machine that produced it
+        rep |= {"command": command, "machine": machine_line(info)}
+        (results / f"nlu_{key}.json").write_text(json.dumps(rep, indent=2))
+    reports = {p.stem[4:]: json.loads(p.read_text()) for p in sorted(results.glob("nlu_*.json"))}
     body = [
         "## NLU (joint intent + entity model, fine-tuned per dataset)",
         "",
-        f"Command: `{command.strip()}`  ",
-        machine_line(info) + "  ",
-        f"Encoder: packaged all-MiniLM-L6-v2 (22 M parameters), up to {args.epochs} epochs with early "
-        "stopping on a validation split, seed 13. *Spoken* = the same test set rewritten as an ideal ASR "
-        "prints it (lower case, no punctuation, numbers as words). "
-        "Latency: one utterance, all heads, one thread.",
+        "Encoder: packaged all-MiniLM-L6-v2 (22 M parameters), fine-tuned with early stopping on a "
+        "validation split, seed 13. *Spoken* = the same test set rewritten as an ideal ASR prints it (lower "
+        "case, no punctuation, numbers as words). Latency: one utterance, all heads, one thread. Each row "
+        "was produced by the command beside it; machines and dates are in `docs/results/nlu_*.json`.",
+        "",
+        "Latest run: " + machine_line(info),
         "",
         md_table(
-            [
-                "dataset",
-                "measured (typed / spoken)",
-                "published",
-                "latency p50/p95 ms",
-                "model MB",
-                "training",
-            ],
+            ["dataset", "measured (typed / spoken)", "published", "p50/p95 ms", "MB", "training", "command"],
             rows(reports),
         ),
     ]
-    if baseline is not None:
+    frozen = reports.get("banking77", {}).get("frozen_baseline")
+    if frozen:
+        body += ["", f"Frozen baseline (Banking77, frozen MiniLM embeddings + logistic regression): "
+                 f"{pct(frozen['intent_acc'])}."]  # fmt: skip
+    senti = reports.get("shop", {}).get("sentiment")
+    if senti:
         body += [
             "",
-            "Frozen baseline (Banking77, frozen MiniLM embeddings + logistic regression): "
-            f"{pct(baseline['intent_acc'])}.",
-        ]
-    if senti is not None:
-        s = senti["sentiment"]
-        body += [
-            "",
-            "Sentiment head (same encoder, trained alongside Bitext intents on GoEmotions, 3 classes): "
-            f"macro-F1 {s['macro_f1']:.4f}, frustration recall {s['frustration_recall']:.4f} "
-            f"(precision {s['frustration_precision']:.4f}) on the {s['n']} GoEmotions test comments.",
+            "Sentiment head (same encoder as the shop domain model, trained alongside it on GoEmotions, 3 "
+            f"classes): macro-F1 {senti['macro_f1']:.4f}, "
+            f"frustration recall {senti['frustration_recall']:.4f} "
+            f"(precision {senti['frustration_precision']:.4f}) on the {senti['n']} GoEmotions test comments.",
         ]
     body += ["", "Confusion matrices: " + ", ".join(f"[{n}](img/nlu_{n}_confusion.png)" for n in reports)]
     write_section(args.out / "benchmarks.md", "bench_nlu", "\n".join(body))
