@@ -62,3 +62,17 @@ def answer_threshold(pos_scores: F32, neg_scores: F32) -> float:
     candidates = np.unique(np.round(np.concatenate([pos_scores, neg_scores]), 3))
     scores = [0.5 * ((pos_scores >= t).mean() + (neg_scores < t).mean()) for t in candidates]
     return float(candidates[int(np.argmax(scores))])
+
+
+def best_f1_threshold(scores: F32, positive: npt.NDArray[np.bool_]) -> float:
+    """Cut-off maximising F1 for a rare positive class (frustration), instead of a blind 0.5."""
+    if not positive.any():
+        return 0.5
+    best, best_t = -1.0, 0.5
+    for t in np.unique(np.round(scores, 3)):
+        flagged = scores >= t
+        tp = float((flagged & positive).sum())
+        f1 = 2 * tp / (flagged.sum() + positive.sum())
+        if f1 > best:
+            best, best_t = f1, float(t)
+    return best_t

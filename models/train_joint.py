@@ -24,7 +24,7 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from models.calibrate import answer_threshold, fit_temperature, oos_threshold
+from models.calibrate import answer_threshold, best_f1_threshold, fit_temperature, oos_threshold
 from models.data import Example, SentimentExample
 from voicebot.nlu.infer import logits_for_calibration, run
 from voicebot.nlu.model import OOS, SENTIMENTS, JointNLU, Labels, default_encoder
@@ -109,6 +109,11 @@ def build_labels(
         raise ValueError(f"{first.source or 'training data'}: unknown intent {first.intent!r}")
     tags = ["O"] + [f"{p}-{t}" for t in entity_types for p in ("B", "I")]
     return Labels(intents=list(intents), tags=tags, max_length=cfg.max_length)
+
+
+def fit_frustration(model: JointNLU, tokenizer: object, valid: list[SentimentExample]) -> float:
+    scores = run(model, tokenizer, [[w for w, _, _ in words(e.text)] for e in valid]).frustration
+    return best_f1_threshold(scores, np.array([e.frustrated for e in valid]))
 
 
 class JointTrainer:
@@ -259,6 +264,8 @@ class JointTrainer:
         self.labels.oos_threshold = oos_threshold(probs.max(1), probs.argmax(1), gold, oos)
         if self.faq is not None and self.faq.valid:
             self.labels.answer_threshold = self._fit_answer_threshold()
+        if self.sentiment is not None and self.sentiment[1]:
+            self.labels.frustration_threshold = fit_frustration(self.model, self.tokenizer, self.sentiment[1])
 
     def _fit_answer_threshold(self) -> float:
         assert self.faq is not None

@@ -62,7 +62,8 @@ def machine_line(info: dict[str, Any]) -> str:
     info["other_cpu_pct"] = round(100 * max(0.0, (b1 - b0) - (o1 - o0)) / ((w1 - w0) * info["cores"]), 1)
     return (
         f"Machine: {info['cpu']}, {info['cores']} cores, {info['ram_gib']} GiB RAM, Python {info['python']}; "
-        f"run {info['date']}; other processes used {info['other_cpu_pct']} % of the machine's CPU meanwhile."
+        f"run {info['date']} at nice {os.nice(0)}; other processes used {info['other_cpu_pct']} % of the "
+        "machine's CPU meanwhile (timings are only comparable when that is near 0)."
     )
 
 

@@ -77,11 +77,12 @@ def sentiment_eval(model_dir: Path) -> dict[str, float]:
     out = run(model, tok, [[w for w, _, _ in words(e.text)] for e in test])
     gold = [SENTIMENTS.index(e.label) for e in test]
     frustrated = np.array([e.frustrated for e in test])
-    flagged = out.frustration >= 0.5
+    flagged = out.frustration >= model.labels.frustration_threshold
     return {
         "macro_f1": float(f1_score(gold, out.sentiment_probs.argmax(1), average="macro")),
         "frustration_recall": float(recall_score(frustrated, flagged)),
         "frustration_precision": float(precision_score(frustrated, flagged)),
+        "frustration_threshold": model.labels.frustration_threshold,
         "n": len(test),
     }
 

@@ -45,6 +45,7 @@ class Labels:
     oos_threshold: float = 0.0  # below this calibrated confidence the intent is out-of-scope
     temperature: float = 1.0  # softmax temperature fitted on validation (calibration)
     answer_threshold: float = 0.5  # matcher cosine below which there is "no answer"
+    frustration_threshold: float = 0.5  # frustration score at or above which a turn counts as frustrated
     max_length: int = 64
 
     def save(self, path: Path) -> None:

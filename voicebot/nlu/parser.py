@@ -120,6 +120,7 @@ class NLU:
                 "label": max(scores, key=lambda k: scores[k]),
                 "scores": scores,
                 "frustration": round(float(out.frustration[row]), 4),
+                "frustrated": bool(out.frustration[row] >= self.labels.frustration_threshold),
             }
         return Parse(text, intent, confidence, ranking, entities, sentiment, self._answer(out, row))
 
