@@ -49,9 +49,9 @@ def intent_metrics(model: JointNLU, tokenizer: object, test: list[Any]) -> dict[
     return metrics
 
 
-def latency(model_dir: Path, texts: list[str], n: int = 200) -> dict[str, float]:
+def latency(model_dir: Path, texts: list[str], n: int = 200, int8: bool = False) -> dict[str, float]:
     """Per-utterance parse latency on one thread (all heads, normalisers included)."""
-    nlu = NLU(model_dir, threads=1)
+    nlu = NLU(model_dir, threads=1, int8=int8)
     for text in texts[:10]:
         nlu.parse(text)
     times = []
@@ -92,12 +92,14 @@ def confusion_png(pred: np.ndarray, gold: np.ndarray, names: list[str], path: Pa
     plt.close(fig)
 
 
-def evaluate(model_dir: Path, test: list[Any], report_dir: Path | None, title: str) -> dict[str, Any]:
+def evaluate(
+    model_dir: Path, test: list[Any], report_dir: Path | None, title: str, int8: bool = False
+) -> dict[str, Any]:
     torch.set_num_threads(max(1, torch.get_num_threads()))
-    model, tokenizer = JointNLU.load(model_dir)
+    model, tokenizer = JointNLU.load(model_dir, int8=int8)
     metrics = intent_metrics(model, tokenizer, test)
     pred, gold = metrics.pop("_pred"), metrics.pop("_gold")
-    metrics["latency"] = latency(model_dir, [e.text for e in test[:200]])
+    metrics["latency"] = latency(model_dir, [e.text for e in test[:200]], int8=int8)
     metrics["model_mb"] = model_size_mb(model_dir)
     if report_dir is not None:
         report_dir.mkdir(parents=True, exist_ok=True)

@@ -155,6 +155,7 @@ def main() -> int:
     )
     parser.add_argument("--epochs", type=int, default=8)
     parser.add_argument("--domain", type=Path, help="also train and score a domain model (e.g. domains/shop)")
+    parser.add_argument("--int8", action="store_true", help="also score the domain model int8-quantised")
     parser.add_argument("--work", type=Path, default=Path("out/bench_nlu"), help="models and reports")
     parser.add_argument("--out", type=Path, default=Path("docs"))
     args = parser.parse_args()
@@ -175,6 +176,14 @@ def main() -> int:
         print(f"== domain {args.domain}", flush=True)
         done["shop"] = domain_report(args.domain, args.work / "shop")
         shutil.copy(args.work / "shop" / "confusion.png", args.out / "img" / "nlu_shop_confusion.png")
+    shop_file = results / "nlu_shop.json"
+    if args.int8 and shop_file.is_file():
+        from models.evaluate import evaluate
+
+        shop = done.get("shop") or json.loads(shop_file.read_text())
+        shop["int8"] = evaluate(Path(shop["model"]), load_dataset("bitext").test, None, "int8", int8=True)
+        shop["int8"]["command"] = command
+        done["shop"] = shop
     for key, rep in done.items():  # each row keeps the command and machine that produced it
         rep |= {"command": command, "machine": machine_line(info)}
         (results / f"nlu_{key}.json").write_text(json.dumps(rep, indent=2))
@@ -198,6 +207,17 @@ def main() -> int:
     if frozen:
         body += ["", f"Frozen baseline (Banking77, frozen MiniLM embeddings + logistic regression): "
                  f"{pct(frozen['intent_acc'])}."]  # fmt: skip
+    int8 = reports.get("shop", {}).get("int8")
+    if int8:
+        fp32 = reports["shop"]["typed"]
+        body += [
+            "",
+            "int8 dynamic quantisation of the shop model (`--int8`, Bitext test, typed): intent acc "
+            f"{pct(int8['intent_acc'])} (fp32 {pct(fp32['intent_acc'])}), entity F1 {pct(int8['entity_f1'])} "
+            f"(fp32 {pct(fp32['entity_f1'])}), latency p50/p95 {int8['latency']['p50_ms']:.1f} / "
+            f"{int8['latency']['p95_ms']:.1f} ms (fp32 {fp32['latency']['p50_ms']:.1f} / "
+            f"{fp32['latency']['p95_ms']:.1f} ms).",
+        ]
     senti = reports.get("shop", {}).get("sentiment")
     if senti:
         body += [

@@ -107,12 +107,18 @@ class JointNLU(nn.Module):
         tokenizer = AutoTokenizer.from_pretrained(str(encoder_dir))
         return cls(encoder, labels), tokenizer
 
+    def quantized(self) -> JointNLU:
+        """int8 dynamic quantisation of every Linear layer: int8 weights, activations quantised on the fly."""
+        quantize = torch.ao.quantization.quantize_dynamic
+        out: JointNLU = quantize(self, {nn.Linear}, dtype=torch.qint8)  # type: ignore[no-untyped-call]
+        return out
+
     @classmethod
-    def load(cls, directory: Path) -> tuple[JointNLU, PreTrainedTokenizerBase]:
+    def load(cls, directory: Path, int8: bool = False) -> tuple[JointNLU, PreTrainedTokenizerBase]:
         for name in ("labels.json", "heads.pt", "encoder/config.json"):
             if not (directory / name).is_file():
                 raise FileNotFoundError(f"{directory}: missing {name}; train it with `voicebot train`")
         model, tokenizer = cls.create(directory / "encoder", Labels.load(directory / "labels.json"))
         model.load_state_dict(torch.load(directory / "heads.pt", map_location="cpu"), strict=False)
         model.eval()
-        return model, tokenizer
+        return (model.quantized() if int8 else model), tokenizer

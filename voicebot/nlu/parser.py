@@ -54,8 +54,8 @@ class Parse:
 class NLU:
     """Loads a model directory made by `voicebot train` / the recipes in models/."""
 
-    def __init__(self, model_dir: Path, threads: int = 1) -> None:
-        self.model, self.tokenizer = JointNLU.load(Path(model_dir))
+    def __init__(self, model_dir: Path, threads: int = 1, int8: bool = False) -> None:
+        self.model, self.tokenizer = JointNLU.load(Path(model_dir), int8=int8)
         self.labels = self.model.labels
         self.threads = threads
         self._lock = threading.Lock()  # torch modules are not re-entrant across threads
