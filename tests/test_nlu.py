@@ -179,5 +179,5 @@ def test_int8_model_parses_like_the_fp32_one(tiny_model: Path) -> None:
     fp32, int8 = NLU(tiny_model), NLU(tiny_model, int8=True)
     text = "I want to cancel order 457219"
     a, b = fp32.parse(text), int8.parse(text)
-    assert b.intent in fp32.labels.intents + [OOS] and len(b.ranking) == len(a.ranking)
+    assert b.intent in [*fp32.labels.intents, OOS] and len(b.ranking) == len(a.ranking)
     assert b.sentiment is not None and "frustrated" in b.sentiment
