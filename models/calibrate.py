@@ -32,8 +32,9 @@ def oos_threshold(
 ) -> float:
     """Confidence below which a prediction becomes out-of-scope.
 
-    With out-of-scope examples in validation: the cut-off maximising the mean of in-scope accuracy and
-    out-of-scope recall. Without them: the cut-off that keeps `keep` of correct in-scope predictions.
+    With out-of-scope examples in validation: the cut-off maximising validation accuracy over all examples
+    (in-scope and out-of-scope alike, the usual CLINC150 operating point). Without them: the cut-off that
+    keeps `keep` of the correct in-scope predictions.
     """
     if len(gold) == 0:
         return 0.0
@@ -41,15 +42,11 @@ def oos_threshold(
     if oos_index is None or not (gold == oos_index).any():
         kept = np.sort(confidence[correct]) if correct.any() else np.sort(confidence)
         return float(kept[int((1.0 - keep) * len(kept))]) if len(kept) else 0.0
-    is_oos = gold == oos_index
     best, best_t = -1.0, 0.0
     for t in np.unique(np.round(confidence, 3)):
-        pred = np.where(confidence < t, oos_index, predicted)
-        in_acc = (pred[~is_oos] == gold[~is_oos]).mean()
-        oos_rec = (pred[is_oos] == oos_index).mean()
-        score = 0.5 * (in_acc + oos_rec)
-        if score > best:
-            best, best_t = float(score), float(t)
+        accuracy = float((np.where(confidence < t, oos_index, predicted) == gold).mean())
+        if accuracy > best:
+            best, best_t = accuracy, float(t)
     return best_t
 
 

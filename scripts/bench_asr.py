@@ -337,12 +337,12 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=Path("docs"))
     ap.add_argument("--models", nargs="+", default=["base", "tiny.en"])
     ap.add_argument("--quick", action="store_true", help="a few utterances, for a smoke run")
-    ap.add_argument(
-        "--data-dir", type=Path, help="cache for generated audio (default: a temporary directory)"
-    )
+    ap.add_argument("--data-dir", type=Path, help="cache for generated audio (default: a temp dir)")
     ap.add_argument("--progress", action="store_true")
     ap.add_argument("--rss-probe", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args()
+    if "base" not in args.models:
+        ap.error("--models must include base: the targets, streaming and window runs use it")
     if args.rss_probe:
         return rss_probe()
     with tempfile.TemporaryDirectory(prefix="bench_asr_") as tmp:
@@ -385,13 +385,12 @@ def run(args: argparse.Namespace, data_dir: Path) -> None:
     bc.write_csv(results / "asr_utterances.csv", rows)
     bc.write_csv(results / "asr_nonspeech.csv", noise)
     bc.write_csv(results / "asr_streaming.csv", stream)
+    machine = bc.machine_line(info)  # also adds the CPU other processes took during the run to `info`
     raw = {"machine": info, "memory_mb": memory, "summary": summary, "quick": args.quick}
     (results / "asr_summary.json").write_text(json.dumps(raw, indent=1))
     plots(summary, rows, img, args.models, voices)
     cmd = " ".join([".venv/bin/python scripts/bench_asr.py", *sys.argv[1:]])
-    body = report(
-        cmd, bc.machine_line(info), summary, rows, noise, stream, memory, args.models, voices, len(items)
-    )
+    body = report(cmd, machine, summary, rows, noise, stream, memory, args.models, voices, len(items))
     bc.write_section(args.out / "benchmarks.md", "bench_asr", body)
     print(body)
 

@@ -193,6 +193,7 @@ def main() -> None:
     }
     results = args.out / "results"
     bc.write_csv(results / "tts_latency.csv", [r for r in rows if r["kind"] != "cached"])
+    machine = bc.machine_line(info)  # also adds the CPU other processes took during the run to `info`
     raw = {"machine": info, "summary": summary, "backends": meta}
     (results / "tts_summary.json").write_text(json.dumps(raw, indent=1))
     series = {
@@ -205,7 +206,7 @@ def main() -> None:
         "TTS time to first audio at 8 kHz", (TARGETS["first_ms"], "target p50 ≤ 150 ms"), logx=True,
     )  # fmt: skip
     cmd = " ".join([".venv/bin/python scripts/bench_tts.py", *sys.argv[1:]])
-    body = report(cmd, bc.machine_line(info), summary, meta, args.rounds)
+    body = report(cmd, machine, summary, meta, args.rounds)
     bc.write_section(args.out / "benchmarks.md", "bench_tts", body)
     print(body)
 

@@ -56,7 +56,8 @@ def _brain_factory(args: argparse.Namespace, config: VoicebotConfig) -> Callable
     from voicebot.nlu.brain import UnderstandingBrain
     from voicebot.nlu.parser import NLU
 
-    nlu = NLU(train_domain(args.domain, config.cache_dir, progress=True))
+    model = train_domain(args.domain, config.cache_dir, progress=True)
+    nlu = NLU(model, threads=config.nlu.threads, int8=config.nlu.int8)
     return lambda: UnderstandingBrain(nlu)
 
 
@@ -189,7 +190,8 @@ def cmd_nlu(args: argparse.Namespace) -> int:
     args.model = _nlu_model(args)
     if not (args.model / "labels.json").is_file():
         raise UserError(f"{args.model}: no trained NLU model here (make one with `voicebot train`)")
-    nlu = NLU(args.model)
+    config = _config(args)
+    nlu = NLU(args.model, threads=config.nlu.threads, int8=config.nlu.int8)
     for text in args.text:
         print(json.dumps(nlu.parse(text).as_dict(), indent=None if args.compact else 2))
     return 0
