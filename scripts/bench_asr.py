@@ -122,6 +122,10 @@ def summarise(rows: list[dict[str, Any]]) -> dict[str, Any]:
     }
 
 
+def n_words(text: str) -> int:
+    return len(normalise(text).split())  # ". . ." is no words, "$49.99" is four
+
+
 def nonspeech(asr: ASRBackend, model: str, vad: SileroVAD, data_dir: Path) -> Rows:
     config = VoicebotConfig(asr=ASRConfig(model=model))
     rows = []
@@ -133,9 +137,9 @@ def nonspeech(asr: ASRBackend, model: str, vad: SileroVAD, data_dir: Path) -> Ro
             raw = asr.transcribe(to_float(read_audio(path, RATE)))
             rows.append({
                 "model": model, "clip": name, "condition": cond, "seconds": round(clip.size / RATE, 2),
-                "vad_utterances": len(full.utterances), "full_words": len(full.text.split()),
+                "vad_utterances": len(full.utterances), "full_words": n_words(full.text),
                 "full_text": full.text, "full_raw": " | ".join(u["raw_text"] for u in full.utterances),
-                "raw_words": len(raw.text.split()), "raw_text": raw.text, "raw_unguarded": raw.raw_text,
+                "raw_words": n_words(raw.text), "raw_text": raw.text, "raw_unguarded": raw.raw_text,
                 "raw_rejected": raw.rejected or "",
             })  # fmt: skip
     return rows
@@ -329,7 +333,7 @@ def report(cmd: str, machine: str, summary: dict[str, Any], rows: Rows, noise: R
 
 def _ns(noise: Rows, model: str, clip: str, cond: str) -> str:
     r = next(r for r in noise if (r["model"], r["clip"], r["condition"]) == (model, clip, cond))
-    return f"{r['full_words']} / {r['raw_words']} / {len(r['raw_unguarded'].split())}"
+    return f"{r['full_words']} / {r['raw_words']} / {n_words(r['raw_unguarded'])}"
 
 
 def main() -> None:

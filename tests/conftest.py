@@ -8,12 +8,16 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from models.data import data_root
 from voicebot.audio import write_wav
 from voicebot.config import VoicebotConfig
 from voicebot.frames import PCM
 from voicebot.pipeline import Services
 
 RATE = 16_000
+needs_data = pytest.mark.skipif(
+    not data_root().is_dir(), reason=f"public datasets not found at {data_root()} (set VOICEBOT_DATA)"
+)
 PHRASES = {
     "track": "I would like to track my order. The number is four five seven two one nine.",
     "agent": "Can I speak to a human agent please?",

@@ -15,11 +15,9 @@ from models.augment import (
     ordinal_to_words,
     spoken_tokens,
 )
-from models.data import Example, bio_error, bio_to_spans, data_root, load_dataset
+from models.data import Example, bio_error, bio_to_spans, load_dataset
+from tests.conftest import needs_data
 
-needs_data = pytest.mark.skipif(
-    not data_root().is_dir(), reason=f"public datasets not found at {data_root()}"
-)
 QUIET = AugmentProbs(homophone=0.0, drop=0.0, filler=0.0)
 
 

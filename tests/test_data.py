@@ -24,9 +24,9 @@ from models.data import (
     spans_to_bio,
     tokenize,
 )
+from tests.conftest import needs_data
 
 ROOT = data_root()
-needs_data = pytest.mark.skipif(not ROOT.is_dir(), reason=f"public datasets not found at {ROOT}")
 _cache: dict[tuple[str, int], Dataset] = {}
 
 

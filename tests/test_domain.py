@@ -15,12 +15,12 @@ import pytest
 
 from models.data import Dataset, Example, data_root, load_dataset, spans_to_bio, tokenize
 from models.train_domain import build_faq, fingerprint, gather
+from tests.conftest import needs_data
 from voicebot.domain.nlu_spec import FAQSpec, NLUSpec, load_nlu_spec, parse_markup
 from voicebot.domain.yamlfile import DomainError
 
 SHOP = Path(__file__).resolve().parents[1] / "domains" / "shop"
 DATA = data_root()
-needs_data = pytest.mark.skipif(not DATA.is_dir(), reason=f"public datasets not found at {DATA}")
 
 CONVERSATION = ("greet", "goodbye", "affirm", "deny", "repeat", "oos")
 ENTITY_TYPES = ("order_id", "invoice_id", "refund_amount", "delivery_city", "person_name", "email", "phone")

@@ -12,11 +12,14 @@ import pytest
 from models.data import Example, load_dataset, load_sentiment
 from models.eval_nlu import spoken_example
 from models.train_joint import FAQ, JointTrainConfig, JointTrainer
+from tests.conftest import needs_data
 from voicebot.filecall import FileCall
 from voicebot.nlu.brain import UnderstandingBrain
 from voicebot.nlu.model import OOS, JointNLU
 from voicebot.nlu.parser import NLU
 from voicebot.pipeline import Services
+
+pytestmark = needs_data  # trains on real public data
 
 FAQ_DATA = FAQ(
     answers={
