@@ -11,7 +11,7 @@ DEB_PACKAGES := ffmpeg espeak-ng flite
 
 DOMAIN ?= domains/shop
 
-# Fine-tunes the default domain's NLU first if its model is missing (about 10-15 minutes on 2 cores, once).
+# Fine-tunes the default domain's NLU first if its model is missing (about 18 minutes on 2 cores, once).
 run: install models
 	$(BIN)/voicebot train --domain $(DOMAIN)
 	$(BIN)/voicebot serve --host $(HOST) --port $(PORT) --domain $(DOMAIN)
