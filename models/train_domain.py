@@ -113,11 +113,11 @@ def model_dir(domain: Path, cache_dir: Path, data_dir: Path | None = None) -> Pa
 
 def train_domain(
     domain: Path, cache_dir: Path, data_dir: Path | None = None, force: bool = False, progress: bool = True
-) -> Path:
-    """Train (or reuse) the domain's NLU model; returns its directory."""
+) -> tuple[Path, bool]:
+    """Train (or reuse) the domain's NLU model; returns its directory and whether it was trained now."""
     out = model_dir(domain, cache_dir, data_dir)
     if (out / "metrics.json").is_file() and not force:
-        return out
+        return out, False
     spec, faq_spec, train, valid = gather(domain, data_dir)
     cfg = JointTrainConfig(
         epochs=spec.training.epochs, augment=spec.training.augment, seed=spec.training.seed
@@ -140,4 +140,4 @@ def train_domain(
     if out.exists():
         shutil.rmtree(out)
     tmp.rename(out)  # a half-trained model is never picked up
-    return out
+    return out, True

@@ -24,6 +24,7 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
+from models.augment import augment
 from models.calibrate import answer_threshold, best_f1_threshold, fit_temperature, oos_threshold
 from models.data import Example, SentimentExample
 from voicebot.nlu.infer import logits_for_calibration, run
@@ -152,8 +153,6 @@ class JointTrainer:
 
     def _domain_loss(self, batch: list[Example]) -> torch.Tensor:
         if self.cfg.augment:
-            from models.augment import augment
-
             batch = [augment(e, self.rng) if self.rng.random() < self.cfg.augment else e for e in batch]
         enc = encode(self.tokenizer, [example_words(e) for e in batch], self.cfg.max_length)
         out = self.model(enc.input_ids, enc.attention_mask)

@@ -95,7 +95,7 @@ def domain_report(domain: Path, out: Path) -> dict[str, Any]:
     from models.train_domain import train_domain
     from voicebot.config import load_config
 
-    model = train_domain(domain, load_config().cache_dir, progress=False)
+    model, _ = train_domain(domain, load_config().cache_dir, progress=False)
     training = json.loads((model / "metrics.json").read_text())
     test = load_dataset("bitext").test
     title = f"Bitext test, {domain} model"

@@ -56,7 +56,7 @@ def _brain_factory(args: argparse.Namespace, config: VoicebotConfig) -> Callable
     from voicebot.nlu.brain import UnderstandingBrain
     from voicebot.nlu.parser import NLU
 
-    model = train_domain(args.domain, config.cache_dir, progress=True)
+    model, _ = train_domain(args.domain, config.cache_dir, progress=True)
     nlu = NLU(model, threads=config.nlu.threads, int8=config.nlu.int8)
     return lambda: UnderstandingBrain(nlu)
 
@@ -160,38 +160,36 @@ def cmd_eval_nlu(args: argparse.Namespace) -> int:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from models.train_domain import model_dir, train_domain
+    from models.train_domain import train_domain
 
     config = _config(args)
-    before = model_dir(args.domain, config.cache_dir, args.data_dir)
-    reused = (before / "metrics.json").is_file() and not args.force
-    out = train_domain(
+    out, trained = train_domain(
         args.domain, config.cache_dir, args.data_dir, force=args.force, progress=not args.quiet
     )
     metrics = json.loads((out / "metrics.json").read_text())
-    state = "up to date" if reused else f"trained in {metrics['train_seconds']:.0f} s"
+    state = f"trained in {metrics['train_seconds']:.0f} s" if trained else "up to date"
     print(f"{args.domain}: NLU model {state}: {out}")
     return 0
 
 
-def _nlu_model(args: argparse.Namespace) -> Path:
+def _nlu_model(args: argparse.Namespace, config: VoicebotConfig) -> Path:
     if args.model is not None:
         return Path(args.model)
     if args.domain is None:
         raise UserError("give --model DIR or --domain DIR")
     from models.train_domain import model_dir
 
-    return model_dir(args.domain, _config(args).cache_dir)
+    return model_dir(args.domain, config.cache_dir)
 
 
 def cmd_nlu(args: argparse.Namespace) -> int:
     from voicebot.nlu.parser import NLU
 
-    args.model = _nlu_model(args)
-    if not (args.model / "labels.json").is_file():
-        raise UserError(f"{args.model}: no trained NLU model here (make one with `voicebot train`)")
     config = _config(args)
-    nlu = NLU(args.model, threads=config.nlu.threads, int8=config.nlu.int8)
+    model = _nlu_model(args, config)
+    if not (model / "labels.json").is_file():
+        raise UserError(f"{model}: no trained NLU model here (make one with `voicebot train`)")
+    nlu = NLU(model, threads=config.nlu.threads, int8=config.nlu.int8)
     for text in args.text:
         print(json.dumps(nlu.parse(text).as_dict(), indent=None if args.compact else 2))
     return 0
