@@ -29,7 +29,7 @@ from models.calibrate import answer_threshold, best_f1_threshold, fit_temperatur
 from models.data import Example, SentimentExample
 from voicebot.nlu.infer import logits_for_calibration, run
 from voicebot.nlu.model import OOS, SENTIMENTS, JointNLU, Labels, default_encoder
-from voicebot.nlu.tokens import IGNORE, align_tags, encode, words
+from voicebot.nlu.tokens import IGNORE, align_tags, encode, word_lists
 
 SENTIMENT_INDEX = {name: i for i, name in enumerate(SENTIMENTS)}
 
@@ -63,7 +63,7 @@ class FAQ:
 
 
 def example_words(example: Example) -> list[str]:
-    return list(example.tokens) if example.tokens is not None else [w for w, _, _ in words(example.text)]
+    return list(example.tokens) if example.tokens is not None else word_lists([example.text])[0]
 
 
 def _seed(seed: int) -> None:
@@ -113,7 +113,7 @@ def build_labels(
 
 
 def fit_frustration(model: JointNLU, tokenizer: object, valid: list[SentimentExample]) -> float:
-    scores = run(model, tokenizer, [[w for w, _, _ in words(e.text)] for e in valid]).frustration
+    scores = run(model, tokenizer, word_lists([e.text for e in valid])).frustration
     return best_f1_threshold(scores, np.array([e.frustrated for e in valid]))
 
 
@@ -166,7 +166,7 @@ class JointTrainer:
         return loss
 
     def _sentiment_loss(self, batch: list[SentimentExample]) -> torch.Tensor:
-        enc = encode(self.tokenizer, [[w for w, _, _ in words(e.text)] for e in batch], self.cfg.max_length)
+        enc = encode(self.tokenizer, word_lists([e.text for e in batch]), self.cfg.max_length)
         out = self.model(enc.input_ids, enc.attention_mask)
         gold = torch.tensor([SENTIMENT_INDEX[e.label] for e in batch])
         frustrated = torch.tensor([float(e.frustrated) for e in batch])
@@ -179,7 +179,7 @@ class JointTrainer:
         ids = list(dict.fromkeys(a for _, a in batch))  # one positive per answer in the batch
         questions = [next(q for q, a in batch if a == i) for i in ids]
         texts = questions + [self.faq.answers[i] for i in ids]
-        enc = encode(self.tokenizer, [[w for w, _, _ in words(t)] for t in texts], self.cfg.max_length)
+        enc = encode(self.tokenizer, word_lists(texts), self.cfg.max_length)
         emb = self.model(enc.input_ids, enc.attention_mask)["match"]
         sims = emb[: len(ids)] @ emb[len(ids) :].T / self.cfg.match_temperature
         target = torch.arange(len(ids))
@@ -269,10 +269,8 @@ class JointTrainer:
     def _fit_answer_threshold(self) -> float:
         assert self.faq is not None
         answers = list(self.faq.answers)
-        emb = run(
-            self.model, self.tokenizer, [[w for w, _, _ in words(self.faq.answers[a])] for a in answers]
-        ).match
-        q = run(self.model, self.tokenizer, [[w for w, _, _ in words(t)] for t, _ in self.faq.valid]).match
+        emb = run(self.model, self.tokenizer, word_lists([self.faq.answers[a] for a in answers])).match
+        q = run(self.model, self.tokenizer, word_lists([t for t, _ in self.faq.valid])).match
         scores = q @ emb.T
         best = scores.max(1)
         right = np.array(

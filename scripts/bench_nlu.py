@@ -24,7 +24,7 @@ from models.eval_nlu import eval_nlu
 from models.train_joint import JointTrainConfig
 from voicebot.nlu.infer import run
 from voicebot.nlu.model import SENTIMENTS, JointNLU, mean_pool
-from voicebot.nlu.tokens import encode, words
+from voicebot.nlu.tokens import encode, word_lists
 
 PUBLISHED = {
     "banking77": "BERT-class ≈ 93 % (best reported ≈ 94.9 %)",
@@ -53,7 +53,7 @@ def frozen_baseline(dataset: str, encoder: Path) -> dict[str, float]:
     def embed(texts: list[str]) -> np.ndarray:
         out = []
         for i in range(0, len(texts), 128):
-            b = encode(tok, [[w for w, _, _ in words(t)] for t in texts[i : i + 128]], 64)
+            b = encode(tok, word_lists(texts[i : i + 128]), 64)
             hidden = enc(input_ids=b.input_ids, attention_mask=b.attention_mask).last_hidden_state
             out.append(torch.nn.functional.normalize(mean_pool(hidden, b.attention_mask), dim=-1).numpy())
         return np.concatenate(out)
@@ -74,7 +74,7 @@ def sentiment_eval(model_dir: Path) -> dict[str, float]:
 
     model, tok = JointNLU.load(model_dir)
     test = load_sentiment().test
-    out = run(model, tok, [[w for w, _, _ in words(e.text)] for e in test])
+    out = run(model, tok, word_lists([e.text for e in test]))
     gold = [SENTIMENTS.index(e.label) for e in test]
     frustrated = np.array([e.frustrated for e in test])
     flagged = out.frustration >= model.labels.frustration_threshold

@@ -19,7 +19,7 @@ import torch
 from voicebot.nlu.infer import Outputs, run
 from voicebot.nlu.model import OOS, SENTIMENTS, JointNLU
 from voicebot.nlu.normalise import normalise
-from voicebot.nlu.tokens import bio_spans, words
+from voicebot.nlu.tokens import bio_spans, word_lists, words
 
 MAX_CHARS = 2_000  # beyond this a "turn" is not speech; the encoder would truncate anyway
 RANKING = 5
@@ -63,9 +63,7 @@ class NLU:
         self.answers: dict[str, str] = json.loads(answers_file.read_text()) if answers_file.is_file() else {}
         self._answer_ids = list(self.answers)
         self._answer_emb = (
-            run(
-                self.model, self.tokenizer, [[w for w, _, _ in words(t)] for t in self.answers.values()]
-            ).match
+            run(self.model, self.tokenizer, word_lists(list(self.answers.values()))).match
             if self.answers
             else np.zeros((0, 1), np.float32)
         )

@@ -36,6 +36,11 @@ def words(text: str) -> list[tuple[str, int, int]]:
     return out
 
 
+def word_lists(texts: list[str]) -> list[list[str]]:
+    """Just the words of each text, the form `encode` and `infer.run` take."""
+    return [[w for w, _, _ in words(t)] for t in texts]
+
+
 @dataclass
 class Batch:
     input_ids: torch.Tensor
