@@ -12,13 +12,28 @@ import re
 from collections.abc import Callable
 from typing import Protocol
 
-from voicebot.frames import Action, BotReply, BotStopped, DTMFDigit, FinalTranscript, Frame, HangUp
+from voicebot.frames import (
+    Action,
+    BotReply,
+    BotStopped,
+    DTMFDigit,
+    FinalTranscript,
+    Frame,
+    HangUp,
+    NoInput,
+)
 
-BrainInput = FinalTranscript | DTMFDigit | BotStopped | HangUp
+BrainInput = FinalTranscript | DTMFDigit | BotStopped | HangUp | NoInput
 
 
 class Brain(Protocol):
-    """One instance per call: it owns that call's conversation state."""
+    """One instance per call: it owns that call's conversation state.
+
+    `no_input_s`: seconds of caller silence after the bot stops talking before a `NoInput` event arrives
+    (live calls only; None = never). Offline runs drive no-input explicitly instead of waiting.
+    """
+
+    no_input_s: float | None
 
     def greeting(self) -> BotReply | None: ...
 
@@ -36,6 +51,7 @@ class EchoBrain:
     """Repeats the caller's words; 'goodbye' ends the call. Records what the caller actually heard."""
 
     def __init__(self) -> None:
+        self.no_input_s: float | None = None
         self.heard: list[tuple[int, bool, float]] = []  # (reply_id, interrupted, played_ms)
         self.ended: str | None = None
 
@@ -56,9 +72,11 @@ class EchoBrain:
         if isinstance(event, BotStopped):
             self.heard.append((event.reply_id, event.interrupted, event.played_ms))
             return None
+        if isinstance(event, NoInput):
+            return BotReply(text="Are you still there? Say something and I will repeat it.")
         self.ended = event.reason
         return None
 
 
 def is_brain_input(frame: Frame) -> bool:
-    return isinstance(frame, FinalTranscript | DTMFDigit | BotStopped | HangUp)
+    return isinstance(frame, FinalTranscript | DTMFDigit | BotStopped | HangUp | NoInput)

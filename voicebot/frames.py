@@ -79,6 +79,13 @@ class DTMFDigit(Frame):
 
 
 @dataclass(frozen=True)
+class NoInput(Frame):
+    """The caller said nothing for `after_s` seconds after the bot finished speaking (a no-input event)."""
+
+    after_s: float
+
+
+@dataclass(frozen=True)
 class HangUp(Frame):
     reason: str = "caller hung up"
 
@@ -116,11 +123,16 @@ class BotAudio(Frame):
 
 @dataclass(frozen=True)
 class BotStopped(Frame):
-    """The bot's reply stopped: finished, or cut by barge-in after `played_ms` of audio."""
+    """The bot's reply stopped: finished, or cut by barge-in after `played_ms` of audio.
+
+    `heard` is the text the caller actually heard: whole sentences played, plus the played share of the
+    sentence that was cut (by its audio length), so the dialogue history never claims more than was said.
+    """
 
     reply_id: int
     interrupted: bool
     played_ms: float
+    heard: str = ""
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,7 @@ from voicebot.asr import ASRBackend, make_asr
 from voicebot.audio import StreamResampler
 from voicebot.brain import Brain
 from voicebot.config import VoicebotConfig
-from voicebot.frames import PCM, AudioIn, Barrier, DTMFDigit, Frame, HangUp
+from voicebot.frames import PCM, AudioIn, Barrier, DTMFDigit, FinalTranscript, Frame, HangUp, NoInput
 from voicebot.stages.listen import ASRStage, VADStage
 from voicebot.stages.respond import AudioSink, BrainStage, SpeakStage
 from voicebot.tts import CachedTTS, make_tts
@@ -68,7 +68,7 @@ class CallPipeline:
         self._audio_t = 0.0
         self.vad = VADStage(Endpointer(services.vad, cfg.vad))
         self.asr = ASRStage(services.asr, cfg.asr, services.executor)
-        self.brain_stage = BrainStage(brain)
+        self.brain_stage = BrainStage(brain, live=paced)
         self.speak = SpeakStage(
             services.tts,
             sink,
@@ -102,6 +102,14 @@ class CallPipeline:
 
     async def send_dtmf(self, digit: str) -> None:
         await self.vad.put(DTMFDigit(digit=digit))
+
+    async def send_text(self, text: str) -> None:
+        """A caller turn as text (typed chat, conversation tests): skips VAD and ASR, keeps the order."""
+        await self.vad.put(FinalTranscript(text=text, t=self._audio_t, details={"source": "text"}))
+
+    async def send_no_input(self, after_s: float = 0.0) -> None:
+        """Report caller silence now (offline runs; live calls time it themselves)."""
+        await self.vad.put(NoInput(after_s=after_s))
 
     async def hangup(self, reason: str = "caller hung up") -> None:
         await self.vad.put(HangUp(reason=reason))

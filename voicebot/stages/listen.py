@@ -28,6 +28,7 @@ from voicebot.frames import (
     FinalTranscript,
     Frame,
     HangUp,
+    NoInput,
     PartialTranscript,
     SpeechAudio,
     SpeechEnded,
@@ -93,7 +94,7 @@ class ASRStage(Stage):
             self._on_audio(frame)
         elif isinstance(frame, SpeechEnded):
             self._finalise(frame)
-        elif isinstance(frame, HangUp | Barrier | DTMFDigit):
+        elif isinstance(frame, HangUp | Barrier | DTMFDigit | FinalTranscript | NoInput):
             self.after_work(frame)  # keep order with the finals still decoding
         else:
             await self.emit(frame)

@@ -23,9 +23,11 @@ from voicebot.frames import (
     BotReply,
     BotStopped,
     CallEnded,
+    DTMFDigit,
     FinalTranscript,
     Frame,
     HangUp,
+    NoInput,
     SpeechStarted,
     TurnDone,
 )
@@ -44,13 +46,46 @@ class AudioSink(Protocol):
 
 
 class BrainStage(Stage):
+    """Hands caller turns to the brain; on live calls also times caller silence into `NoInput` events."""
+
     name = "brain"
 
-    def __init__(self, brain: Brain) -> None:
+    def __init__(self, brain: Brain, live: bool = False) -> None:
         super().__init__()
         self.brain = brain
+        self.live = live
+        self._silence: asyncio.Task[None] | None = None
+
+    def _wait_for_caller(self) -> None:
+        """Start the no-input clock (after the bot stopped talking, or after a turn that got no answer)."""
+        self._stop_waiting()
+        after = self.brain.no_input_s
+        if self.live and after:
+
+            async def expire() -> None:
+                await asyncio.sleep(after)
+                self._silence = None
+                await self.put(NoInput(after_s=after))
+
+            self._silence = asyncio.create_task(expire())
+
+    def _stop_waiting(self) -> None:
+        if self._silence is not None:
+            self._silence.cancel()
+            self._silence = None
+
+    async def stop(self) -> None:
+        self._stop_waiting()
+        await super().stop()
 
     async def on_frame(self, frame: Frame) -> None:
+        if isinstance(frame, BotStopped):
+            if frame.interrupted:
+                self._stop_waiting()
+            else:
+                self._wait_for_caller()
+        elif isinstance(frame, SpeechStarted | FinalTranscript | DTMFDigit | HangUp):
+            self._stop_waiting()
         if not is_brain_input(frame):
             if isinstance(frame, Barrier):
                 self.after_work(frame)
@@ -67,6 +102,8 @@ class BrainStage(Stage):
                 turn = {"transcript": frame.text, "asr": frame.details}
                 timings = frame.timings_ms | {"dialogue": dialogue_ms}
                 reply = reply or BotReply(text="")
+                if not reply.text and not reply.actions:
+                    self._wait_for_caller()  # a cough or noise: the caller still owes us an answer
                 await self.emit(
                     BotReply(
                         text=reply.text,
@@ -107,6 +144,7 @@ class SpeakStage(Stage):
         self._playing: asyncio.Task[None] | None = None
         self._current: BotReply | None = None
         self._played_ms = 0.0
+        self._progress: tuple[list[str], str, float] = ([], "", 0.0)  # done sentences, current, share played
         self.ended = False
 
     async def on_frame(self, frame: Frame) -> None:
@@ -143,7 +181,7 @@ class SpeakStage(Stage):
         if self.ended:
             return
         self._reply_id += 1
-        self._current, self._played_ms = reply, 0.0
+        self._current, self._played_ms, self._progress = reply, 0.0, ([], "", 0.0)
         self._playing = asyncio.create_task(self._stream(reply, self._reply_id))
         interrupted = False
         try:
@@ -155,7 +193,10 @@ class SpeakStage(Stage):
             await self.sink.clear()
         finally:
             self._current = None
-        stopped = BotStopped(reply_id=self._reply_id, interrupted=interrupted, played_ms=self._played_ms)
+        heard = _heard_text(*self._progress) if interrupted else reply.text
+        stopped = BotStopped(
+            reply_id=self._reply_id, interrupted=interrupted, played_ms=self._played_ms, heard=heard
+        )
         if reply.text:
             await self.feedback(stopped)
         record = dict(reply.turn) | {
@@ -195,6 +236,7 @@ class SpeakStage(Stage):
                 )
                 sent += 1
                 self._played_ms = sent * self.frame_ms
+                self._progress = (sentences[:index], sentence, (n + 1) / len(frames))
                 if self.paced:
                     delay = clock + sent * self.frame_ms / 1000.0 - time.monotonic()
                     if delay > 0:
@@ -204,3 +246,9 @@ class SpeakStage(Stage):
         if not self.ended:
             self.ended = True
             await self.publish(CallEnded(reason=reason, actions=actions))
+
+
+def _heard_text(done: list[str], current: str, share: float) -> str:
+    """Sentences fully played, then the words of the cut sentence in proportion to its audio played."""
+    words = current.split()
+    return " ".join([*done, *words[: int(len(words) * share)]]).strip()
