@@ -1,0 +1,1 @@
+"""Dialogue: turning understood caller turns into business actions and spoken replies."""
