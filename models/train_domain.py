@@ -20,7 +20,10 @@ from voicebot.domain.nlu_spec import FAQSpec, NLUSpec, load_nlu_spec, parse_mark
 from voicebot.domain.yamlfile import DomainError, line_of, load_yaml
 from voicebot.nlu.model import OOS
 
-RECIPE_VERSION = "joint-1"  # bump when the recipe changes in a way that should retrain every domain
+RECIPE_VERSION = "joint-1"
+QUICK_PER_INTENT = 80  # `--quick`: dataset examples kept per intent (inline examples are all kept)
+QUICK_EPOCHS = 4
+QUICK_SENTIMENT = 4000  # bump when the recipe changes in a way that should retrain every domain
 VALID_SHARE = 0.1
 _DATA_FOLDERS = {"bitext": "bitext_customer_support", "goemotions": "sentiment"}  # else the name before "-"
 
@@ -47,8 +50,18 @@ def inline_examples(spec: NLUSpec, source: Path) -> list[Example]:
     return out
 
 
+def _cap(examples: list[Example], per_intent: int, rng: random.Random) -> list[Example]:
+    """At most `per_intent` examples of each intent, a seeded sample (quick models for tests)."""
+    by_intent: dict[str, list[Example]] = {}
+    for e in examples:
+        by_intent.setdefault(e.intent, []).append(e)
+    kept = [e for group in by_intent.values() for e in rng.sample(group, min(per_intent, len(group)))]
+    rng.shuffle(kept)
+    return kept
+
+
 def gather(
-    domain: Path, data_dir: Path | None = None
+    domain: Path, data_dir: Path | None = None, quick: bool = False
 ) -> tuple[NLUSpec, FAQSpec, list[Example], list[Example]]:
     """The domain's training and validation examples (dataset test splits never included)."""
     spec, faq = load_nlu_spec(domain)
@@ -61,8 +74,13 @@ def gather(
             where = _at(domain / "nlu.yaml", "datasets", n, "name")
             raise DomainError(f"{where}: datasets.{n}.name: {exc}") from exc
         keep = set(ref.intents) if ref.intents else None
-        train += [e for e in data.train if keep is None or e.intent in keep]
-        valid += [e for e in data.valid if keep is None or e.intent in keep]
+        ref_train = [e for e in data.train if keep is None or e.intent in keep]
+        ref_valid = [e for e in data.valid if keep is None or e.intent in keep]
+        if quick:
+            ref_train = _cap(ref_train, QUICK_PER_INTENT, rng)
+            ref_valid = _cap(ref_valid, QUICK_PER_INTENT // 4, rng)
+        train += ref_train
+        valid += ref_valid
     inline = inline_examples(spec, domain / "nlu.yaml")
     rng.shuffle(inline)
     cut = int(len(inline) * VALID_SHARE)
@@ -106,22 +124,31 @@ def fingerprint(domain: Path, spec: NLUSpec, data_dir: Path | None) -> str:
     return digest.hexdigest()[:12]
 
 
-def model_dir(domain: Path, cache_dir: Path, data_dir: Path | None = None) -> Path:
+def model_dir(domain: Path, cache_dir: Path, data_dir: Path | None = None, quick: bool = False) -> Path:
     spec, _ = load_nlu_spec(domain)
-    return cache_dir / "models" / f"{domain.resolve().name}-{fingerprint(domain, spec, data_dir)}"
+    kind = "-quick" if quick else ""
+    return cache_dir / "models" / f"{domain.resolve().name}{kind}-{fingerprint(domain, spec, data_dir)}"
 
 
 def train_domain(
-    domain: Path, cache_dir: Path, data_dir: Path | None = None, force: bool = False, progress: bool = True
+    domain: Path,
+    cache_dir: Path,
+    data_dir: Path | None = None,
+    force: bool = False,
+    progress: bool = True,
+    quick: bool = False,
 ) -> tuple[Path, bool]:
-    """Train (or reuse) the domain's NLU model; returns its directory and whether it was trained now."""
-    out = model_dir(domain, cache_dir, data_dir)
+    """Train (or reuse) the domain's NLU model; returns its directory and whether it was trained now.
+
+    `quick` trains on a seeded sample of the referenced datasets for fewer epochs: a real model of the
+    domain in a few minutes, for the test suite and trying a domain out; `voicebot train` makes the full one.
+    """
+    out = model_dir(domain, cache_dir, data_dir, quick)
     if (out / "metrics.json").is_file() and not force:
         return out, False
-    spec, faq_spec, train, valid = gather(domain, data_dir)
-    cfg = JointTrainConfig(
-        epochs=spec.training.epochs, augment=spec.training.augment, seed=spec.training.seed
-    )
+    spec, faq_spec, train, valid = gather(domain, data_dir, quick)
+    epochs = min(spec.training.epochs, QUICK_EPOCHS) if quick else spec.training.epochs
+    cfg = JointTrainConfig(epochs=epochs, augment=spec.training.augment, seed=spec.training.seed)
     if spec.training.encoder is not None:
         cfg.encoder = spec.training.encoder
     intents = sorted({e.intent for e in train + valid} | ({OOS} if OOS in spec.intents else set()))
@@ -130,6 +157,9 @@ def train_domain(
     if spec.training.sentiment:
         senti = load_sentiment(data_dir)
         sentiment = (senti.train, senti.valid)
+        if quick:
+            rng = random.Random(spec.training.seed)
+            sentiment = (rng.sample(senti.train, min(QUICK_SENTIMENT, len(senti.train))), senti.valid[:1000])
     faq = build_faq(faq_spec, train, spec.training.seed)
     trainer = JointTrainer(train, valid, intents, entity_types, cfg, sentiment, faq, progress=progress)
     tmp = out.with_name(out.name + ".partial")

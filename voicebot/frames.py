@@ -133,6 +133,7 @@ class BotStopped(Frame):
     interrupted: bool
     played_ms: float
     heard: str = ""
+    text: str = ""  # the whole reply, so the brain knows which of its replies this was
 
 
 @dataclass(frozen=True)

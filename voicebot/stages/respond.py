@@ -195,7 +195,8 @@ class SpeakStage(Stage):
             self._current = None
         heard = _heard_text(*self._progress) if interrupted else reply.text
         stopped = BotStopped(
-            reply_id=self._reply_id, interrupted=interrupted, played_ms=self._played_ms, heard=heard
+            reply_id=self._reply_id, interrupted=interrupted, played_ms=self._played_ms, heard=heard,
+            text=reply.text,
         )
         if reply.text:
             await self.feedback(stopped)

@@ -1,0 +1,270 @@
+"""The dialogue policy on the shop domain and its real SQLite back end, fed parses directly.
+
+Parses are the policy's input type, so building them here tests the policy alone (no model in the loop):
+which step follows which, slot carry-over, corrections, topic switches, the no-match/no-input ladders,
+DTMF entry, hand-off reasons and action failures. The model-in-the-loop version is the conversation suite.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from voicebot.dialogue.actions import ActionResult, Actions, load_actions
+from voicebot.dialogue.nlg import NLG, say_amount, say_date, say_digits, say_email
+from voicebot.dialogue.policy import Decision, Policy
+from voicebot.dialogue.state import DialogueState
+from voicebot.domain.loader import Domain, load_domain
+from voicebot.nlu.parser import Entity, Parse
+
+SHOP = Path(__file__).resolve().parent.parent / "domains" / "shop"
+TODAY = date(2026, 11, 29)
+
+
+def P(
+    text: str, intent: str = "oos", conf: float = 0.99, *ents: tuple[str, str, str | None], **kw: Any
+) -> Parse:
+    entities = [Entity(type=t, raw=raw, value=v, start=0, end=len(raw)) for t, raw, v in ents]
+    negative = kw.get("negative", 0.1)
+    sentiment = {
+        "label": "negative" if negative > 0.5 else "neutral",
+        "scores": {"negative": negative, "neutral": 1 - negative, "positive": 0.0},
+        "frustration": kw.get("frustration", 0.0),
+        "frustrated": kw.get("frustration", 0.0) > 0.3,
+    }
+    return Parse(text=text, intent=intent, confidence=conf, entities=entities, sentiment=sentiment)
+
+
+class Bot:
+    def __init__(self, domain: Domain, actions: Actions) -> None:
+        self.state = DialogueState()
+        self.policy = Policy(domain, NLG(domain, TODAY), actions, self.state, "test")
+
+    def say(self, parse: Parse) -> Decision:
+        return asyncio.run(self.policy.on_parse(parse))
+
+    def keys(self, digits: str) -> list[Decision]:
+        out = [asyncio.run(self.policy.on_dtmf(d)) for d in digits]
+        return [d for d in out if d is not None]
+
+    def silence(self) -> Decision:
+        return asyncio.run(self.policy.on_no_input())
+
+
+@pytest.fixture(scope="module")
+def domain() -> Domain:
+    return load_domain(SHOP)
+
+
+@pytest.fixture
+def bot(domain: Domain, tmp_path: Path) -> Bot:
+    actions = load_actions(SHOP, {"database": str(tmp_path / "shop.sqlite"), "today": TODAY.isoformat()})
+    return Bot(domain, actions)
+
+
+def test_track_order_asks_then_answers_from_the_database(bot: Bot) -> None:
+    d = bot.say(P("where is my order", "track_order"))
+    assert d.act == "prompt" and "order number" in d.text
+    d = bot.say(P("eight three oh one one two", "inform"))  # whole answer read when the tagger misses
+    assert d.action == "order_status" and d.action_result == "ok"
+    assert "shipped" in d.text and "8 3 0 1 1 2" in d.text and "Tuesday the 1st of December" in d.text
+    assert bot.state.expecting == "anything_else"
+
+
+def test_intent_with_entity_skips_the_prompt_and_unknown_order_reasks(bot: Bot) -> None:
+    d = bot.say(P("track 123456", "track_order", 0.99, ("order_id", "123456", "123456")))
+    assert d.action_result == "unknown_order"
+    assert "couldn't find" in d.text and "order number" in d.text  # retry: the slot is asked again
+    assert bot.state.expecting == "slot" and "order_id" not in bot.state.slots
+
+
+def test_cancel_confirm_yes_runs_action_and_second_cancel_says_already(bot: Bot) -> None:
+    d = bot.say(P("cancel order 457219", "cancel_order", 0.99, ("order_id", "457219", "457219")))
+    assert d.act == "confirm" and "4 5 7 2 1 9" in d.text
+    d = bot.say(P("yes", "affirm"))
+    assert d.action == "cancel_order" and d.action_result == "ok" and "cancelled" in d.text
+    d = bot.say(P("cancel it again", "cancel_order"))  # order id carried over from the call's memory
+    assert d.act == "confirm"
+    d = bot.say(P("yes", "affirm"))
+    assert d.action_result == "already_cancelled" and "already cancelled" in d.text
+
+
+def test_correction_at_confirmation_updates_and_reconfirms(bot: Bot) -> None:
+    bot.say(P("cancel 830112", "cancel_order", 0.99, ("order_id", "830112", "830112")))
+    d = bot.say(
+        P(
+            "no, it's four five seven two one nine",
+            "deny",
+            0.98,
+            ("phone", "four five seven two one nine", None),
+        )
+    )
+    assert d.act == "corrected" and "4 5 7 2 1 9" in d.text and "confirm" in d.text
+    assert bot.state.slots["order_id"].value == "457219"
+    d = bot.say(P("no", "deny"))
+    assert d.act == "declined" and "left order 4 5 7 2 1 9" in d.text
+
+
+def test_shipped_order_cannot_be_cancelled(bot: Bot) -> None:
+    bot.say(P("cancel 830112", "cancel_order", 0.99, ("order_id", "830112", "830112")))
+    d = bot.say(P("yes", "affirm"))
+    assert d.action_result == "already_shipped" and "already shipped" in d.text
+
+
+def test_multiple_entities_and_city_correction_in_address_change(bot: Bot) -> None:
+    d = bot.say(
+        P(
+            "move 611420 to Leeds",
+            "change_shipping_address",
+            0.98,
+            ("order_id", "611420", "611420"),
+            ("delivery_city", "Leeds", "Leeds"),
+        )
+    )
+    assert d.act == "prompt" and "street" in d.text  # only the missing slot is asked
+    d = bot.say(P("twelve high street", "oos", 0.9))
+    assert d.act == "confirm" and "twelve high street, Leeds" in d.text
+    d = bot.say(
+        P(
+            "actually change the city to York",
+            "change_shipping_address",
+            0.6,
+            ("delivery_city", "York", "York"),
+        )
+    )
+    assert "changed" in d.text and "twelve high street, York" in d.text
+    d = bot.say(P("yes", "affirm"))
+    assert d.action_result == "ok" and "York" in d.text
+
+
+def test_topic_switch_mid_flow_then_resume(bot: Bot) -> None:
+    bot.say(P("I want a refund", "get_refund"))
+    assert bot.state.expecting == "slot"
+    d = bot.say(P("wait where is order 830112", "track_order", 0.99, ("order_id", "830112", "830112")))
+    assert d.action == "order_status" and "back to your refund" in d.text
+    assert d.act == "action" and "Shall I open it" in d.text  # order id carried into the resumed refund
+    d = bot.say(P("yes", "affirm"))
+    assert d.action_result == "not_delivered"
+
+
+def test_faq_question_mid_flow_is_answered_then_the_prompt_repeats(bot: Bot) -> None:
+    bot.say(P("track my order", "track_order"))
+    d = bot.say(P("how long does delivery take", "delivery_period", 0.95))
+    assert "working days" in d.text and "order number" in d.text
+    assert bot.state.expecting == "slot"
+
+
+def test_no_match_ladder_reprompt_then_keypad_then_transfer(bot: Bot) -> None:
+    bot.say(P("track my order", "track_order"))
+    first = bot.say(P("blah", "oos", 0.4))
+    assert first.act == "nomatch" and "order number" in first.text and "keypad" not in first.text
+    second = bot.say(P("blah blah", "oos", 0.4))
+    assert "keypad" in second.text
+    third = bot.say(P("blah blah blah", "oos", 0.4))
+    assert third.transfer and "not understood 3 times" in third.transfer
+
+
+def test_dtmf_digit_entry_with_hash_and_star(bot: Bot) -> None:
+    bot.say(P("track my order", "track_order"))
+    assert bot.keys("12*") == []  # collecting; * clears
+    decisions = bot.keys("932017")  # six digits: entry ends by itself at max_length
+    assert len(decisions) == 1 and "delivered" in decisions[0].text
+    assert bot.state.slots["order_id"].source == "dtmf"
+
+
+def test_dtmf_menu_at_top_level_and_invalid_key(bot: Bot) -> None:
+    (d,) = bot.keys("7")
+    assert d.act == "menu_invalid" and "Press 1" in d.text
+    (d,) = bot.keys("2")
+    assert bot.state.flow is not None and bot.state.flow.flow == "cancel_order" and "order number" in d.text
+    (d,) = bot.keys("0") if False else (bot.say(P("agent", "contact_human_agent")),)
+    assert d.transfer == "caller asked for a person"
+
+
+def test_no_input_ladder(bot: Bot) -> None:
+    one = bot.silence()
+    assert one.act == "noinput" and "didn't hear" in one.text
+    two = bot.silence()
+    assert "Press 1" in two.text  # keypad rung offers the menu
+    three = bot.silence()
+    assert three.transfer and "no input" in three.transfer
+
+
+def test_sustained_frustration_escalates_but_one_angry_task_does_not(bot: Bot) -> None:
+    d = bot.say(P("cancel my order now!", "cancel_order", 0.99, negative=0.9, frustration=0.8))
+    assert not d.transfer  # a task asked angrily is still just a task
+    bot.say(P("this is useless", "oos", 0.5, negative=0.9, frustration=0.7))
+    d = bot.say(P("I'm so angry", "oos", 0.5, negative=0.95, frustration=0.8))
+    assert d.transfer and "frustrated for 2 turns" in d.transfer
+
+
+def test_repeat_start_over_goodbye(bot: Bot) -> None:
+    first = bot.say(P("where is my order", "track_order"))
+    bot.state.said(first.text)
+    again = bot.say(P("say that again", "repeat"))
+    assert again.text == first.text and again.act == "repeat"
+    d = bot.say(P("let's start over", "oos", 0.3))
+    assert d.act == "start_over" and bot.state.flow is None and not bot.state.slots
+    d = bot.say(P("bye", "goodbye"))
+    assert d.hangup == "caller said goodbye"
+
+
+def test_anything_else_no_hangs_up(bot: Bot) -> None:
+    bot.say(P("where is 932017", "track_order", 0.99, ("order_id", "932017", "932017")))
+    d = bot.say(P("no thanks", "deny"))
+    assert d.hangup and d.act == "goodbye"
+
+
+def test_backend_error_apologises_and_transfers(domain: Domain) -> None:
+    actions = Actions(timeout_s=0.2)
+
+    def broken(slots: Any) -> ActionResult:
+        raise RuntimeError("database is down")
+
+    actions.register("order_status", broken)
+    bot = Bot(domain, actions)
+    d = bot.say(P("where is 932017", "track_order", 0.99, ("order_id", "932017", "932017")))
+    assert d.action_result == "failed" and "went wrong" in d.text
+    assert d.transfer and "database is down" in d.transfer
+
+
+def test_hanging_backend_times_out(domain: Domain) -> None:
+    import time
+
+    def hangs(slots: Any) -> ActionResult:
+        time.sleep(2)
+        return ActionResult(ok=True)
+
+    actions = Actions(timeout_s=0.2)
+    actions.register("order_status", hangs)
+    d = Bot(domain, actions).say(P("where is 932017", "track_order", 0.99, ("order_id", "932017", "932017")))
+    assert d.transfer and "timed out" in d.transfer
+
+
+@pytest.mark.parametrize(
+    ("fn", "value", "spoken"),
+    [
+        (say_digits, "457219", "4 5 7 2 1 9"),
+        (say_amount, "49.99", "49 dollars and 99 cents"),
+        (say_amount, "120.00", "120 dollars"),
+        (say_amount, "1.05", "1 dollar and 5 cents"),
+        (say_email, "maria.gonzalez@example.com", "maria dot gonzalez at example dot com"),
+    ],
+)
+def test_values_are_written_for_the_ear(fn: Any, value: str, spoken: str) -> None:
+    assert fn(value) == spoken
+
+
+def test_dates_are_said_relative_to_today() -> None:
+    assert say_date("2026-11-30", TODAY) == "tomorrow, Monday the 30th of November"
+    assert say_date("2026-12-03", TODAY) == "Thursday the 3rd of December"
+    assert say_date("not a date", TODAY) == "not a date"
+
+
+def test_variants_rotate_so_a_reprompt_sounds_different(domain: Domain) -> None:
+    nlg = NLG(domain)
+    assert nlg.render("ask_order_id") != nlg.render("ask_order_id")

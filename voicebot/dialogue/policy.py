@@ -1,0 +1,372 @@
+"""The policy: given the state and one caller event, decide what to say and do next.
+
+Order of precedence for a spoken turn: sustained frustration → hand-off; "start over"; "repeat that";
+goodbye; asking for a person; then the step the bot is in (a confirmation, a slot prompt, or the open
+question), where a new task's intent switches topic and a question gets its answer before the task resumes.
+Misunderstandings and silences climb the same ladder: reprompt, then the keypad, then a person.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+from voicebot.dialogue.actions import ActionFailed, Actions
+from voicebot.dialogue.nlg import NLG
+from voicebot.dialogue.slots import Filled, from_entities, read_whole, valid
+from voicebot.dialogue.state import DialogueState, FlowFrame
+from voicebot.domain.dialogue_spec import Cases, Flow
+from voicebot.domain.loader import Domain
+from voicebot.nlu.model import OOS
+from voicebot.nlu.parser import Parse
+
+START_OVER = re.compile(r"\b(start (all )?over|start again|from the (beginning|start)|restart)\b", re.I)
+
+
+@dataclass
+class Decision:
+    parts: list[str] = field(default_factory=list)
+    act: str = ""
+    action: str | None = None
+    action_result: str | None = None
+    transfer: str | None = None  # reason
+    hangup: str | None = None  # reason
+
+    @property
+    def text(self) -> str:
+        return " ".join(p.strip() for p in self.parts if p.strip())
+
+    def say(self, text: str, act: str | None = None) -> Decision:
+        self.parts.append(text)
+        if act:
+            self.act = act
+        return self
+
+
+class Policy:
+    def __init__(
+        self, domain: Domain, nlg: NLG, actions: Actions, state: DialogueState, call_id: str
+    ) -> None:
+        self.domain, self.nlg, self.actions, self.state, self.call_id = domain, nlg, actions, state, call_id
+        self.meta = domain.settings.intents
+
+    # ------------------------------------------------------------------------------------ entry points
+
+    async def on_parse(self, parse: Parse) -> Decision:
+        st, d = self.state, Decision()
+        st.turn += 1
+        st.no_input = 0
+        intent = parse.intent if parse.confidence >= self.domain.settings.min_confidence else OOS
+        handoff = self.domain.settings.handoff
+        st.frustrated_turns = st.frustrated_turns + 1 if self._frustrated(parse, intent) else 0
+        if handoff.negative_turns and st.frustrated_turns >= handoff.negative_turns:
+            return self._transfer(d, f"caller frustrated for {st.frustrated_turns} turns in a row")
+        if START_OVER.search(parse.text):
+            st.reset()
+            return d.say(self.nlg.render("start_over"), "start_over")
+        if intent == self.meta.repeat:
+            return d.say(st.last_reply or self.nlg.render("how_can_i_help"), "repeat")
+        if intent == self.meta.goodbye:
+            return self._goodbye(d, "caller said goodbye")
+        if intent in handoff.intents:
+            return self._transfer(d, "caller asked for a person")
+        if st.flow is not None and st.expecting == "confirm":
+            return await self._at_confirm(parse, intent, d)
+        if st.flow is not None and st.expecting == "slot":
+            return await self._at_slot(parse, intent, d)
+        return await self._open(parse, intent, d)
+
+    async def on_dtmf(self, digit: str) -> Decision | None:
+        """Keypad: digit entry for the slot being asked (ended by # or its length), yes/no, or the menu."""
+        st, d = self.state, Decision()
+        st.no_input = 0
+        frame = st.flow
+        slot = self.domain.slots.get(frame.asking or "") if frame and st.expecting == "slot" else None
+        if frame is not None and slot is not None and slot.dtmf and frame.asking:
+            if digit == "*":
+                st.dtmf_buffer = ""
+                return None
+            if digit != "#":
+                st.dtmf_buffer += digit
+                if slot.max_length is None or len(st.dtmf_buffer) < slot.max_length:
+                    return None
+            value, st.dtmf_buffer = st.dtmf_buffer, ""
+            if value and valid(slot, value):
+                st.set_slot(frame.asking, value, 1.0, "dtmf")
+                st.no_match = 0
+                return await self._advance(d)
+            d.say(self.nlg.render(slot.invalid or "invalid_value"), "invalid")
+            return self._no_match(d)
+        if frame is not None and st.expecting == "confirm" and digit in "12":
+            return await self._confirmed(d) if digit == "1" else self._declined(d)
+        return await self._menu(digit, d)
+
+    async def on_no_input(self) -> Decision:
+        st, d = self.state, Decision()
+        st.no_input += 1
+        limit = self.domain.settings.retries.no_input
+        if st.no_input >= limit:
+            return self._transfer(d, f"no input {st.no_input} times")
+        d.say(self.nlg.render("noinput"), "noinput")
+        return self._reprompt(d, keypad=st.no_input == limit - 1)
+
+    # ------------------------------------------------------------------------------------------- steps
+
+    async def _open(self, parse: Parse, intent: str, d: Decision) -> Decision:
+        st = self.state
+        flow = self.domain.flow_for_intent(intent) if intent != OOS else None
+        if flow is not None:
+            return await self._start(flow, parse, d)
+        answer = self._answer(parse, intent)
+        if answer:
+            st.no_match = 0
+            d.say(answer, "answer")
+            return self._anything_else(d)
+        if st.expecting == "anything_else" and intent == self.meta.deny:
+            return self._goodbye(d, "caller needed nothing else")
+        if intent in (self.meta.affirm, self.meta.greet):
+            st.expecting = None
+            return d.say(self.nlg.render("how_can_i_help"), "listen")
+        return self._no_match(d.say(self.nlg.render("nomatch_top"), "nomatch"), reprompt=False)
+
+    async def _start(self, flow: str, parse: Parse | None, d: Decision) -> Decision:
+        st = self.state
+        if st.flow is None or st.flow.flow != flow:
+            st.stack.append(FlowFrame(flow))
+        st.no_match = 0
+        if parse is not None:
+            self._store(parse)
+        return await self._advance(d)
+
+    async def _at_slot(self, parse: Parse, intent: str, d: Decision) -> Decision:
+        st = self.state
+        frame = st.flow
+        assert frame is not None and frame.asking is not None
+        asking, slot = frame.asking, self.domain.slots[frame.asking]
+        found = self._store(parse)
+        other = self.domain.flow_for_intent(intent) if intent != OOS else None
+        sure = parse.confidence >= self.domain.settings.switch_confidence
+        switching = other is not None and other != frame.flow and sure
+        if switching and other is not None:  # a new task asked for mid-task: do it, then come back
+            return await self._start(other, parse, d)
+        if asking not in found.values and not switching:
+            value = read_whole(slot, parse.text)
+            if value is not None and valid(slot, value):
+                st.set_slot(asking, value, parse.confidence, "speech")
+                found.values[asking] = value
+            elif value is not None and asking not in found.invalid:
+                found.invalid.append(asking)
+        if any(name in self._flow(frame).slot_names() for name in found.values):
+            st.no_match = 0
+            if found.corrected:
+                d.say(self.nlg.render("corrected"), "corrected")
+            return await self._advance(d)
+        answer = self._answer(parse, intent)
+        if answer:
+            return await self._advance(d.say(answer, "answer"))
+        if intent == self.meta.deny:
+            return self._declined(d, asked=False)
+        if asking in found.invalid:
+            return self._no_match(d.say(self.nlg.render(slot.invalid or "invalid_value"), "invalid"))
+        return self._no_match(d.say(self.nlg.render("nomatch"), "nomatch"))
+
+    async def _at_confirm(self, parse: Parse, intent: str, d: Decision) -> Decision:
+        frame = self.state.flow
+        assert frame is not None
+        found = self._store(parse)
+        if any(name in self._flow(frame).slot_names() for name in found.values):
+            if found.corrected:
+                d.say(self.nlg.render("corrected"), "corrected")
+            return await self._advance(d)
+        if intent == self.meta.affirm:
+            return await self._confirmed(d)
+        if intent == self.meta.deny:
+            return self._declined(d)
+        other = self.domain.flow_for_intent(intent) if intent != OOS else None
+        if other is not None and other != frame.flow:
+            return await self._start(other, parse, d)
+        answer = self._answer(parse, intent)
+        if answer:
+            return await self._advance(d.say(answer, "answer"))
+        return self._no_match(d.say(self.nlg.render("confirm_yes_no"), "nomatch"))
+
+    async def _confirmed(self, d: Decision) -> Decision:
+        frame = self.state.flow
+        assert frame is not None
+        frame.confirming, frame.confirmed = False, True
+        return await self._advance(d)
+
+    def _declined(self, d: Decision, asked: bool = True) -> Decision:
+        """No at the confirmation (the flow's own words), or no instead of an answer (the generic ones)."""
+        frame = self.state.stack.pop()
+        flow = self._flow(frame)
+        name = (flow.declined if asked else None) or "declined"
+        d.say(self.nlg.render(name, self.state.values()), "declined")
+        return self._anything_else(d)
+
+    # ----------------------------------------------------------------------------------- flow running
+
+    async def _advance(self, d: Decision) -> Decision:
+        """Ask for the next missing slot, then confirm, then run the action."""
+        st = self.state
+        frame = st.flow
+        assert frame is not None
+        flow = self._flow(frame)
+        for spec in flow.slot_specs():
+            if spec.required and spec.slot not in st.slots:
+                frame.asking, st.expecting = spec.slot, "slot"
+                return d.say(self.nlg.render(spec.prompt_name(), st.values()), d.act or "prompt")
+        frame.asking = None
+        if flow.confirm and not frame.confirmed:
+            frame.confirming, st.expecting = True, "confirm"
+            return d.say(self.nlg.render(flow.confirm, st.values()), d.act or "confirm")
+        return await self._run(st.stack.pop(), flow, d)
+
+    async def _run(self, frame: FlowFrame, flow: Flow, d: Decision) -> Decision:
+        st = self.state
+        values: dict[str, object] = dict(st.values())
+        d.act = "action"
+        if flow.action is not None:
+            d.action = flow.action
+            args = {name: st.values().get(name) for name in flow.slot_names()}
+            try:
+                result = await self.actions.call(flow.action, args, self.call_id)
+            except ActionFailed as exc:
+                d.action_result = "failed"
+                d.say(self.nlg.render("action_error"))
+                if self.domain.settings.handoff.on_action_error:
+                    return self._transfer(d, f"back end error: {exc}")
+                return self._anything_else(d)
+            values |= result.data
+            d.action_result = "ok" if result.ok else (result.error or "failed")
+            if not result.ok:
+                return await self._failed(frame, flow, result.error, values, d)
+        st.no_match = 0
+        d.say(self.nlg.render(_success(flow, values) or "action_error", values))
+        if flow.then == "hangup":
+            return self._goodbye(d, f"{flow.title} done")
+        if flow.then == "transfer":
+            return self._transfer(d, f"{flow.title} needs a person")
+        return await self._resume_or_anything_else(d)
+
+    async def _failed(
+        self, frame: FlowFrame, flow: Flow, error: str | None, values: dict[str, object], d: Decision
+    ) -> Decision:
+        failure = flow.failure_for(error)
+        if failure is None:  # the loader insists on a default; a domain edited live may still lack one
+            return self._anything_else(d.say(self.nlg.render("action_error")))
+        d.say(self.nlg.render(failure.say, values))
+        if failure.retry:
+            self.state.slots.pop(failure.retry, None)
+            frame.confirmed = False
+            self.state.stack.append(frame)
+            return await self._advance(d)
+        return await self._resume_or_anything_else(d)
+
+    async def _resume_or_anything_else(self, d: Decision) -> Decision:
+        frame = self.state.flow
+        if frame is None:
+            return self._anything_else(d)
+        d.say(self.nlg.render("resume", {"flow_title": self._flow(frame).title}))
+        return await self._advance(d)
+
+    # ------------------------------------------------------------------------------- ladder and exits
+
+    def _no_match(self, d: Decision, reprompt: bool = True) -> Decision:
+        st = self.state
+        st.no_match += 1
+        limit = self.domain.settings.retries.no_match
+        if st.no_match >= limit:
+            return self._transfer(d, f"caller not understood {st.no_match} times")
+        keypad = st.no_match == limit - 1
+        return self._reprompt(d, keypad) if reprompt or keypad else d
+
+    def _reprompt(self, d: Decision, keypad: bool) -> Decision:
+        """Say again what the bot is waiting for; on the keypad rung, say how to use the keypad."""
+        st = self.state
+        frame = st.flow
+        if st.expecting == "slot" and frame is not None and frame.asking:
+            spec = next(s for s in self._flow(frame).slot_specs() if s.slot == frame.asking)
+            d.say(self.nlg.render(spec.prompt_name(), st.values()))
+            if keypad and self.domain.slots[frame.asking].dtmf:
+                d.say(self.nlg.render("dtmf_hint"))
+            return d
+        if st.expecting == "confirm" and frame is not None:
+            return d.say(self.nlg.render(self._flow(frame).confirm or "confirm_yes_no", st.values()))
+        if keypad and self.domain.menu is not None:
+            st.expecting = "menu"
+            return d.say(self.nlg.render(self.domain.menu.prompt))
+        if st.expecting == "anything_else":
+            return d.say(self.nlg.render("anything_else"))
+        return d.say(self.nlg.render("how_can_i_help"))
+
+    async def _menu(self, digit: str, d: Decision) -> Decision:
+        menu = self.domain.menu
+        option = menu.options.get(digit) if menu is not None else None
+        if option is None:
+            d.say(self.nlg.render("menu_invalid"), "menu_invalid")
+            if menu is not None:
+                self.state.expecting = "menu"
+                d.say(self.nlg.render(menu.prompt))
+            return d
+        self.state.no_match = 0
+        if option.flow:
+            self.state.stack.clear()
+            return await self._start(option.flow, None, d.say("", "menu"))
+        if option.transfer:
+            return self._transfer(d, f"caller pressed {digit} for a person")
+        if option.say:
+            return self._anything_else(d.say(self.nlg.render(option.say), "answer"))
+        assert menu is not None
+        return d.say(self.nlg.render(menu.prompt), "menu")
+
+    def _anything_else(self, d: Decision) -> Decision:
+        self.state.expecting = "anything_else"
+        return d.say(self.nlg.render("anything_else"))
+
+    def _goodbye(self, d: Decision, reason: str) -> Decision:
+        self.state.expecting = None
+        d.hangup = reason
+        return d.say(self.nlg.render("goodbye"), "goodbye")
+
+    def _transfer(self, d: Decision, reason: str) -> Decision:
+        self.state.handoff_reason = d.transfer = reason
+        self.state.expecting = None
+        return d.say(self.nlg.render("transfer"), "transfer")
+
+    # -------------------------------------------------------------------------------------- helpers
+
+    def _flow(self, frame: FlowFrame) -> Flow:
+        return self.domain.flows[frame.flow]
+
+    def _store(self, parse: Parse) -> Filled:
+        """Keep every slot value this turn carries (call memory: later tasks reuse them)."""
+        frame = self.state.flow
+        found = from_entities(self.domain, parse, self._flow(frame).slot_names() if frame else None)
+        for name, value in found.values.items():
+            if self.state.set_slot(name, value, parse.confidence, "speech"):
+                found.corrected.append(name)
+            found.filled.append(name)
+        return found
+
+    def _frustrated(self, parse: Parse, intent: str) -> bool:
+        """A clearly annoyed turn that is not just a task being asked for ("cancel it!" is no complaint)."""
+        s, rule = parse.sentiment, self.domain.settings.handoff
+        if not s or intent in self.domain.flow_intents():
+            return False
+        return bool(s["scores"]["negative"] >= rule.min_negative and s["frustration"] >= rule.min_frustration)
+
+    def _answer(self, parse: Parse, intent: str) -> str | None:
+        """A spoken FAQ answer, for questions that are not tasks or conversational moves."""
+        if intent in self.domain.flow_intents() or intent in set(self.meta.model_dump().values()) - {OOS}:
+            return None
+        if parse.answer and parse.answer.get("id"):
+            return str(parse.answer["text"])
+        return self.domain.faq.get(intent)
+
+
+def _success(flow: Flow, values: dict[str, object]) -> str | None:
+    """The success response's name; None when the domain has none for this outcome."""
+    if isinstance(flow.success, Cases):
+        return flow.success.cases.get(str(values.get(flow.success.by, "")), flow.success.default)
+    return flow.success
