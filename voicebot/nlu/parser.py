@@ -19,7 +19,7 @@ import torch
 from voicebot.nlu.infer import Outputs, run
 from voicebot.nlu.model import OOS, SENTIMENTS, JointNLU
 from voicebot.nlu.normalise import normalise
-from voicebot.nlu.tokens import bio_spans, word_lists, words
+from voicebot.nlu.tokens import bio_spans, merge_adjacent, word_lists, words
 
 MAX_CHARS = 2_000  # beyond this a "turn" is not speech; the encoder would truncate anyway
 RANKING = 5
@@ -103,7 +103,7 @@ class NLU:
             intent = OOS
         tags = [self.labels.tags[t] for t in out.tags[row]]
         entities = []
-        for kind, first, last in bio_spans(tags):
+        for kind, first, last in merge_adjacent(bio_spans(tags)):
             start, end = spans[first][1], spans[last - 1][2]
             raw = text[start:end]
             entities.append(

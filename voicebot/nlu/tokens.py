@@ -99,3 +99,15 @@ def bio_spans(tags: list[str]) -> list[tuple[str, int, int]]:
         if kind is not None and not continues:
             current = (kind, i)
     return spans
+
+
+def merge_adjacent(spans: list[tuple[str, int, int]]) -> list[tuple[str, int, int]]:
+    """Join back-to-back spans of one type: Whisper writes spoken digits as "830,112", and the tagger
+    sometimes starts a new entity at each group (B B) where the caller said one number."""
+    out: list[tuple[str, int, int]] = []
+    for kind, first, last in spans:
+        if out and out[-1][0] == kind and out[-1][2] == first:
+            out[-1] = (kind, out[-1][1], last)
+        else:
+            out.append((kind, first, last))
+    return out

@@ -34,26 +34,33 @@ class OrderedWork:
     def __init__(self, name: str, report: Emit) -> None:
         self.name = name
         self._report = report
-        self._jobs: asyncio.Queue[Job] = asyncio.Queue()
+        self._jobs: asyncio.Queue[tuple[Job, bool]] = asyncio.Queue()  # (job, survives clear())
         self._task: asyncio.Task[None] | None = None
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name=f"{self.name}-work")
 
-    def submit(self, job: Job) -> None:
-        self._jobs.put_nowait(job)
+    def submit(self, job: Job, keep: bool = False) -> None:
+        """Queue a job; `keep` jobs (forwarding a barrier, a hang-up…) survive `clear()`."""
+        self._jobs.put_nowait((job, keep))
 
     def clear(self) -> int:
         """Drop jobs not started yet (e.g. replies made stale by barge-in); returns how many."""
+        kept: list[tuple[Job, bool]] = []
         dropped = 0
         while not self._jobs.empty():
-            self._jobs.get_nowait()
-            dropped += 1
+            item = self._jobs.get_nowait()
+            if item[1]:
+                kept.append(item)
+            else:
+                dropped += 1
+        for item in kept:
+            self._jobs.put_nowait(item)
         return dropped
 
     async def _run(self) -> None:
         while True:
-            job = await self._jobs.get()
+            job, _ = await self._jobs.get()
             try:
                 await job()
             except asyncio.CancelledError:
@@ -115,7 +122,7 @@ class Stage:
         async def forward() -> None:
             await self.emit(frame)
 
-        self.work.submit(forward)
+        self.work.submit(forward, keep=True)
 
     async def stop(self) -> None:
         await self.work.stop()

@@ -155,7 +155,7 @@ class SpeakStage(Stage):
             await self.publish(frame)
         elif isinstance(frame, HangUp):
             await self._interrupt()
-            self.work.submit(lambda: self._end(frame.reason, ()))
+            self.work.submit(lambda: self._end(frame.reason, ()), keep=True)
         elif isinstance(frame, Barrier):
             self.after_work(frame)
         else:
@@ -195,7 +195,10 @@ class SpeakStage(Stage):
             self._current = None
         heard = _heard_text(*self._progress) if interrupted else reply.text
         stopped = BotStopped(
-            reply_id=self._reply_id, interrupted=interrupted, played_ms=self._played_ms, heard=heard,
+            reply_id=self._reply_id,
+            interrupted=interrupted,
+            played_ms=self._played_ms,
+            heard=heard,
             text=reply.text,
         )
         if reply.text:
