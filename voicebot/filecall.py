@@ -18,10 +18,29 @@ import numpy as np
 
 from voicebot.audio import frame_samples, read_audio, split_frames, write_stereo_wav, write_wav
 from voicebot.brain import Brain
+from voicebot.config import VADConfig
 from voicebot.frames import PCM, Barrier, BotAudio, CallEnded, FinalTranscript, Frame, StageError, TurnDone
 from voicebot.pipeline import CallPipeline, Services
 
 TURN_FIELDS = ("intent", "confidence", "entities", "sentiment")  # filled by the NLU/dialogue stages
+
+
+def with_endpoint_silence(pcm: PCM, rate: int, vad: VADConfig) -> PCM:
+    """A caller turn plus enough trailing silence for the endpointer to close it (and 300 ms to spare)."""
+    return np.concatenate([pcm, np.zeros(int(rate * (vad.end_silence_ms + 300) / 1000), np.int16)])
+
+
+async def feed_audio(pipeline: CallPipeline, pcm: PCM, realtime: bool) -> None:
+    """Caller audio into a call in transport frames: 20 ms per 20 ms like a phone line, or in bursts."""
+    rate, frame_ms = pipeline.channel_rate, pipeline.services.config.pipeline.frame_ms
+    step = frame_samples(rate, frame_ms)
+    clock = time.monotonic()
+    for n, chunk in enumerate(split_frames(pcm, rate, frame_ms)):
+        await pipeline.send_audio(chunk)
+        if realtime:
+            await asyncio.sleep(max(0.0, clock + (n + 1) * step / rate - time.monotonic()))
+        elif n % 25 == 0:
+            await asyncio.sleep(0)  # let the stages run between bursts
 
 
 @dataclass
@@ -77,14 +96,7 @@ class FileCall:
             seen.append(frame)
 
     async def _feed(self, pcm: PCM) -> None:
-        step = frame_samples(self.rate, self.services.config.pipeline.frame_ms)
-        clock = time.monotonic()
-        for n, chunk in enumerate(split_frames(pcm, self.rate, self.services.config.pipeline.frame_ms)):
-            await self.pipeline.send_audio(chunk)
-            if not self.fast:
-                await asyncio.sleep(max(0.0, clock + (n + 1) * step / self.rate - time.monotonic()))
-            elif n % 25 == 0:
-                await asyncio.sleep(0)  # let the stages run between bursts
+        await feed_audio(self.pipeline, pcm, realtime=not self.fast)
 
     def _bot_block(self, frames: list[Frame]) -> PCM:
         done = [f for f in frames if isinstance(f, TurnDone)]
@@ -101,13 +113,12 @@ class FileCall:
         greet = self._bot_block(frames)
         self.timeline.append((np.zeros(greet.size, np.int16), greet))
         greeting = next((f.record.get("reply") for f in frames if isinstance(f, TurnDone)), None)
-        tail = np.zeros(int(self.rate * (self.services.config.vad.end_silence_ms + 300) / 1000), np.int16)
         turns: list[dict[str, Any]] = []
         for index, (path, pcm) in enumerate(zip(files, audio, strict=True)):
             if self.pipeline.ended:
                 break
             started = time.perf_counter()
-            caller = np.concatenate([pcm, tail])
+            caller = with_endpoint_silence(pcm, self.rate, self.services.config.vad)
             await self._feed(caller)
             await self.pipeline.barrier(f"turn{index}")
             frames = await self._until_barrier(f"turn{index}")
