@@ -1,24 +1,24 @@
 """The browser/app voice WebSocket (`/ws`): binary PCM16 both ways plus JSON control and events.
 
 Caller → server: binary messages of mono signed 16-bit little-endian PCM at the rate given in the URL
-(`/ws?rate=16000`, 8000–48000), any length up to 64 KiB; text messages are JSON controls:
-`{"type": "dtmf", "digit": "5"}` and `{"type": "hangup"}`.
+(`/ws?rate=16000`, 8000–48000), any length up to `server.max_message_bytes` (64 KiB); text messages are
+JSON controls: `{"type": "dtmf", "digit": "5"}` and `{"type": "hangup"}`.
 Server → caller: binary PCM16 bot audio at the same rate in 20 ms frames, paced in real time; JSON events
 `speech_started`, `partial`, `transcript`, `reply`, `turn`, `clear` (barge-in: drop queued audio),
-`error`, `ended`.
+`error`, `ended`. Refusals close with 1008 (bad token), 1003 (bad rate), 1013 (too many calls).
 """
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 from typing import Any
 
 import numpy as np
-from fastapi import WebSocket, WebSocketDisconnect
+from fastapi import WebSocket
 
-from voicebot.brain import Brain
+from telephony.session import DTMF_DIGITS, Call, CallHub, Ending, Refusal
+from telephony.websocket import WebSocketLine
 from voicebot.frames import (
     BotAudio,
     BotReply,
@@ -30,26 +30,13 @@ from voicebot.frames import (
     StageError,
     TurnDone,
 )
-from voicebot.pipeline import CallPipeline, Services
 
 log = logging.getLogger(__name__)
-MAX_MESSAGE = 64 * 1024
 RATES = range(8_000, 48_001)
-DTMF_DIGITS = set("0123456789*#ABCD")
-
-
-class WebSocketSink:
-    def __init__(self, ws: WebSocket) -> None:
-        self.ws = ws
-
-    async def send_audio(self, frame: BotAudio) -> None:
-        await self.ws.send_bytes(frame.pcm.astype("<i2").tobytes())
-
-    async def clear(self) -> None:
-        await self.ws.send_json({"type": "clear"})
 
 
 def event_json(frame: Frame) -> dict[str, Any] | None:
+    """The browser's JSON event for a pipeline frame, or None for frames it does not show."""
     if isinstance(frame, SpeechStarted):
         return {"type": "speech_started", "t": round(frame.t, 3)}
     if isinstance(frame, PartialTranscript):
@@ -68,61 +55,70 @@ def event_json(frame: Frame) -> dict[str, Any] | None:
     return None
 
 
-async def _forward_events(pipe: CallPipeline, ws: WebSocket) -> str:
-    while True:
-        frame = await pipe.events.get()
+class BrowserTransport:
+    """One `/ws` call: bot audio as binary PCM16, events as JSON, caller input checked and fed in."""
+
+    protocol = "browser"
+
+    def __init__(self, ws: WebSocket, max_bytes: int) -> None:
+        self.line = WebSocketLine(ws)
+        self.max_bytes = max_bytes
+        self.stats: dict[str, float] = {"frames_in": 0, "frames_out": 0, "bad_messages": 0}
+
+    async def send_audio(self, frame: BotAudio) -> None:
+        self.stats["frames_out"] += 1
+        await self.line.send_bytes(frame.pcm.astype("<i2").tobytes())
+
+    async def clear(self) -> None:
+        await self.line.send_json({"type": "clear"})
+
+    async def on_event(self, frame: Frame) -> None:
         message = event_json(frame)
         if message is not None:
-            await ws.send_json(message)
-        if isinstance(frame, CallEnded):
-            return frame.reason
+            await self.line.send_json(message)
 
-
-async def _control(pipe: CallPipeline, ws: WebSocket, text: str) -> None:
-    try:
-        message = json.loads(text)
-        kind = message.get("type") if isinstance(message, dict) else None
-    except ValueError:
-        kind = None
-    if kind == "dtmf" and str(message.get("digit", "")) in DTMF_DIGITS:
-        await pipe.send_dtmf(str(message["digit"]))
-    elif kind == "hangup":
-        await pipe.hangup("caller hung up")
-    else:
-        await ws.send_json({"type": "error", "message": f"unknown control message: {text[:200]}"})
-
-
-async def browser_call(ws: WebSocket, services: Services, brain: Brain, rate: int) -> str:
-    """Run one call on an accepted WebSocket; returns why it ended."""
-    pipe = CallPipeline(services, brain, WebSocketSink(ws), channel_rate=rate, paced=True)
-    await pipe.start()
-    events = asyncio.create_task(_forward_events(pipe, ws))
-    reason = "caller disconnected"
-    try:
-        while not events.done():
-            receive = asyncio.create_task(ws.receive())
-            done, _ = await asyncio.wait({receive, events}, return_when=asyncio.FIRST_COMPLETED)
-            if receive not in done:
-                receive.cancel()
-                break
-            message = receive.result()
-            if message["type"] == "websocket.disconnect":
-                break
-            data, text = message.get("bytes"), message.get("text")
-            if data is not None:
-                if len(data) > MAX_MESSAGE or len(data) % 2:
-                    await ws.send_json({"type": "error", "message": "audio must be PCM16 and at most 64 KiB"})
+    async def receive(self, call: Call) -> Ending:
+        while (message := await self.line.receive()) is not None:
+            if isinstance(message, bytes):
+                if len(message) > self.max_bytes or len(message) % 2:
+                    self.stats["bad_messages"] += 1
+                    limit = f"{self.max_bytes // 1024} KiB"
+                    await self.line.send_json(
+                        {"type": "error", "message": f"audio must be PCM16 and at most {limit}"}
+                    )
                     continue
-                await pipe.send_audio(np.frombuffer(data, "<i2").astype(np.int16))
-            elif text is not None:
-                await _control(pipe, ws, text)
-        if events.done():
-            reason = events.result()
-            await ws.close(code=1000, reason=reason[:120])
-    except (WebSocketDisconnect, RuntimeError) as exc:
-        log.info("browser call closed: %s", exc)
-    finally:
-        events.cancel()
-        await asyncio.gather(events, return_exceptions=True)
-        await pipe.close()
-    return reason
+                self.stats["frames_in"] += 1
+                await call.send_audio(np.frombuffer(message, "<i2").astype(np.int16))
+            else:
+                await self._control(call, message)
+        return Ending("caller disconnected", "caller")
+
+    async def _control(self, call: Call, text: str) -> None:
+        try:
+            message = json.loads(text)
+        except ValueError:
+            message = None
+        kind = message.get("type") if isinstance(message, dict) else None
+        if kind == "dtmf" and isinstance(message, dict) and str(message.get("digit", "")) in DTMF_DIGITS:
+            await call.send_dtmf(str(message["digit"]))
+        elif kind == "hangup":
+            await call.hangup("caller hung up")
+        else:
+            self.stats["bad_messages"] += 1
+            await self.line.send_json({"type": "error", "message": f"unknown control message: {text[:200]}"})
+
+    async def finish(self, ending: Ending) -> None:
+        await self.line.close(ending.code, ending.reason)
+
+
+async def browser_call(ws: WebSocket, hub: CallHub, rate: int, token: str | None) -> None:
+    """Admit and run one `/ws` call."""
+    await ws.accept()  # accept first, so the client gets the close code and reason, not a bare 403
+    bad_rate = None if rate in RATES else Refusal(1003, f"unsupported rate {rate}: use 8000-48000")
+    refusal = hub.refusal(token, extra=bad_rate)
+    if refusal is not None:
+        log.info("browser call refused: %s", refusal.reason)
+        await ws.close(code=refusal.code, reason=refusal.reason)
+        return
+    transport = BrowserTransport(ws, hub.config.max_message_bytes)
+    await hub.open(transport, rate, {"rate": rate}).run()

@@ -1,46 +1,114 @@
-"""The gateway: a FastAPI app serving the browser page, `/ws` voice calls and `/health`.
+"""The gateway: one FastAPI app, one process, every way a call comes in.
 
-Models load once at start-up and are shared by every call; each WebSocket is one call with its own
-pipeline and brain. Refused calls get a WebSocket close code and reason: 1008 bad token, 1003 bad
-rate, 1013 too many calls.
+HTTP: the browser page `/`, `/health`, and `/twilio/voice` (TwiML for a Twilio number, telephony.twiml).
+WebSockets: `/ws` (browser/app calls, telephony.browser) and `/twilio/stream` (Twilio Media Streams,
+telephony.twilio). TCP: Asterisk AudioSocket on `server.audiosocket_port` (telephony.audiosocket), started
+in the app's lifespan. Models load once and are shared by every call; the `CallHub` admits calls and holds
+the call-record observers. `GatewayServer` lets running calls finish (`server.drain_s`) on shutdown.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
-from collections.abc import AsyncIterator
+import socket
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from importlib.resources import files
 from typing import Any
 
 import uvicorn
-from fastapi import FastAPI, WebSocket
-from fastapi.responses import HTMLResponse
+from fastapi import FastAPI, Request, WebSocket
+from fastapi.responses import HTMLResponse, Response
 
-from telephony.browser import RATES, browser_call
+from telephony import audiosocket
+from telephony.browser import browser_call
+from telephony.session import CallHub, CallObserver
+from telephony.twilio import twilio_call
+from telephony.twiml import voice_response
 from voicebot.brain import BrainFactory, EchoBrain
-from voicebot.config import VoicebotConfig
+from voicebot.config import ServerConfig, VoicebotConfig
 from voicebot.pipeline import Services
+from voicebot.tts import split_sentences
 
 log = logging.getLogger(__name__)
 
 
+class Gateway:
+    """What the app's lifespan starts and stops: the models, the call hub, the AudioSocket listener."""
+
+    def __init__(
+        self,
+        config: VoicebotConfig,
+        services: Services | None,
+        brain_factory: BrainFactory,
+        observers: Sequence[CallObserver],
+    ) -> None:
+        self.config = config
+        self.hub = CallHub(config.server, brain_factory, observers, services)
+        self.audiosocket: asyncio.Server | None = None
+        self.audiosocket_port: int | None = None
+        self._owns_services = services is None
+        self._drained = False
+
+    async def start(self) -> None:
+        server = self.config.server
+        if self.hub.services is None:
+            services = self.hub.services = Services.load(self.config)
+            greeting = self.hub.brain_factory().greeting()
+            for rate in (8_000, 16_000):  # telephony and browser: the first caller never waits for it
+                services.tts.warm(split_sentences(greeting.text) if greeting else [], rate)
+        if server.token and not server.twilio_auth_token:
+            log.warning("/twilio/voice hands the token to anyone who asks: set server.twilio_auth_token")
+        if server.audiosocket_port is not None:
+            where = f"{server.audiosocket_host}:{server.audiosocket_port}"
+            try:
+                self.audiosocket = await audiosocket.start_server(
+                    self.hub, server.audiosocket_host, server.audiosocket_port
+                )
+            except OSError as exc:
+                raise RuntimeError(
+                    f"AudioSocket cannot listen on {where}: {exc.strerror} (use --audiosocket-port, "
+                    "or VOICEBOT__SERVER__AUDIOSOCKET_PORT=null to turn it off)"
+                ) from exc
+            self.audiosocket_port = int(self.audiosocket.sockets[0].getsockname()[1])
+            log.info("AudioSocket listening on %s:%d", server.audiosocket_host, self.audiosocket_port)
+
+    async def drain(self, abort: Callable[[], bool] = lambda: False) -> None:
+        """Stop taking calls and let running ones finish (up to `drain_s`); idempotent."""
+        if self._drained:
+            return
+        self._drained = True
+        if self.audiosocket is not None:
+            self.audiosocket.close()
+        await self.hub.drain(self.config.server.drain_s, abort)
+
+    async def stop(self) -> None:
+        await self.drain()
+        if self.audiosocket is not None:
+            await self.audiosocket.wait_closed()
+        if self._owns_services and self.hub.services is not None:
+            self.hub.services.close()
+
+
 def create_app(
-    config: VoicebotConfig, services: Services | None = None, brain_factory: BrainFactory = EchoBrain
+    config: VoicebotConfig,
+    services: Services | None = None,
+    brain_factory: BrainFactory = EchoBrain,
+    observers: Sequence[CallObserver] = (),
 ) -> FastAPI:
-    state: dict[str, Any] = {"services": services, "active": 0}
+    """The gateway app; `app.state.gateway` holds the hub (`.hub.observers` is the observer list)."""
+    gateway = Gateway(config, services, brain_factory, observers)
+    hub = gateway.hub
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        owned = state["services"] is None
-        if owned:
-            state["services"] = Services.load(config)
-            state["services"].tts.warm([g.text for g in [brain_factory().greeting()] if g], 16_000)
+        await gateway.start()
         yield
-        if owned:
-            state["services"].close()
+        await gateway.stop()
 
     app = FastAPI(title="voicebot gateway", lifespan=lifespan)
+    app.state.gateway = gateway
     page = files("telephony").joinpath("static/index.html").read_text()
 
     @app.get("/", response_class=HTMLResponse)
@@ -49,36 +117,67 @@ def create_app(
 
     @app.get("/health")
     async def health() -> dict[str, Any]:
-        return {"status": "ok", "active_calls": state["active"], "max_calls": config.server.max_calls}
+        status = "ok" if hub.accepting else "draining"
+        return {"status": status, "active_calls": len(hub.calls), "max_calls": config.server.max_calls}
 
     @app.websocket("/ws")
     async def ws_call(ws: WebSocket, rate: int = 16_000, token: str | None = None) -> None:
-        refusal = None
-        if config.server.token and token != config.server.token:
-            refusal = (1008, "missing or wrong token")
-        elif rate not in RATES:
-            refusal = (1003, f"unsupported rate {rate}: use 8000-48000")
-        elif state["active"] >= config.server.max_calls:
-            refusal = (1013, "too many calls, try again later")
-        await ws.accept()  # accept first, so the client gets the close code and reason, not a bare 403
-        if refusal is not None:
-            await ws.close(code=refusal[0], reason=refusal[1])
-            return
-        state["active"] += 1
-        try:
-            reason = await browser_call(ws, state["services"], brain_factory(), rate)
-            log.info("call ended: %s", reason)
-        finally:
-            state["active"] -= 1
+        await browser_call(ws, hub, rate, token)
+
+    @app.api_route("/twilio/voice", methods=["GET", "POST"])
+    async def twilio_voice(request: Request) -> Response:
+        return await voice_response(config.server, request)
+
+    @app.websocket("/twilio/stream")
+    async def twilio_stream(ws: WebSocket, token: str | None = None) -> None:
+        await twilio_call(ws, hub, token)
 
     return app
 
 
-def serve(config: VoicebotConfig, brain_factory: BrainFactory = EchoBrain) -> None:
+class GatewayServer(uvicorn.Server):
+    """uvicorn, except that on shutdown running calls get `drain_s` to finish before uvicorn closes
+    their WebSockets (it would close them at once, mid-sentence)."""
+
+    def __init__(self, config: uvicorn.Config, gateway: Gateway) -> None:
+        super().__init__(config)
+        self.gateway = gateway
+
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        await self.gateway.drain(abort=lambda: self.force_exit)  # a second Ctrl-C stops waiting
+        await super().shutdown(sockets)
+
+
+def endpoints(server: ServerConfig) -> list[str]:
+    """What `voicebot serve` prints: every way in."""
+    base = f"{server.host}:{server.port}"
+    if server.public_url:
+        public = server.public_url.rstrip("/")
+        stream = public.replace("https://", "wss://", 1).replace("http://", "ws://", 1) + "/twilio/stream"
+    else:
+        public, stream = "https://<public host>", "wss://<Host of the webhook request>/twilio/stream"
+    token = "&token=…" if server.token else ""
+    if server.audiosocket_port is None:
+        tcp = "off (server.audiosocket_port: null)"
+    else:
+        where = f"{server.audiosocket_host}:{server.audiosocket_port or '<free port, logged at start-up>'}"
+        tcp = f"tcp://{where}   dialplan: AudioSocket(${{UUID}},{where})"
+    return [
+        f"voicebot gateway on http://{base}/  (browser voice page)",
+        f"  browser calls:  ws://{base}/ws?rate=16000{token}",
+        f"  Twilio webhook: {public}/twilio/voice   (GET/POST: the number's 'A call comes in' URL)",
+        f"  Twilio stream:  {stream}",
+        f"  AudioSocket:    {tcp}",
+        f"  health:         http://{base}/health",
+    ]
+
+
+def serve(
+    config: VoicebotConfig, brain_factory: BrainFactory = EchoBrain, observers: Sequence[CallObserver] = ()
+) -> None:
+    app = create_app(config, brain_factory=brain_factory, observers=observers)
     host, port = config.server.host, config.server.port
-    print(f"voicebot gateway on http://{host}:{port}/  (browser voice page)", flush=True)
-    print(
-        f"  WebSocket calls: ws://{host}:{port}/ws?rate=16000   health: http://{host}:{port}/health",
-        flush=True,
-    )
-    uvicorn.run(create_app(config, brain_factory=brain_factory), host=host, port=port, log_level="info")
+    server = GatewayServer(uvicorn.Config(app, host=host, port=port, log_level="info"), app.state.gateway)
+    for line in endpoints(config.server):
+        print(line, flush=True)
+    server.run()

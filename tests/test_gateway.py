@@ -1,55 +1,164 @@
-"""The gateway over real loopback sockets: the page, /health, and a whole /ws voice call."""
+"""The gateway over real loopback sockets: the page, /health, a whole /ws voice call, graceful shutdown.
+
+Also the helpers the Twilio and AudioSocket tests share: an in-process gateway, a recording observer and
+caller phrases spoken by the real TTS at the telephone rate.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import json
-import socket
-from collections.abc import AsyncIterator
+from collections import defaultdict
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
 import uvicorn
 import websockets
+from fastapi import FastAPI
 
-from telephony.server import create_app
+from telephony.server import GatewayServer, create_app
+from telephony.session import CallHub, CallObserver
 from tests.conftest import RATE, silence
-from voicebot.audio import split_frames
+from voicebot.audio import split_frames, write_wav
+from voicebot.brain import BrainFactory, EchoBrain
 from voicebot.config import ServerConfig, VoicebotConfig
-from voicebot.frames import PCM
+from voicebot.frames import PCM, Frame
 from voicebot.pipeline import Services
 
+PHONE_RATE = 8_000
+CALLER_PHRASES = {
+    "hours": "What are your opening hours?",
+    "agent": "Can I speak to a human agent please?",
+    "bye": "No thanks, goodbye.",
+}
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+
+def caller_audio(services: Services, rate: int = PHONE_RATE) -> dict[str, PCM]:
+    """Each caller phrase from the real TTS at `rate`, with 0.3 s of silence on both sides."""
+    pad = silence(0.3, rate)
+    return {
+        key: np.concatenate([pad, services.tts.synthesize_at(text, rate), pad])
+        for key, text in CALLER_PHRASES.items()
+    }
+
+
+def caller_wavs(services: Services, folder: Path) -> dict[str, Path]:
+    paths = {}
+    for key, pcm in caller_audio(services).items():
+        paths[key] = folder / f"{key}.wav"
+        write_wav(paths[key], pcm, PHONE_RATE)
+    return paths
+
+
+class Recorder:
+    """A real `CallObserver` that keeps everything it is told, for assertions."""
+
+    def __init__(self) -> None:
+        self.starts: dict[str, tuple[str, dict[str, Any]]] = {}
+        self.events: dict[str, list[Frame]] = defaultdict(list)
+        self.ends: dict[str, str] = {}
+
+    def on_start(self, call_id: str, protocol: str, meta: dict[str, Any]) -> None:
+        self.starts[call_id] = (protocol, meta)
+
+    def on_event(self, call_id: str, frame: Frame) -> None:
+        self.events[call_id].append(frame)
+
+    def on_end(self, call_id: str, reason: str) -> None:
+        self.ends[call_id] = reason
+
+    def of(self, call_id: str, kind: type[Any]) -> list[Any]:
+        return [f for f in self.events[call_id] if isinstance(f, kind)]
+
+    async def ended(self, count: int = 1, timeout: float = 30) -> None:
+        async with asyncio.timeout(timeout):
+            while len(self.ends) < count:
+                await asyncio.sleep(0.02)
+
+
+class AsyncObserver:
+    """The same, through `async def` methods, as database-backed observers have them."""
+
+    def __init__(self, recorder: Recorder) -> None:
+        self.recorder = recorder
+
+    async def on_start(self, call_id: str, protocol: str, meta: dict[str, Any]) -> None:
+        self.recorder.on_start(call_id, protocol, meta)
+
+    async def on_event(self, call_id: str, frame: Frame) -> None:
+        self.recorder.on_event(call_id, frame)
+
+    async def on_end(self, call_id: str, reason: str) -> None:
+        self.recorder.on_end(call_id, reason)
+
+
+@dataclass
+class Gateway:
+    """A gateway running in this process on loopback, with the addresses tests need."""
+
+    http: str  # host:port
+    audiosocket_port: int | None
+    app: FastAPI
+    server: GatewayServer
+
+    @property
+    def hub(self) -> CallHub:
+        return self.app.state.gateway.hub  # type: ignore[no-any-return]
+
+
+@asynccontextmanager
+async def running_gateway(
+    config: VoicebotConfig,
+    services: Services,
+    brain_factory: BrainFactory = EchoBrain,
+    observers: Sequence[CallObserver] = (),
+) -> AsyncIterator[Gateway]:
+    """Start `create_app` under `GatewayServer` on free loopback ports; shut it down (drain) after."""
+    app = create_app(config, services, brain_factory, observers)
+    server = GatewayServer(
+        uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning"), app.state.gateway
+    )
+    task = asyncio.create_task(server.serve())
+    while not server.started:
+        if task.done():
+            task.result()
+        await asyncio.sleep(0.02)
+    port = server.servers[0].sockets[0].getsockname()[1]
+    try:
+        yield Gateway(f"127.0.0.1:{port}", app.state.gateway.audiosocket_port, app, server)
+    finally:
+        server.should_exit = True
+        await task
 
 
 @pytest.fixture
 async def gateway(services: Services) -> AsyncIterator[str]:
-    port = free_port()
-    config = VoicebotConfig(server=ServerConfig(port=port, max_calls=1, token="s3cret"))
-    server = uvicorn.Server(
-        uvicorn.Config(create_app(config, services), host="127.0.0.1", port=port, log_level="warning")
+    config = VoicebotConfig(
+        server=ServerConfig(max_calls=1, token="s3cret", audiosocket_port=None, drain_s=2)
     )
-    task = asyncio.create_task(server.serve())
-    while not server.started:
-        await asyncio.sleep(0.05)
-    yield f"127.0.0.1:{port}"
-    server.should_exit = True
-    await task
+    async with running_gateway(config, services) as running:
+        yield running.http
 
 
-async def http_get(host: str, path: str) -> tuple[str, str]:
+async def http_get(
+    host: str, path: str, method: str = "GET", form: str = "", headers: dict[str, str] | None = None
+) -> tuple[str, str]:
+    """A plain HTTP/1.1 request (a form body for POST); returns the status line and the body."""
     name, port = host.split(":")
     reader, writer = await asyncio.open_connection(name, int(port))
-    writer.write(f"GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n".encode())
+    head = [f"{method} {path} HTTP/1.1", f"Host: {host}", "Connection: close", f"Content-Length: {len(form)}"]
+    head += [f"{k}: {v}" for k, v in (headers or {}).items()]
+    head += ["Content-Type: application/x-www-form-urlencoded"] if form else []
+    writer.write(("\r\n".join(head) + "\r\n\r\n" + form).encode())
     data = (await reader.read()).decode()
     writer.close()
-    head, _, body = data.partition("\r\n\r\n")
-    return head.splitlines()[0], body
+    status, _, body = data.partition("\r\n\r\n")
+    return status.splitlines()[0], body
 
 
 async def test_page_and_health(gateway: str) -> None:
@@ -105,3 +214,33 @@ async def test_wrong_token_and_bad_rate_are_refused(gateway: str) -> None:
             with pytest.raises(websockets.ConnectionClosed) as closed:
                 await ws.recv()
             assert closed.value.rcvd is not None and closed.value.rcvd.code == code
+
+
+async def test_shutdown_drains_running_calls(services: Services) -> None:
+    recorder = Recorder()
+    config = VoicebotConfig(server=ServerConfig(audiosocket_port=None, drain_s=1.0))
+    async with running_gateway(config, services, observers=[AsyncObserver(recorder)]) as gw:
+        audio: list[bytes] = []
+        async with websockets.connect(f"ws://{gw.http}/ws") as ws:
+            while not audio:  # the greeting is playing
+                message = await ws.recv()
+                if isinstance(message, bytes):
+                    audio.append(message)
+            started = asyncio.get_running_loop().time()
+            gw.server.should_exit = True
+            await asyncio.sleep(0.3)
+            health = json.loads((await http_get(gw.http, "/health"))[1])
+            assert health["status"] == "draining" and health["active_calls"] == 1
+            async with websockets.connect(f"ws://{gw.http}/ws") as late:  # no new calls while draining
+                with pytest.raises(websockets.ConnectionClosed) as closed:
+                    await late.recv()
+                assert closed.value.rcvd is not None and closed.value.rcvd.code == 1001
+            heard = len(audio)
+            events = await receive_until(ws, "ended", audio)
+            assert len(audio) > heard + 20  # the call went on talking during the drain
+            assert events[-1]["reason"] == "server shutting down"
+            await ws.wait_closed()
+            assert ws.close_code == 1001
+            assert asyncio.get_running_loop().time() - started >= 0.9
+    assert list(recorder.ends.values()) == ["server shutting down"]
+    assert [p for p, _ in recorder.starts.values()] == ["browser"]

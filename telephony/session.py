@@ -1,0 +1,292 @@
+"""The call-session core that every wire protocol shares.
+
+A protocol module (browser `/ws`, Twilio Media Streams, Asterisk AudioSocket) only translates its wire
+format: it implements `Transport` — an `AudioSink` for the bot's voice, a `receive` loop that feeds caller
+input into its `Call`, `on_event` for the pipeline events it shows, and `finish` to put its line down.
+Everything else lives here once: who may call (token, capacity, shutdown), one `CallPipeline` and one brain
+per call, how a call ends and why, and the `CallObserver`s that keep call records.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import inspect
+import logging
+import uuid
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal, Protocol
+
+from voicebot.brain import BrainFactory
+from voicebot.config import ServerConfig
+from voicebot.frames import PCM, Action, BotAudio, CallEnded, Frame
+from voicebot.pipeline import CallPipeline, Services
+
+log = logging.getLogger(__name__)
+
+DTMF_DIGITS = frozenset("0123456789*#ABCD")  # the 16 DTMF keys (ITU-T Q.23)
+FINISH_LIMIT_S = 15.0  # safety net over a transport's own bounded `finish` (mark wait, transfer hook)
+Party = Literal["bot", "caller", "error", "server"]
+
+
+@dataclass(frozen=True)
+class Refusal:
+    """Why a call was not admitted; `code` is the WebSocket close code (RFC 6455 §7.4)."""
+
+    code: int
+    reason: str
+
+
+@dataclass(frozen=True)
+class Ending:
+    """How a call ended: `by` whom, why, the bot's final actions, and a WebSocket close code to use."""
+
+    reason: str
+    by: Party
+    actions: tuple[Action, ...] = ()
+    code: int = 1000
+
+    @property
+    def transfer(self) -> Action | None:
+        return next((a for a in self.actions if a.kind == "transfer"), None)
+
+    def describe(self) -> str:
+        """The one-line reason call records get; a transfer names its target."""
+        transfer = self.transfer
+        if transfer is not None:
+            return f"transfer to {transfer.target or 'an agent'}: {self.reason}"
+        return self.reason
+
+
+@dataclass(frozen=True)
+class Playback(Frame):
+    """The caller's side confirmed it played the bot's reply `reply_id` up to `played_ms` (Twilio marks).
+
+    Only observers see it: it says what the caller really heard, where the pipeline only knows what was sent.
+    """
+
+    reply_id: int
+    sentence: str
+    played_ms: float
+
+
+@dataclass(frozen=True)
+class WireStats(Frame):
+    """Per-call transport counters (frames, gaps, bad messages, marks), given to observers before `on_end`."""
+
+    protocol: str
+    stats: dict[str, float] = field(default_factory=dict)
+
+
+class CallObserver(Protocol):
+    """Call records: told when a call starts, of every event, and how it ended.
+
+    Methods may be plain or `async def`; they are called (and awaited) in order on the call's event path,
+    so they must not block: queue slow I/O elsewhere. Exceptions are logged and never reach the call.
+    """
+
+    def on_start(self, call_id: str, protocol: str, meta: dict[str, Any]) -> Awaitable[None] | None: ...
+
+    def on_event(self, call_id: str, frame: Frame) -> Awaitable[None] | None: ...
+
+    def on_end(self, call_id: str, reason: str) -> Awaitable[None] | None: ...
+
+
+class NullObserver:
+    """The default observer: keeps nothing."""
+
+    def on_start(self, call_id: str, protocol: str, meta: dict[str, Any]) -> None:
+        pass
+
+    def on_event(self, call_id: str, frame: Frame) -> None:
+        pass
+
+    def on_end(self, call_id: str, reason: str) -> None:
+        pass
+
+
+class Transport(Protocol):
+    """One protocol's side of one call. `send_audio`/`clear` make it the pipeline's `AudioSink`."""
+
+    protocol: str
+    stats: dict[str, float]
+
+    async def send_audio(self, frame: BotAudio) -> None: ...
+
+    async def clear(self) -> None: ...
+
+    async def receive(self, call: Call) -> Ending:
+        """Feed caller input into `call` until the caller leaves or breaks the protocol."""
+        ...
+
+    async def on_event(self, frame: Frame) -> None:
+        """A pipeline event (transcript, reply, ...); show it if the protocol can. Must not raise."""
+        ...
+
+    async def finish(self, ending: Ending) -> None:
+        """Put the line down the protocol's way (close, hang-up frame), bounded in time. Must not raise."""
+        ...
+
+
+class CallHub:
+    """Server-wide state: admission, the running calls, observers, and draining on shutdown."""
+
+    def __init__(
+        self,
+        config: ServerConfig,
+        brain_factory: BrainFactory,
+        observers: Sequence[CallObserver] = (),
+        services: Services | None = None,
+    ) -> None:
+        self.config = config
+        self.brain_factory = brain_factory
+        self.observers: list[CallObserver] = list(observers)
+        self.services = services
+        self.calls: dict[str, Call] = {}
+        self.accepting = True
+
+    def refusal(
+        self, token: str | None, *, check_token: bool = True, extra: Refusal | None = None
+    ) -> Refusal | None:
+        """Why a new call may not start (token, then `extra` protocol checks, then capacity), or None."""
+        expected = self.config.token
+        if check_token and expected and not hmac.compare_digest((token or "").encode(), expected.encode()):
+            return Refusal(1008, "missing or wrong token")
+        if extra is not None:
+            return extra
+        if not self.accepting:
+            return Refusal(1001, "server shutting down, try again later")
+        if len(self.calls) >= self.config.max_calls:
+            return Refusal(1013, "too many calls, try again later")
+        return None
+
+    def open(self, transport: Transport, channel_rate: int, meta: dict[str, Any] | None = None) -> Call:
+        """Register a call admitted by `refusal` (no await in between, so capacity holds)."""
+        if self.services is None:
+            raise RuntimeError("the gateway has not loaded its models yet")
+        call = Call(self, transport, channel_rate, dict(meta or {}))
+        self.calls[call.id] = call
+        return call
+
+    async def observe(self, method: str, call_id: str, *args: Any) -> None:
+        for observer in self.observers:
+            try:
+                result = getattr(observer, method)(call_id, *args)
+                if inspect.isawaitable(result):
+                    await result
+            except Exception:
+                log.exception("call observer %s.%s failed", type(observer).__name__, method)
+
+    async def drain(self, timeout: float, abort: Callable[[], bool] = lambda: False) -> None:
+        """Stop admitting calls, give running ones `timeout` seconds, then end the rest."""
+        self.accepting = False
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        if self.calls:
+            log.info("draining %d call(s) for up to %.0f s", len(self.calls), timeout)
+        while self.calls and loop.time() < deadline and not abort():
+            await asyncio.sleep(0.05)
+        for call in list(self.calls.values()):
+            call.end("server shutting down")
+        deadline = loop.time() + self.config.hangup_grace_s + FINISH_LIMIT_S
+        while self.calls and loop.time() < deadline and not abort():
+            await asyncio.sleep(0.05)
+
+
+class Call:
+    """One live call: its pipeline and brain, the tasks that feed and watch them, and how it ended."""
+
+    def __init__(self, hub: CallHub, transport: Transport, channel_rate: int, meta: dict[str, Any]) -> None:
+        assert hub.services is not None
+        self.hub = hub
+        self.id = uuid.uuid4().hex
+        self.transport = transport
+        self.meta = meta
+        self.pipe = CallPipeline(hub.services, hub.brain_factory(), transport, channel_rate, paced=True)
+        self._stop = asyncio.Event()
+        self._stop_reason = "server shutting down"
+
+    async def send_audio(self, pcm: PCM) -> None:
+        """Caller audio at the call's channel rate."""
+        await self.pipe.send_audio(pcm)
+
+    async def send_dtmf(self, digit: str) -> None:
+        await self.pipe.send_dtmf(digit)
+
+    async def hangup(self, reason: str) -> None:
+        """The caller hung up but the line stays open (browser control message): the pipeline says bye."""
+        await self.pipe.hangup(reason)
+
+    async def note(self, frame: Frame) -> None:
+        """A transport-level event (e.g. `Playback`) for the call record only."""
+        await self.hub.observe("on_event", self.id, frame)
+
+    def end(self, reason: str) -> None:
+        """Ask the call to end from the server side (shutdown)."""
+        self._stop_reason = reason
+        self._stop.set()
+
+    async def run(self) -> Ending:
+        """Run the call to its end; returns how it ended. Never raises for the call's own failures."""
+        await self.hub.observe("on_start", self.id, self.transport.protocol, self.meta)
+        ending = Ending("call failed to start", "error", code=1011)
+        tasks: list[asyncio.Task[Any]] = []
+        try:
+            await self.pipe.start()
+            events = asyncio.create_task(self._pump(), name=f"call-{self.id}-events")
+            reader = asyncio.create_task(self._read(), name=f"call-{self.id}-reader")
+            stop = asyncio.create_task(self._stop.wait())
+            tasks = [events, reader, stop]
+            await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+            if events.done():
+                ending = events.result()
+            else:
+                ending = reader.result() if reader.done() else Ending(self._stop_reason, "server", code=1001)
+                await self._wind_down(ending.reason, events)
+        except Exception:
+            log.exception("%s call %s failed", self.transport.protocol, self.id)
+        finally:
+            try:  # the reader still runs meanwhile: Twilio's final mark echo comes in through it
+                await asyncio.wait_for(self.transport.finish(ending), FINISH_LIMIT_S)
+            except Exception:
+                log.exception("%s call %s: finishing failed", self.transport.protocol, self.id)
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            await self.pipe.close()
+            self.hub.calls.pop(self.id, None)
+            await self.note(WireStats(protocol=self.transport.protocol, stats=dict(self.transport.stats)))
+            await self.hub.observe("on_end", self.id, ending.describe())
+            log.info(
+                "%s call %s ended by %s: %s", self.transport.protocol, self.id, ending.by, ending.describe()
+            )
+        return ending
+
+    async def _pump(self) -> Ending:
+        """Pipeline events to observers and the transport, until the pipeline says the call is over."""
+        while True:
+            frame = await self.pipe.events.get()
+            await self.hub.observe("on_event", self.id, frame)
+            try:
+                await self.transport.on_event(frame)
+            except Exception:
+                log.exception("%s call %s: event not delivered", self.transport.protocol, self.id)
+            if isinstance(frame, CallEnded):
+                by: Party = "bot" if frame.actions else "caller"
+                return Ending(frame.reason, by, actions=frame.actions)
+
+    async def _read(self) -> Ending:
+        try:
+            return await self.transport.receive(self)
+        except Exception as exc:  # a transport bug ends this call only
+            log.exception("%s call %s: receive failed", self.transport.protocol, self.id)
+            return Ending(f"internal error: {type(exc).__name__}", "error", code=1011)
+
+    async def _wind_down(self, reason: str, events: asyncio.Task[Ending]) -> None:
+        """The line is gone or going: let the brain hear the hang-up and observers see `CallEnded`."""
+        await self.pipe.hangup(reason)
+        try:
+            await asyncio.wait_for(asyncio.shield(events), self.hub.config.hangup_grace_s)
+        except TimeoutError:
+            log.warning("%s call %s: pipeline did not end in time", self.transport.protocol, self.id)

@@ -1,0 +1,112 @@
+"""Twilio's HTTP side: the TwiML a number needs, request signatures, and the transfer hook.
+
+`/twilio/voice` answers Twilio's voice webhook (GET or POST) with
+`<Response><Connect><Stream url="wss://HOST/twilio/stream">…</Stream></Connect></Response>`, a
+bidirectional Media Stream (Twilio docs: "TwiML Voice: <Stream>"). Twilio drops query strings from stream
+URLs, so the gateway token travels as a `<Parameter name="token">` and comes back in the `start` message's
+`customParameters`. Requests are authenticated per Twilio's "Webhooks security" page:
+`X-Twilio-Signature = base64(HMAC-SHA1(auth token, full URL + each POST parameter's name and value,
+sorted by name))`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import hashlib
+import hmac
+import json
+import logging
+import urllib.request
+from collections.abc import Iterable
+from urllib.parse import parse_qsl
+from xml.sax.saxutils import quoteattr
+
+from fastapi import Request
+from fastapi.responses import Response
+
+from voicebot.config import ServerConfig
+
+log = logging.getLogger(__name__)
+STREAM_PATH = "/twilio/stream"
+HOOK_TIMEOUT_S = 5.0
+
+
+def signature(auth_token: str, url: str, params: Iterable[tuple[str, str]] = ()) -> str:
+    """Twilio's request signature for `url` and the POST `params`."""
+    data = url + "".join(name + value for name, value in sorted(params))
+    digest = hmac.new(auth_token.encode(), data.encode(), hashlib.sha1).digest()
+    return base64.b64encode(digest).decode()
+
+
+def _public_base(config: ServerConfig) -> str | None:
+    return config.public_url.rstrip("/") if config.public_url else None
+
+
+def request_urls(config: ServerConfig, request: Request) -> list[str]:
+    """The URL(s) Twilio may have signed: the public one if configured; else as seen, plus its https form
+    (a TLS-terminating proxy or tunnel hands us http://)."""
+    query = f"?{request.url.query}" if request.url.query else ""
+    base = _public_base(config)
+    if base is not None:
+        return [f"{base}{request.url.path}{query}"]
+    seen = str(request.url)
+    return [seen, "https://" + seen.split("://", 1)[1]] if seen.startswith("http://") else [seen]
+
+
+async def signed(config: ServerConfig, request: Request) -> bool:
+    """Whether the request carries a valid X-Twilio-Signature (always True when no auth token is set)."""
+    if not config.twilio_auth_token:
+        return True
+    given = request.headers.get("x-twilio-signature", "")
+    params: list[tuple[str, str]] = []
+    if request.method == "POST":
+        params = parse_qsl((await request.body()).decode(errors="replace"), keep_blank_values=True)
+    return any(
+        hmac.compare_digest(signature(config.twilio_auth_token, url, params), given)
+        for url in request_urls(config, request)
+    )
+
+
+def stream_url(config: ServerConfig, request: Request) -> str:
+    """wss:// URL of `/twilio/stream` (Twilio only connects to wss; ws:// only for an http public_url)."""
+    base = _public_base(config)
+    if base is None:
+        return f"wss://{request.headers.get('host', f'{config.host}:{config.port}')}{STREAM_PATH}"
+    scheme, rest = base.split("://", 1) if "://" in base else ("https", base)
+    return f"{'ws' if scheme == 'http' else 'wss'}://{rest}{STREAM_PATH}"
+
+
+def voice_twiml(url: str, token: str | None) -> str:
+    parameter = f'<Parameter name="token" value={quoteattr(token)}/>' if token else ""
+    return (
+        '<?xml version="1.0" encoding="UTF-8"?>'
+        f"<Response><Connect><Stream url={quoteattr(url)}>{parameter}</Stream></Connect></Response>"
+    )
+
+
+async def voice_response(config: ServerConfig, request: Request) -> Response:
+    """The `/twilio/voice` webhook: TwiML for a signed request, 403 otherwise."""
+    if not await signed(config, request):
+        log.warning("rejected /twilio/voice request with a bad X-Twilio-Signature")
+        return Response("invalid Twilio signature", status_code=403, media_type="text/plain")
+    return Response(voice_twiml(stream_url(config, request), config.token), media_type="application/xml")
+
+
+def _post(url: str, body: bytes) -> int:
+    request = urllib.request.Request(url, body, {"Content-Type": "application/json"}, method="POST")
+    with urllib.request.urlopen(request, timeout=HOOK_TIMEOUT_S) as response:
+        return int(response.status)
+
+
+async def post_transfer(url: str, transfer: dict[str, str | None]) -> bool:
+    """POST the transfer to the user's hook (which would redirect the call with Twilio's REST API);
+    False, logged, if it failed. Runs before the stream closes, so the hook wins the race against
+    Twilio moving on to the TwiML after <Connect>."""
+    try:
+        status = await asyncio.to_thread(_post, url, json.dumps(transfer).encode())
+    except Exception as exc:
+        log.error("transfer hook %s failed: %s", url, exc)
+        return False
+    log.info("transfer hook %s answered %d", url, status)
+    return 200 <= status < 300
