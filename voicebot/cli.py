@@ -46,19 +46,40 @@ def _check_files(files: list[Path]) -> None:
         raise UserError(f"no such file: {', '.join(missing)}")
 
 
-def _brain_factory(args: argparse.Namespace, config: VoicebotConfig) -> Callable[[], Any]:
-    """EchoBrain without a domain; with one, the domain's trained NLU (trained first if missing)."""
+def _brain_factory(
+    args: argparse.Namespace, config: VoicebotConfig, scratch: bool = False
+) -> Callable[[], Any]:
+    """EchoBrain without a domain; with one, its dialogue engine (NLU trained first if missing).
+
+    A domain without flows.yaml gets the NLU-only brain. `scratch`: each call gets a fresh copy of the
+    domain's back end (conversation tests must not see each other's cancelled orders).
+    """
     from voicebot.brain import EchoBrain
 
     if getattr(args, "domain", None) is None:
         return EchoBrain
-    from models.train_domain import train_domain
-    from voicebot.nlu.brain import UnderstandingBrain
+    from voicebot.domain.loader import is_dialogue_domain
     from voicebot.nlu.parser import NLU
 
-    model, _ = train_domain(args.domain, config.cache_dir, progress=True)
-    nlu = NLU(model, threads=config.nlu.threads, int8=config.nlu.int8)
-    return lambda: UnderstandingBrain(nlu)
+    nlu = NLU(_trained_model(args, config), threads=config.nlu.threads, int8=config.nlu.int8)
+    if not is_dialogue_domain(args.domain):
+        from voicebot.nlu.brain import UnderstandingBrain
+
+        return lambda: UnderstandingBrain(nlu)
+    import tempfile
+
+    from voicebot.dialogue.brain import DialogueFactory
+
+    folder = Path(tempfile.mkdtemp(prefix="voicebot-backend-")) if scratch else None
+    return DialogueFactory(args.domain, nlu, config.cache_dir, scratch=folder)
+
+
+def _trained_model(args: argparse.Namespace, config: VoicebotConfig) -> Path:
+    from models.train_domain import train_domain
+
+    quick = bool(getattr(args, "quick", False))
+    model, _ = train_domain(args.domain, config.cache_dir, progress=True, quick=quick)
+    return model
 
 
 def cmd_models(args: argparse.Namespace) -> int:
@@ -134,14 +155,48 @@ def cmd_call(args: argparse.Namespace) -> int:
     return 1 if result.errors else 0
 
 
+def cmd_test(args: argparse.Namespace) -> int:
+    from voicebot.convtest.report import format_conversation, format_summary, write_junit
+    from voicebot.convtest.results import ConversationResult
+    from voicebot.convtest.runner import run_suite
+    from voicebot.convtest.spec import collect_files
+    from voicebot.pipeline import Services
+
+    config = _config(args)
+    files = collect_files(args.paths)  # a wrong path fails before any model loads
+    factory = _brain_factory(args, config, scratch=True)
+    services = Services.load(config)
+
+    def on_result(result: ConversationResult) -> None:
+        if not args.json:
+            print(format_conversation(result), flush=True)
+
+    try:
+        suite = asyncio.run(run_suite(files, services, factory, args.rate, args.mulaw, on_result=on_result))
+    finally:
+        services.close()
+    if args.junit:
+        write_junit(suite, args.junit)
+    print(json.dumps(suite.as_json(), indent=2, default=str) if args.json else format_summary(suite))
+    return 0 if suite.passed else 1
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     from telephony.server import serve
 
     config = _config(args)
-    for key in ("host", "port"):
+    for key in ("host", "port", "audiosocket_port", "public_url"):
         if getattr(args, key) is not None:
             setattr(config.server, key, getattr(args, key))
-    serve(config, _brain_factory(args, config))
+    from voicebot.records import CallStore
+
+    if not args.verbose:
+        logging.getLogger().setLevel(logging.INFO)  # a server logs each call's start and end
+    store = CallStore.from_config(config)  # every call, turn and transfer, PII masked
+    try:
+        serve(config, _brain_factory(args, config), observers=[store])
+    finally:
+        store.close()
     return 0
 
 
@@ -164,7 +219,12 @@ def cmd_train(args: argparse.Namespace) -> int:
 
     config = _config(args)
     out, trained = train_domain(
-        args.domain, config.cache_dir, args.data_dir, force=args.force, progress=not args.quiet
+        args.domain,
+        config.cache_dir,
+        args.data_dir,
+        force=args.force,
+        progress=not args.quiet,
+        quick=args.quick,
     )
     metrics = json.loads((out / "metrics.json").read_text())
     state = f"trained in {metrics['train_seconds']:.0f} s" if trained else "up to date"
@@ -179,7 +239,7 @@ def _nlu_model(args: argparse.Namespace, config: VoicebotConfig) -> Path:
         raise UserError("give --model DIR or --domain DIR")
     from models.train_domain import model_dir
 
-    return model_dir(args.domain, config.cache_dir)
+    return model_dir(args.domain, config.cache_dir, quick=args.quick)
 
 
 def cmd_nlu(args: argparse.Namespace) -> int:
@@ -193,6 +253,20 @@ def cmd_nlu(args: argparse.Namespace) -> int:
     for text in args.text:
         print(json.dumps(nlu.parse(text).as_dict(), indent=None if args.compact else 2))
     return 0
+
+
+def cmd_calls(args: argparse.Namespace) -> int:
+    from voicebot.records.cli import run
+
+    config = _config(args)
+    return run(args, config.server.records_url, config.cache_dir)
+
+
+def cmd_shell(args: argparse.Namespace) -> int:
+    from voicebot.shell import run_shell
+
+    config = _config(args)
+    return run_shell(_brain_factory(args, config), sys.stdin, sys.stdout, echo=not sys.stdin.isatty())
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -221,12 +295,28 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--tts", choices=("piper", "espeak-ng", "flite"), help="TTS backend")
     p.add_argument("--progress", action="store_true", help="progress bar on stderr")
     p.add_argument("--domain", type=Path, help="understand turns with this domain's NLU (e.g. domains/shop)")
+    p.add_argument("--quick", action="store_true", help="the domain's quick model (minutes to train)")
     p.set_defaults(func=cmd_call)
 
-    p = sub.add_parser("serve", help="start the gateway (browser page, /ws voice WebSocket, /health)")
+    p = sub.add_parser("test", help="play conversation tests (YAML) through the pipeline; 1 if any fails")
+    p.add_argument("paths", nargs="+", type=Path, help="conversation files, or folders searched for *.yaml")
+    p.add_argument("--domain", type=Path, help="domain folder whose brain answers (default: echo)")
+    p.add_argument("--quick", action="store_true", help="the domain's quick model (minutes to train)")
+    p.add_argument("--junit", type=Path, help="also write a JUnit XML report here (for CI)")
+    p.add_argument("--json", action="store_true", help="print every step's records as one JSON object")
+    p.add_argument("--rate", type=int, default=16_000, choices=(8_000, 16_000), help="channel sample rate")
+    p.add_argument("--mulaw", action="store_true", help="caller audio through G.711 μ-law, as on a phone")
+    p.add_argument("--model", help="Whisper model: base (default), tiny.en or a CTranslate2 directory")
+    p.add_argument("--tts", choices=("piper", "espeak-ng", "flite"), help="TTS backend")
+    p.set_defaults(func=cmd_test)
+
+    p = sub.add_parser("serve", help="start the gateway (browser page and /ws, Twilio, Asterisk AudioSocket)")
     p.add_argument("--host", help="listen address (default 127.0.0.1)")
     p.add_argument("--port", type=int, help="listen port (default 8080)")
+    p.add_argument("--audiosocket-port", type=int, help="Asterisk AudioSocket TCP port (default 8090)")
+    p.add_argument("--public-url", help="public https:// base URL Twilio reaches (TwiML and signatures)")
     p.add_argument("--domain", type=Path, help="domain folder whose NLU answers calls (default: echo)")
+    p.add_argument("--quick", action="store_true", help="the domain's quick model (minutes to train)")
     p.add_argument("--model", help="Whisper model: base (default), tiny.en or a CTranslate2 directory")
     p.set_defaults(func=cmd_serve)
 
@@ -243,17 +333,36 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("train", help="train every model a domain needs (skipped when up to date)")
     p.add_argument("--domain", type=Path, required=True, help="domain folder, e.g. domains/shop")
+    p.add_argument("--quick", action="store_true", help="the domain's quick model (minutes to train)")
     p.add_argument("--data-dir", type=Path, help="datasets folder (default ../shared/data, $VOICEBOT_DATA)")
     p.add_argument("--force", action="store_true", help="retrain even if the cached model is up to date")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=cmd_train)
 
+    p = sub.add_parser("shell", help="chat with a domain's dialogue engine in the terminal (text turns)")
+    p.add_argument("--domain", type=Path, required=True, help="domain folder, e.g. domains/shop")
+    p.add_argument("--quick", action="store_true", help="the domain's quick model (minutes to train)")
+    p.set_defaults(func=cmd_shell)
+
     p = sub.add_parser("nlu", help="print the NLU parse of each text")
     p.add_argument("text", nargs="+")
     p.add_argument("--model", type=Path, help="trained NLU model directory")
     p.add_argument("--domain", type=Path, help="use the domain's trained model (see `voicebot train`)")
+    p.add_argument("--quick", action="store_true", help="the domain's quick model (minutes to train)")
     p.add_argument("--compact", action="store_true", help="one line of JSON per text")
     p.set_defaults(func=cmd_nlu)
+
+    p = sub.add_parser("calls", help="stored call records: `calls list`, `calls show ID`")
+    calls = p.add_subparsers(dest="calls_command", required=True)
+    db_help = "records database URL (default: server.records_url, else SQLite in the cache dir)"
+    q = calls.add_parser("list", help="the most recent calls, newest first")
+    q.add_argument("--limit", type=int, default=20, help="how many calls (default 20)")
+    q.add_argument("--db", help=db_help)
+    q = calls.add_parser("show", help="one call, turn by turn")
+    q.add_argument("id", help="call id (see `voicebot calls list`)")
+    q.add_argument("--json", action="store_true", help="the whole record as one JSON object")
+    q.add_argument("--db", help=db_help)
+    p.set_defaults(func=cmd_calls)
     return parser
 
 
@@ -263,6 +372,9 @@ def main(argv: list[str] | None = None) -> int:
         level=logging.DEBUG if args.verbose else logging.WARNING,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    from voicebot.pii import install_log_masking
+
+    install_log_masking()  # no card number, email or phone number reaches a log line
     func: Callable[[argparse.Namespace], int] = args.func
     try:
         return func(args)

@@ -84,10 +84,48 @@ class NLUConfig(_Section):
 
 
 class ServerConfig(_Section):
+    """The gateway: browser `/ws`, Twilio Media Streams and Asterisk AudioSocket share these limits."""
+
     host: str = "127.0.0.1"
     port: int = Field(8080, ge=0, le=65535)
     max_calls: int = Field(16, ge=1, description="further calls are refused with a clear reason")
-    token: str | None = Field(None, description="if set, /ws needs ?token=… (set it on any public address)")
+    token: str | None = Field(
+        None,
+        description="if set, /ws needs ?token=… and Twilio a `token` <Parameter>; set it when public",
+    )
+    max_message_bytes: int = Field(
+        65_536, ge=1024, description="largest WebSocket message or AudioSocket payload a caller may send"
+    )
+    start_timeout_s: float = Field(
+        10.0, gt=0, description="a new stream must identify its call (Twilio start, AudioSocket UUID) by then"
+    )
+    hangup_grace_s: float = Field(
+        3.0, ge=0, description="longest wait for the bot's last words to reach the caller before hanging up"
+    )
+    drain_s: float = Field(30.0, ge=0, description="on shutdown, running calls get this long to finish")
+    public_url: str | None = Field(
+        None,
+        description="public base URL (https://bot.example.com) for TwiML stream URLs and Twilio signature "
+        "checks; default: the request's Host header",
+    )
+    twilio_auth_token: str | None = Field(
+        None, description="if set, /twilio/voice requests need a valid X-Twilio-Signature (else 403)"
+    )
+    twilio_transfer_url: str | None = Field(
+        None, description="if set, Twilio transfers are POSTed here as JSON {callSid, target, reason}"
+    )
+    audiosocket_host: str = Field(
+        "127.0.0.1", description="AudioSocket has no authentication: keep it on loopback or a private network"
+    )
+    audiosocket_port: int | None = Field(
+        8090, ge=0, le=65535, description="Asterisk AudioSocket TCP port (0 = any free port, null = off)"
+    )
+    records_url: str | None = Field(
+        None, description="call records database, e.g. postgresql+psycopg://…; None = SQLite in cache_dir"
+    )
+    recordings_dir: Path | None = Field(
+        None, description="keep each call's audio here (stereo WAV: caller left, bot right); None = none kept"
+    )
 
 
 class VoicebotConfig(_Section):

@@ -1,0 +1,166 @@
+"""`CallStore`: the gateway's call-records observer, and the way to read the records back.
+
+Write-ahead: the call row is written when the call starts, each turn when it completes, the end reason at
+the end, so a crash mid-call still leaves the call and its turns. Observer methods mask the data (see
+`capture`) and hand it to one writer thread: they never wait for the database, whatever state it is in.
+An unavailable database sends records to the spool (see `spool`), replayed once it is back. One store
+serves every call of a process.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import re
+import threading
+import weakref
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from sqlalchemy.exc import SQLAlchemyError
+
+from voicebot.audio import write_stereo_wav
+from voicebot.frames import PCM, CallEnded, Frame, TurnDone
+from voicebot.records import capture
+from voicebot.records.capture import Op
+from voicebot.records.db import default_url, ensure_schema, make_engine, resolve_url, spool_path
+from voicebot.records.spool import MAX_MEMORY, Backlog
+from voicebot.records.views import CallDetail, CallSummary, get_call, list_calls
+from voicebot.records.writer import Writer
+
+if TYPE_CHECKING:
+    from voicebot.config import VoicebotConfig
+
+log = logging.getLogger("voicebot.records")
+
+_UNSAFE = re.compile(r"[^A-Za-z0-9_.-]+")
+T = TypeVar("T")
+
+
+def _discard(path: Path) -> None:
+    with contextlib.suppress(OSError):
+        path.unlink(missing_ok=True)
+
+
+class CallStore:
+    """Observer for the gateway's session core (`on_start`/`on_event`/`on_end`) and reader for the CLI."""
+
+    def __init__(
+        self,
+        url: str | None = None,
+        recordings: Path | None = None,
+        spool: Path | None = None,
+        *,
+        retry_s: float = 5.0,
+        max_memory: int = MAX_MEMORY,
+    ) -> None:
+        """`url`: SQLAlchemy URL (default SQLite in the cache dir); `recordings`: folder for call audio
+        (None: no audio kept); `spool`: JSONL file for records the database could not take yet."""
+        self.url = resolve_url(url)
+        self.engine = make_engine(self.url)
+        self.recordings = recordings
+        self.backlog = Backlog(spool or spool_path(self.url), max_memory)
+        self._writer = Writer(self.engine, self.backlog, retry_s)
+        # At interpreter exit, queued records still reach the database or the spool (the thread is a daemon).
+        self._finalizer = weakref.finalize(self, self._writer.close)
+        self._positions: dict[str, list[int]] = {}  # call id → [turns, transfers] so far
+        self._lock = threading.Lock()
+
+    @classmethod
+    def from_config(cls, config: VoicebotConfig) -> CallStore:
+        """The store `voicebot serve` uses: `server.records_url` / `server.recordings_dir`, spool in cache."""
+        url = resolve_url(config.server.records_url or default_url(config.cache_dir))
+        spool = spool_path(url, config.cache_dir)
+        return cls(url.render_as_string(hide_password=False), config.server.recordings_dir, spool)
+
+    # --- observer ------------------------------------------------------------------------------------
+
+    def _submit(self, what: str, call_id: str, build: Callable[[], list[Op]]) -> None:
+        """Build and queue ops; a failure here is logged, never raised into the call."""
+        try:
+            for op in build():
+                self._writer.submit(op)
+        except Exception as exc:
+            log.error("call records: cannot record the %s of call %s (%s)", what, call_id, type(exc).__name__)
+
+    def _next(self, call_id: str, which: int, count: int = 1) -> int:
+        """Reserve `count` positions (0: turns, 1: transfers) in the call; returns the first."""
+        with self._lock:
+            positions = self._positions.setdefault(call_id, [0, 0])
+            first = positions[which]
+            positions[which] += count
+            return first
+
+    async def on_start(self, call_id: str, protocol: str, meta: dict[str, Any]) -> None:
+        with self._lock:
+            self._positions[call_id] = [0, 0]
+        self._submit("start", call_id, lambda: [capture.start_op(call_id, protocol, meta)])
+
+    async def on_event(self, call_id: str, frame: Frame) -> None:
+        """TurnDone → a turn row; CallEnded with transfer actions → transfer rows. Other frames: ignored."""
+        if isinstance(frame, TurnDone):
+            index = self._next(call_id, 0)
+            self._submit("turn", call_id, lambda: [capture.turn_op(call_id, index, frame.record)])
+        elif isinstance(frame, CallEnded):
+            count = sum(a.kind == "transfer" for a in frame.actions)
+            if count:
+                first = self._next(call_id, 1, count)
+                self._submit("transfer", call_id, lambda: capture.transfer_ops(call_id, first, frame))
+
+    async def on_end(self, call_id: str, reason: str) -> None:
+        with self._lock:
+            self._positions.pop(call_id, None)
+        self._submit("end", call_id, lambda: [capture.end_op(call_id, reason)])
+
+    async def save_audio(self, call_id: str, caller_pcm: PCM, bot_pcm: PCM, rate: int) -> Path | None:
+        """Write the call's audio (caller left, bot right) and record its path; None when not kept.
+
+        A full disk or an unwritable folder costs the audio only: it is logged and the record stays.
+        Recordings hold the caller's voice unmasked, which is why there are none unless configured.
+        """
+        if self.recordings is None:
+            return None
+        day = datetime.now(UTC).strftime("%Y-%m-%d")
+        path = self.recordings / day / f"{_UNSAFE.sub('_', call_id).lstrip('.') or 'call'}.wav"
+        try:
+            await asyncio.to_thread(write_stereo_wav, path, caller_pcm, bot_pcm, rate)
+        except OSError as exc:
+            log.error("call records: no recording for call %s: cannot write %s (%s)", call_id, path, exc)
+            await asyncio.to_thread(_discard, path)  # a half-written file is worse than none
+            return None
+        self._submit("recording", call_id, lambda: [capture.audio_op(call_id, str(path))])
+        return path
+
+    async def flush(self) -> int:
+        """Wait for queued records, retry spooled ones now; returns how many are still waiting for the DB."""
+        return await asyncio.wrap_future(self._writer.flush())
+
+    # --- reading -------------------------------------------------------------------------------------
+
+    def _read(self, query: Callable[[], T]) -> T:
+        """Run a query, the tables made first if missing (a fresh database reads as empty, not as an error);
+        a database error becomes a RuntimeError that names the database (never its password)."""
+        try:
+            ensure_schema(self.engine)
+            return query()
+        except SQLAlchemyError as exc:
+            cause = str(getattr(exc, "orig", None) or type(exc).__name__).strip().splitlines()[0]
+            raise RuntimeError(f"cannot read call records from {self.url}: {cause}") from exc
+
+    def list_calls(self, limit: int = 20) -> list[CallSummary]:
+        """Most recent first. Blocking: from async code, run it in a thread."""
+        return self._read(lambda: list_calls(self.engine, limit))
+
+    def get_call(self, call_id: str) -> CallDetail | None:
+        """A call with its turns and transfers, or None. Blocking: from async code, run it in a thread."""
+        return self._read(lambda: get_call(self.engine, call_id))
+
+    def close(self) -> None:
+        """Write what is queued; whatever the database cannot take now stays in the spool for next time."""
+        left = self._finalizer() or 0
+        if left:
+            log.warning("call records: %d records wait in %s for the database", left, self.backlog.path)
+        self.engine.dispose()
