@@ -18,6 +18,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
+from telephony.recording import CallRecorder, RecordingSink
 from voicebot.brain import BrainFactory
 from voicebot.config import ServerConfig
 from voicebot.frames import PCM, Action, BotAudio, CallEnded, Frame
@@ -171,6 +172,8 @@ class CallHub:
 
     async def observe(self, method: str, call_id: str, *args: Any) -> None:
         for observer in self.observers:
+            if not hasattr(observer, method):  # optional hooks (save_audio) only some observers have
+                continue
             try:
                 result = getattr(observer, method)(call_id, *args)
                 if inspect.isawaitable(result):
@@ -203,12 +206,17 @@ class Call:
         self.id = uuid.uuid4().hex
         self.transport = transport
         self.meta = meta
-        self.pipe = CallPipeline(hub.services, hub.brain_factory(), transport, channel_rate, paced=True)
+        keep = hub.config.recordings_dir is not None
+        self.recorder = CallRecorder(channel_rate) if keep else None
+        sink = RecordingSink(transport, self.recorder) if self.recorder else transport
+        self.pipe = CallPipeline(hub.services, hub.brain_factory(), sink, channel_rate, paced=True)
         self._stop = asyncio.Event()
         self._stop_reason = "server shutting down"
 
     async def send_audio(self, pcm: PCM) -> None:
         """Caller audio at the call's channel rate."""
+        if self.recorder is not None:
+            self.recorder.caller(pcm)
         await self.pipe.send_audio(pcm)
 
     async def send_dtmf(self, digit: str) -> None:
@@ -257,6 +265,8 @@ class Call:
             await self.pipe.close()
             self.hub.calls.pop(self.id, None)
             await self.note(WireStats(protocol=self.transport.protocol, stats=dict(self.transport.stats)))
+            if self.recorder is not None:
+                await self.hub.observe("save_audio", self.id, *self.recorder.tracks(), self.recorder.rate)
             await self.hub.observe("on_end", self.id, ending.describe())
             log.info(
                 "%s call %s ended by %s: %s", self.transport.protocol, self.id, ending.by, ending.describe()

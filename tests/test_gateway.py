@@ -244,3 +244,36 @@ async def test_shutdown_drains_running_calls(services: Services) -> None:
             assert asyncio.get_running_loop().time() - started >= 0.9
     assert list(recorder.ends.values()) == ["server shutting down"]
     assert [p for p, _ in recorder.starts.values()] == ["browser"]
+
+
+async def test_call_is_recorded_with_both_sides_and_stored(
+    services: Services, speech: dict[str, PCM], tmp_path: Path
+) -> None:
+    import wave
+
+    from voicebot.records import CallStore
+
+    config = VoicebotConfig(server=ServerConfig(audiosocket_port=None, recordings_dir=tmp_path / "rec"))
+    store = CallStore(f"sqlite:///{tmp_path / 'calls.sqlite'}", tmp_path / "rec", tmp_path / "spool.jsonl")
+    audio: list[bytes] = []
+    async with (
+        running_gateway(config, services, observers=[store]) as running,
+        websockets.connect(f"ws://{running.http}/ws?rate=16000") as ws,
+    ):
+        await receive_until(ws, "turn", audio)  # the greeting
+        for chunk in split_frames(np.concatenate([speech["agent"], silence(1.0)]), RATE, 20):
+            await ws.send(chunk.tobytes())
+        await receive_until(ws, "turn", audio)
+        await ws.send(json.dumps({"type": "hangup"}))
+        await receive_until(ws, "ended", audio)
+    await store.flush()
+    (summary,) = store.list_calls()
+    detail = store.get_call(summary.id)
+    store.close()
+    assert detail is not None and detail.call.recording is not None
+    with wave.open(str(detail.call.recording)) as w:
+        assert w.getnchannels() == 2 and w.getframerate() == RATE
+        frames = np.frombuffer(w.readframes(w.getnframes()), np.int16).reshape(-1, 2)
+    caller_rms, bot_rms = np.sqrt((frames.astype(np.float64) ** 2).mean(axis=0))
+    assert caller_rms > 50 and bot_rms > 50  # both the caller's words and the bot's replies are on it
+    assert frames.shape[0] / RATE >= len(b"".join(audio)) / 2 / RATE  # the bot's audio fits on the timeline

@@ -1,0 +1,55 @@
+"""Call audio for the records: both sides on one timeline, as the caller experienced the call.
+
+Caller audio arrives continuously, so its track is just the frames in order. Bot audio is placed at the
+moment it was sent (the speak stage paces it in real time), which keeps pauses and barge-ins where they
+happened. Only kept when `server.recordings_dir` is set: recordings hold the caller's unmasked voice.
+"""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+
+from voicebot.frames import PCM, BotAudio
+from voicebot.stages.respond import AudioSink
+
+
+class CallRecorder:
+    def __init__(self, rate: int) -> None:
+        self.rate = rate
+        self._start = time.monotonic()
+        self._caller: list[PCM] = []
+        self._bot: list[tuple[int, PCM]] = []  # (start sample, frame)
+
+    def caller(self, pcm: PCM) -> None:
+        self._caller.append(pcm.copy())
+
+    def bot(self, pcm: PCM) -> None:
+        at = int((time.monotonic() - self._start) * self.rate)
+        if self._bot:  # frames sent back to back stay back to back, never overlap
+            last_at, last = self._bot[-1]
+            at = max(at, last_at + last.size)
+        self._bot.append((at, pcm.copy()))
+
+    def tracks(self) -> tuple[PCM, PCM]:
+        caller = np.concatenate(self._caller) if self._caller else np.zeros(0, np.int16)
+        end = max([caller.size] + [at + pcm.size for at, pcm in self._bot])
+        bot = np.zeros(end, np.int16)
+        for at, pcm in self._bot:
+            bot[at : at + pcm.size] = pcm
+        return np.pad(caller, (0, end - caller.size)), bot
+
+
+class RecordingSink:
+    """Wraps a transport's sink: the bot's frames go on the recording, then on to the caller."""
+
+    def __init__(self, sink: AudioSink, recorder: CallRecorder) -> None:
+        self.sink, self.recorder = sink, recorder
+
+    async def send_audio(self, frame: BotAudio) -> None:
+        self.recorder.bot(frame.pcm)
+        await self.sink.send_audio(frame)
+
+    async def clear(self) -> None:
+        await self.sink.clear()
