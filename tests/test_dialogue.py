@@ -268,3 +268,16 @@ def test_dates_are_said_relative_to_today() -> None:
 def test_variants_rotate_so_a_reprompt_sounds_different(domain: Domain) -> None:
     nlg = NLG(domain)
     assert nlg.render("ask_order_id") != nlg.render("ask_order_id")
+
+
+def test_unsure_no_at_anything_else_still_ends_the_call(bot: Bot) -> None:
+    bot.say(P("where is 932017", "track_order", 0.99, ("order_id", "932017", "932017")))
+    d = bot.say(P("No, that's all, thanks.", "oos", 0.38))
+    assert d.hangup and d.act == "goodbye"
+
+
+def test_hash_after_an_entry_complete_by_length_is_ignored(bot: Bot) -> None:
+    bot.say(P("track my order", "track_order"))
+    decisions = bot.keys("550981#")
+    assert len(decisions) == 1 and "was cancelled" in decisions[0].text
+    assert bot.state.expecting == "anything_else"

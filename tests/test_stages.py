@@ -42,3 +42,6 @@ def test_clear_drops_jobs_but_keeps_kept_ones_in_order() -> None:
 def test_back_to_back_spans_of_one_type_merge() -> None:
     spans = [("order_id", 3, 4), ("order_id", 4, 5), ("city", 6, 7), ("city", 8, 9)]
     assert merge_adjacent(spans) == [("order_id", 3, 5), ("city", 6, 7), ("city", 8, 9)]
+    words = ["where's", "my", "order", "830", ",", "112", "?", "in", "Leeds", "and", "York"]
+    spans = [("order_id", 3, 4), ("order_id", 5, 6), ("city", 8, 9), ("city", 10, 11)]
+    assert merge_adjacent(spans, words) == [("order_id", 3, 6), ("city", 8, 9), ("city", 10, 11)]

@@ -68,6 +68,7 @@ class CallPipeline:
         self._audio_t = 0.0
         self.vad = VADStage(Endpointer(services.vad, cfg.vad))
         self.asr = ASRStage(services.asr, cfg.asr, services.executor)
+        self.asr.prompt = getattr(brain, "asr_prompt", None)  # the domain's vocabulary, if it has one
         self.brain_stage = BrainStage(brain, live=paced)
         self.speak = SpeakStage(
             services.tts,

@@ -42,6 +42,7 @@ class DialogueBrain:
         self.domain, self.nlu, self.today = domain, nlu, today
         self.call_id = call_id or uuid.uuid4().hex[:12]
         self.no_input_s: float | None = domain.settings.timeouts.no_input_s
+        self.asr_prompt: str | None = ", ".join(domain.settings.asr_hints) or None
         self.state = DialogueState()
         self.nlg = NLG(domain, today)
         self.policy = Policy(domain, self.nlg, actions, self.state, self.call_id)
@@ -78,7 +79,9 @@ class DialogueBrain:
             decision = await self.policy.on_no_input()
         else:  # pragma: no cover - the protocol's union is exhaustive
             return None
-        timings["policy"] = _ms(started)
+        timings["dialogue_step"] = round(_ms(started) - decision.action_ms, 3)  # state + policy + NLG
+        if decision.action:
+            timings["action"] = round(decision.action_ms, 3)
         return self._reply(decision, parse, previous, event, timings)
 
     def _previous(self) -> dict[str, Any]:

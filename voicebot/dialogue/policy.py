@@ -9,6 +9,7 @@ Misunderstandings and silences climb the same ladder: reprompt, then the keypad,
 from __future__ import annotations
 
 import re
+import time
 from dataclasses import dataclass, field
 
 from voicebot.dialogue.actions import ActionFailed, Actions
@@ -20,6 +21,9 @@ from voicebot.domain.loader import Domain
 from voicebot.nlu.model import OOS
 from voicebot.nlu.parser import Parse
 
+# A bare yes or no the model was unsure of, at a yes/no question ("No, that's all, thanks.").
+YES = re.compile(r"^\W*(yes|yeah|yep|yup|sure|correct|that's right|go ahead|please do|okay|ok)\b", re.I)
+NO = re.compile(r"^\W*(no|nope|nah|nothing( else)?|not really)\b", re.I)
 START_OVER = re.compile(r"\b(start (all )?over|start again|from the (beginning|start)|restart)\b", re.I)
 
 
@@ -31,6 +35,7 @@ class Decision:
     action_result: str | None = None
     transfer: str | None = None  # reason
     hangup: str | None = None  # reason
+    action_ms: float = 0.0  # time in the back end, kept apart from the dialogue's own
 
     @property
     def text(self) -> str:
@@ -56,7 +61,16 @@ class Policy:
         st, d = self.state, Decision()
         st.turn += 1
         st.no_input = 0
+        st.dtmf_done = False
         intent = parse.intent if parse.confidence >= self.domain.settings.min_confidence else OOS
+        if st.expecting in ("confirm", "anything_else") and intent not in self.domain.flow_intents():
+            intent = (
+                self.meta.deny
+                if NO.match(parse.text)
+                else self.meta.affirm
+                if YES.match(parse.text)
+                else intent
+            )
         handoff = self.domain.settings.handoff
         st.frustrated_turns = st.frustrated_turns + 1 if self._frustrated(parse, intent) else 0
         if handoff.negative_turns and st.frustrated_turns >= handoff.negative_turns:
@@ -80,6 +94,10 @@ class Policy:
         """Keypad: digit entry for the slot being asked (ended by # or its length), yes/no, or the menu."""
         st, d = self.state, Decision()
         st.no_input = 0
+        if digit == "#" and st.dtmf_done:  # the habitual # after an entry that already ended by its length
+            st.dtmf_done = False
+            return None
+        st.dtmf_done = False
         frame = st.flow
         slot = self.domain.slots.get(frame.asking or "") if frame and st.expecting == "slot" else None
         if frame is not None and slot is not None and slot.dtmf and frame.asking:
@@ -90,6 +108,7 @@ class Policy:
                 st.dtmf_buffer += digit
                 if slot.max_length is None or len(st.dtmf_buffer) < slot.max_length:
                     return None
+                st.dtmf_done = True
             value, st.dtmf_buffer = st.dtmf_buffer, ""
             if value and valid(slot, value):
                 st.set_slot(frame.asking, value, 1.0, "dtmf")
@@ -229,14 +248,17 @@ class Policy:
         if flow.action is not None:
             d.action = flow.action
             args = {name: st.values().get(name) for name in flow.slot_names()}
+            started = time.perf_counter()
             try:
                 result = await self.actions.call(flow.action, args, self.call_id)
             except ActionFailed as exc:
+                d.action_ms = (time.perf_counter() - started) * 1000.0
                 d.action_result = "failed"
                 d.say(self.nlg.render("action_error"))
                 if self.domain.settings.handoff.on_action_error:
                     return self._transfer(d, f"back end error: {exc}")
                 return self._anything_else(d)
+            d.action_ms = (time.perf_counter() - started) * 1000.0
             values |= result.data
             d.action_result = "ok" if result.ok else (result.error or "failed")
             if not result.ok:

@@ -51,6 +51,7 @@ class DialogueState:
     frustrated_turns: int = 0
     turn: int = 0
     dtmf_buffer: str = ""
+    dtmf_done: bool = False  # the last keypad entry ended by its length (a trailing # is then ignored)
     last_reply: str = ""
     history: list[HistoryTurn] = field(default_factory=list)
     handoff_reason: str | None = None

@@ -103,6 +103,9 @@ class MetaIntents(_Strict):
 class Settings(_Strict):
     language: str = "en"
     voice: str | None = Field(None, description="Piper voice (.onnx) for this domain; default: the server's")
+    asr_hints: list[str] = Field(
+        default_factory=list, description="words Whisper should expect on this line: the shop's name, towns…"
+    )
     min_confidence: float = Field(
         0.0,
         ge=0.0,

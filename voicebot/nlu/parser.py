@@ -103,7 +103,7 @@ class NLU:
             intent = OOS
         tags = [self.labels.tags[t] for t in out.tags[row]]
         entities = []
-        for kind, first, last in merge_adjacent(bio_spans(tags)):
+        for kind, first, last in merge_adjacent(bio_spans(tags), [w for w, _, _ in spans]):
             start, end = spans[first][1], spans[last - 1][2]
             raw = text[start:end]
             entities.append(

@@ -101,12 +101,19 @@ def bio_spans(tags: list[str]) -> list[tuple[str, int, int]]:
     return spans
 
 
-def merge_adjacent(spans: list[tuple[str, int, int]]) -> list[tuple[str, int, int]]:
-    """Join back-to-back spans of one type: Whisper writes spoken digits as "830,112", and the tagger
-    sometimes starts a new entity at each group (B B) where the caller said one number."""
+_PUNCT = re.compile(r"[,.\-/]+")
+
+
+def merge_adjacent(
+    spans: list[tuple[str, int, int]], words: list[str] | None = None
+) -> list[tuple[str, int, int]]:
+    """Join spans of one type that only punctuation separates: Whisper writes spoken digits as "830,112",
+    and the tagger sometimes starts a new entity at each group where the caller said one number."""
     out: list[tuple[str, int, int]] = []
     for kind, first, last in spans:
-        if out and out[-1][0] == kind and out[-1][2] == first:
+        between = words[out[-1][2] : first] if out and words is not None else []
+        joins = out and out[-1][0] == kind and all(_PUNCT.fullmatch(w) for w in between)
+        if joins and (out[-1][2] == first or words is not None):
             out[-1] = (kind, out[-1][1], last)
         else:
             out.append((kind, first, last))

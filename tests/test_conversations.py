@@ -1,0 +1,61 @@
+"""The default domain's conversation suite, end to end through the real pipeline and a real trained model.
+
+The NLU model is the shop domain's *quick* model (a seeded sample of its training data, a few minutes to
+train once, cached by the data's hash), so the suite runs in CI; `scripts/bench_dialogue.py` reports the same
+suite on the full model. Text turns skip ASR; audio turns go through VAD and Whisper over a μ-law 8 kHz line.
+The back end is a fresh copy of the shop's SQLite database per conversation.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import pytest
+
+from models.train_domain import train_domain
+from tests.conftest import needs_data
+from voicebot.convtest.report import format_report
+from voicebot.convtest.runner import run_suite
+from voicebot.dialogue.brain import DialogueFactory
+from voicebot.nlu.parser import NLU
+from voicebot.pipeline import Services
+
+ROOT = Path(__file__).resolve().parent.parent
+SHOP = ROOT / "domains" / "shop"
+SUITE = Path(__file__).resolve().parent / "conversations" / "shop"
+
+
+@pytest.fixture(scope="session")
+def shop_factory(services: Services, tmp_path_factory: pytest.TempPathFactory) -> DialogueFactory:
+    model, _ = train_domain(SHOP, services.config.cache_dir, quick=True, progress=False)
+    nlu = NLU(model, threads=services.config.nlu.threads, int8=services.config.nlu.int8)
+    return DialogueFactory(SHOP, nlu, services.config.cache_dir, scratch=tmp_path_factory.mktemp("backend"))
+
+
+@needs_data
+def test_shop_suite_has_every_flow_and_enough_audio() -> None:
+    files = sorted(SUITE.glob("*.yaml"))
+    text = "\n".join(f.read_text() for f in files)
+    assert len(files) >= 30
+    assert sum("audio:" in f.read_text() for f in files) >= 5
+    for flow in (
+        "track_order",
+        "cancel_order",
+        "change_order",
+        "change_shipping_address",
+        "get_refund",
+        "track_refund",
+        "check_invoice",
+        "get_invoice",
+        "contact_human_agent",
+    ):
+        assert f"tags: [{flow}" in text or f", {flow}" in text, flow
+    for tag in ("correction", "barge-in", "no-input", "no-match", "dtmf", "escalation", "goodbye"):
+        assert tag in text, tag
+
+
+@needs_data
+def test_shop_conversations_pass(services: Services, shop_factory: DialogueFactory) -> None:
+    suite = asyncio.run(run_suite([SUITE], services, shop_factory, channel_rate=8_000, mulaw=True))
+    assert suite.passed, format_report(suite)
