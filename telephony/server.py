@@ -1,6 +1,7 @@
 """The gateway: one FastAPI app, one process, every way a call comes in.
 
-HTTP: the browser page `/`, `/health`, and `/twilio/voice` (TwiML for a Twilio number, telephony.twiml).
+HTTP: the browser page `/`, `/health`, `/metrics` (Prometheus, telephony.metrics), and `/twilio/voice`
+(TwiML for a Twilio number, telephony.twiml).
 WebSockets: `/ws` (browser/app calls, telephony.browser) and `/twilio/stream` (Twilio Media Streams,
 telephony.twilio). TCP: Asterisk AudioSocket on `server.audiosocket_port` (telephony.audiosocket), started
 in the app's lifespan. Models load once and are shared by every call; the `CallHub` admits calls and holds
@@ -23,6 +24,7 @@ from fastapi.responses import HTMLResponse, Response
 
 from telephony import audiosocket
 from telephony.browser import browser_call
+from telephony.metrics import CONTENT_TYPE, MetricsObserver
 from telephony.session import CallHub, CallObserver
 from telephony.twilio import twilio_call
 from telephony.twiml import voice_response
@@ -97,8 +99,10 @@ def create_app(
     brain_factory: BrainFactory = EchoBrain,
     observers: Sequence[CallObserver] = (),
 ) -> FastAPI:
-    """The gateway app; `app.state.gateway` holds the hub (`.hub.observers` is the observer list)."""
-    gateway = Gateway(config, services, brain_factory, observers)
+    """The gateway app; `app.state.gateway` holds the hub (`.hub.observers` is the observer list, metrics
+    first) and `app.state.metrics` the app's own metrics."""
+    metrics = MetricsObserver()
+    gateway = Gateway(config, services, brain_factory, [metrics, *observers])
     hub = gateway.hub
 
     @asynccontextmanager
@@ -109,6 +113,7 @@ def create_app(
 
     app = FastAPI(title="voicebot gateway", lifespan=lifespan)
     app.state.gateway = gateway
+    app.state.metrics = metrics
     page = files("telephony").joinpath("static/index.html").read_text()
 
     @app.get("/", response_class=HTMLResponse)
@@ -119,6 +124,10 @@ def create_app(
     async def health() -> dict[str, Any]:
         status = "ok" if hub.accepting else "draining"
         return {"status": status, "active_calls": len(hub.calls), "max_calls": config.server.max_calls}
+
+    @app.get("/metrics")
+    async def prometheus() -> Response:
+        return Response(metrics.exposition(), media_type=CONTENT_TYPE)
 
     @app.websocket("/ws")
     async def ws_call(ws: WebSocket, rate: int = 16_000, token: str | None = None) -> None:
@@ -169,6 +178,7 @@ def endpoints(server: ServerConfig) -> list[str]:
         f"  Twilio stream:  {stream}",
         f"  AudioSocket:    {tcp}",
         f"  health:         http://{base}/health",
+        f"  metrics:        http://{base}/metrics   (Prometheus)",
     ]
 
 

@@ -18,6 +18,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
+from telephony.logs import CALL_ID
 from telephony.recording import CallRecorder, RecordingSink
 from voicebot.brain import BrainFactory
 from voicebot.config import ServerConfig
@@ -80,11 +81,21 @@ class WireStats(Frame):
     stats: dict[str, float] = field(default_factory=dict)
 
 
+@dataclass(frozen=True)
+class CallOutcome(Frame):
+    """How the call ended, given to observers just before `on_end`, whose reason alone does not say who
+    ended it (metrics count calls by that)."""
+
+    ending: Ending
+
+
 class CallObserver(Protocol):
     """Call records: told when a call starts, of every event, and how it ended.
 
     Methods may be plain or `async def`; they are called (and awaited) in order on the call's event path,
     so they must not block: queue slow I/O elsewhere. Exceptions are logged and never reach the call.
+    Optional hooks some observers have: `save_audio` (the call's two tracks) and `on_refusal(Refusal)`
+    (a call not admitted; plain, not async).
     """
 
     def on_start(self, call_id: str, protocol: str, meta: dict[str, Any]) -> Awaitable[None] | None: ...
@@ -150,7 +161,20 @@ class CallHub:
     def refusal(
         self, token: str | None, *, check_token: bool = True, extra: Refusal | None = None
     ) -> Refusal | None:
-        """Why a new call may not start (token, then `extra` protocol checks, then capacity), or None."""
+        """Why a new call may not start (token, then `extra` protocol checks, then capacity), or None.
+
+        A refusal is final: callers close the line with it, so observers' `on_refusal` hear of it here.
+        """
+        refusal = self._refusal(token, check_token, extra)
+        hooks = [getattr(o, "on_refusal", None) for o in self.observers] if refusal is not None else []
+        for hook in filter(None, hooks):
+            try:
+                hook(refusal)
+            except Exception:
+                log.exception("call observer on_refusal failed")
+        return refusal
+
+    def _refusal(self, token: str | None, check_token: bool, extra: Refusal | None) -> Refusal | None:
         expected = self.config.token
         if check_token and expected and not hmac.compare_digest((token or "").encode(), expected.encode()):
             return Refusal(1008, "missing or wrong token")
@@ -236,7 +260,17 @@ class Call:
         self._stop.set()
 
     async def run(self) -> Ending:
-        """Run the call to its end; returns how it ended. Never raises for the call's own failures."""
+        """Run the call to its end; returns how it ended. Never raises for the call's own failures.
+
+        `CALL_ID` is set throughout, so every log line of the call (its tasks copy it) names the call.
+        """
+        call_id = CALL_ID.set(self.id)
+        try:
+            return await self._run()
+        finally:
+            CALL_ID.reset(call_id)
+
+    async def _run(self) -> Ending:
         await self.hub.observe("on_start", self.id, self.transport.protocol, self.meta)
         ending = Ending("call failed to start", "error", code=1011)
         tasks: list[asyncio.Task[Any]] = []
@@ -265,6 +299,7 @@ class Call:
             await self.pipe.close()
             self.hub.calls.pop(self.id, None)
             await self.note(WireStats(protocol=self.transport.protocol, stats=dict(self.transport.stats)))
+            await self.note(CallOutcome(ending))
             if self.recorder is not None:
                 await self.hub.observe("save_audio", self.id, *self.recorder.tracks(), self.recorder.rate)
             await self.hub.observe("on_end", self.id, ending.describe())

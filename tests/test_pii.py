@@ -236,3 +236,10 @@ def test_install_log_masking_is_idempotent_and_defaults_to_root() -> None:
         for filterer in filterers:
             for f in [f for f in filterer.filters if isinstance(f, PIIFilter)]:
                 filterer.removeFilter(f)
+
+
+def test_call_ids_are_not_phone_numbers() -> None:
+    call_id = "4f0e2a1b9c8d7e6f5a4b3c2d1e0f9a53"
+    uuid = "0f8fad5b-d9cb-469f-a165-70867728950e"
+    text = f"browser call {call_id} ended; asterisk {uuid}; caller said 5552140398"
+    assert mask_text(text) == f"browser call {call_id} ended; asterisk {uuid}; caller said [phone]"

@@ -188,10 +188,15 @@ def cmd_serve(args: argparse.Namespace) -> int:
     for key in ("host", "port", "audiosocket_port", "public_url"):
         if getattr(args, key) is not None:
             setattr(config.server, key, getattr(args, key))
+    from telephony.logs import TEXT_FORMAT, JsonFormatter, install_call_ids
     from voicebot.records import CallStore
 
+    root = logging.getLogger()
     if not args.verbose:
-        logging.getLogger().setLevel(logging.INFO)  # a server logs each call's start and end
+        root.setLevel(logging.INFO)  # a server logs each call's start and end
+    for handler in root.handlers:  # every line handled during a call carries its call id
+        handler.setFormatter(JsonFormatter() if args.log_json else logging.Formatter(TEXT_FORMAT))
+    install_call_ids()
     store = CallStore.from_config(config)  # every call, turn and transfer, PII masked
     try:
         serve(config, _brain_factory(args, config), observers=[store])
@@ -314,6 +319,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--host", help="listen address (default 127.0.0.1)")
     p.add_argument("--port", type=int, help="listen port (default 8080)")
     p.add_argument("--audiosocket-port", type=int, help="Asterisk AudioSocket TCP port (default 8090)")
+    p.add_argument("--log-json", action="store_true", help="one JSON object per log line (with call_id)")
     p.add_argument("--public-url", help="public https:// base URL Twilio reaches (TwiML and signatures)")
     p.add_argument("--domain", type=Path, help="domain folder whose NLU answers calls (default: echo)")
     p.add_argument("--quick", action="store_true", help="the domain's quick model (minutes to train)")

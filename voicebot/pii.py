@@ -168,12 +168,25 @@ def _mask_numbers(text: str) -> str:
 # --- public API ----------------------------------------------------------------------------------------
 
 
+# Our own ids (call ids: 32 hex digits or a UUID) are not personal data, and a digit run inside one is no
+# phone number: they are set aside before masking and put back after.
+_OWN_ID = re.compile(
+    r"\b(?:[0-9a-f]{32}|[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})\b", re.I
+)
+
+
 def mask_text(text: str) -> str:
     """Masks card numbers, emails and phone numbers in free text (typed or spoken forms)."""
+    ids = _OWN_ID.findall(text)
+    if ids:
+        text = _OWN_ID.sub("\x00", text)
     if "@" in text:
         text = _TYPED_EMAIL.sub(EMAIL, text)
     text = _SPOKEN_EMAIL.sub(EMAIL, text)
-    return _mask_numbers(text) if _ANY_DIGIT.search(text) else text
+    text = _mask_numbers(text) if _ANY_DIGIT.search(text) else text
+    for own in ids:
+        text = text.replace("\x00", own, 1)
+    return text
 
 
 _KINDS = {"email": "email", "email_address": "email", "phone": "phone", "phone_number": "phone",

@@ -9,6 +9,7 @@ relative to each other (and to frames such as hang-up that must come after them)
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import logging
 from collections.abc import Awaitable, Callable
 from concurrent.futures import Executor
@@ -24,8 +25,12 @@ T = TypeVar("T")
 
 
 def in_pool(executor: Executor, fn: Callable[..., T], *args: Any) -> asyncio.Future[T]:
-    """Run a blocking model call on the shared pool: the event loop never waits on a model."""
-    return asyncio.get_running_loop().run_in_executor(executor, fn, *args)
+    """Run a blocking model call on the shared pool: the event loop never waits on a model.
+
+    The caller's context goes along, so log lines from the worker still carry the call's id.
+    """
+    context = contextvars.copy_context()
+    return asyncio.get_running_loop().run_in_executor(executor, context.run, fn, *args)
 
 
 class OrderedWork:
