@@ -9,6 +9,8 @@ The back end is a fresh copy of the shop's SQLite database per conversation.
 from __future__ import annotations
 
 import asyncio
+import io
+import shutil
 from pathlib import Path
 
 import pytest
@@ -18,8 +20,10 @@ from tests.conftest import needs_data
 from voicebot.convtest.report import format_report
 from voicebot.convtest.runner import run_suite
 from voicebot.dialogue.brain import DialogueFactory
+from voicebot.domain.yamlfile import DomainError
 from voicebot.nlu.parser import NLU
 from voicebot.pipeline import Services
+from voicebot.shell import run_shell
 
 ROOT = Path(__file__).resolve().parent.parent
 SHOP = ROOT / "domains" / "shop"
@@ -59,3 +63,38 @@ def test_shop_suite_has_every_flow_and_enough_audio() -> None:
 def test_shop_conversations_pass(services: Services, shop_factory: DialogueFactory) -> None:
     suite = asyncio.run(run_suite([SUITE], services, shop_factory, channel_rate=8_000, mulaw=True))
     assert suite.passed, format_report(suite)
+
+
+@needs_data
+def test_shell_shows_what_the_engine_understood_and_did(shop_factory: DialogueFactory) -> None:
+    out = io.StringIO()
+    lines = "where is my order 830112\n/dtmf 7\n/silence\nbye\n"
+    assert run_shell(shop_factory, io.StringIO(lines), out, echo=True) == 0
+    text = out.getvalue()
+    assert "bot> Hi, you're through to Acme Shop" in text
+    assert "intent=track_order" in text and '"order_id": "830112"' in text
+    assert "action=order_status→ok" in text and "has shipped" in text
+    assert "act=menu_invalid" in text and "act=noinput" in text
+    assert text.rstrip().endswith("(call ended)")
+
+
+@needs_data
+def test_factory_names_missing_actions_and_unknown_intents(
+    shop_factory: DialogueFactory, services: Services, tmp_path: Path
+) -> None:
+    domain = tmp_path / "shop"
+    shutil.copytree(SHOP, domain, ignore=shutil.ignore_patterns("__pycache__"))
+    flows = domain / "flows.yaml"
+    flows.write_text(flows.read_text().replace("action: order_status", "action: order_lookup", 1))
+    with pytest.raises(
+        DomainError, match=r"flows\.yaml:\d+: flows\.track_order\.action: no action 'order_lookup'"
+    ):
+        DialogueFactory(domain, shop_factory.nlu, services.config.cache_dir, scratch=tmp_path)
+    shutil.copy(SHOP / "flows.yaml", flows)
+    flows.write_text(
+        flows.read_text().replace("title: tracking your order", "intents: [track_parcel]\n    title: x")
+    )
+    with pytest.raises(
+        DomainError, match=r"flows\.track_order\.intents: the NLU model has no intent 'track_parcel'"
+    ):
+        DialogueFactory(domain, shop_factory.nlu, services.config.cache_dir, scratch=tmp_path)
