@@ -257,3 +257,16 @@ def test_make_tts_fallbacks(backend: str, cls: type[TTSBackend]) -> None:
 def test_make_tts_missing_voice(tmp_path: Path) -> None:
     with pytest.raises(TTSError, match="not found"):
         make_tts(TTSConfig.model_validate({"voice": tmp_path / "missing.onnx"}))
+
+
+def test_quick_start_cuts_only_the_first_sentence_at_a_clause() -> None:
+    text = (
+        "Good news, order 8 3 0 1 1 2, a pair of running shoes, has shipped. It should arrive soon, I think."
+    )
+    assert split_sentences(text, quick_start=True) == [
+        "Good news, order 8 3 0 1 1 2,",
+        "a pair of running shoes, has shipped.",
+        "It should arrive soon, I think.",
+    ]
+    assert split_sentences("Yes, it's done.", quick_start=True) == ["Yes, it's done."]
+    assert split_sentences("Sure thing, one moment, ok.", quick_start=True) == ["Sure thing, one moment, ok."]

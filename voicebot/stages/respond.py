@@ -216,7 +216,7 @@ class SpeakStage(Stage):
             await self._end(final[0].reason or final[0].kind, tuple(final))
 
     async def _stream(self, reply: BotReply, reply_id: int) -> None:
-        sentences = split_sentences(reply.text)
+        sentences = split_sentences(reply.text, quick_start=True)
         if not sentences:
             return
         await self.publish(reply)

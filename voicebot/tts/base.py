@@ -115,12 +115,33 @@ def _split_long(sentence: str) -> list[str]:
     return chunks
 
 
-def split_sentences(text: str) -> list[str]:
+def split_sentences(text: str, quick_start: bool = False) -> list[str]:
     """Split a reply into speakable chunks, in order, whitespace-normalised, never empty.
 
     Ends on ". ! ?" followed by whitespace or the end of text, and on line breaks (bullet lists); keeps
-    "Mr. Smith", "e.g. Tuesday", "order No. 12345", "$49.99" and "A-1042.7" in one piece.
+    "Mr. Smith", "e.g. Tuesday", "order No. 12345", "$49.99" and "A-1042.7" in one piece. `quick_start`
+    also cuts the first sentence at its first clause break: the caller hears the bot as soon as that short
+    chunk is made (Piper makes a whole chunk before any of it plays), the rest is made while it plays.
     """
+    out = _sentences(text)
+    if quick_start and out:
+        out[:1] = _first_clause(out[0])
+    return out
+
+
+def _first_clause(sentence: str) -> list[str]:
+    """'Good news, order 8 3 0 1 1 2, a pair of shoes, has shipped.' → the part up to the first clause
+    break with at least MIN_CHUNK_WORDS words, then the rest; short sentences stay whole."""
+    if len(sentence.split()) < 2 * MIN_CHUNK_WORDS:
+        return [sentence]
+    for m in _CLAUSE_END.finditer(sentence):
+        head, tail = sentence[: m.end()].strip(), sentence[m.end() :].strip()
+        if len(head.split()) >= MIN_CHUNK_WORDS:
+            return [head, tail] if len(tail.split()) >= 2 else [sentence]
+    return [sentence]
+
+
+def _sentences(text: str) -> list[str]:
     out: list[str] = []
     for line in text.splitlines():
         start = 0
