@@ -281,3 +281,14 @@ def test_hash_after_an_entry_complete_by_length_is_ignored(bot: Bot) -> None:
     decisions = bot.keys("550981#")
     assert len(decisions) == 1 and "was cancelled" in decisions[0].text
     assert bot.state.expecting == "anything_else"
+
+
+def test_unsure_turn_is_rescued_by_its_entities_but_not_without_them(bot: Bot) -> None:
+    ranking = [("oos", 0.40), ("track_refund", 0.31), ("track_order", 0.2)]
+    unsure = P("where is my refund for order 812339", "oos", 0.40, ("order_id", "812339", "812339"))
+    unsure.ranking = ranking
+    d = bot.say(unsure)
+    assert d.action == "track_refund" and "approved" in d.text
+    bare = P("where is my refund thing", "oos", 0.40)
+    bare.ranking = ranking
+    assert bot.say(bare).act == "nomatch"

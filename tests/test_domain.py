@@ -22,7 +22,7 @@ from voicebot.domain.yamlfile import DomainError
 SHOP = Path(__file__).resolve().parents[1] / "domains" / "shop"
 DATA = data_root()
 
-CONVERSATION = ("greet", "goodbye", "affirm", "deny", "repeat", "oos")
+CONVERSATION = ("greet", "goodbye", "affirm", "deny", "repeat", "inform", "oos")
 ENTITY_TYPES = ("order_id", "invoice_id", "refund_amount", "delivery_city", "person_name", "email", "phone")
 FAQ_INTENTS = (
     "delivery_options", "delivery_period", "check_payment_methods", "check_refund_policy",

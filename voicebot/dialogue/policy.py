@@ -63,6 +63,8 @@ class Policy:
         st.no_input = 0
         st.dtmf_done = False
         intent = parse.intent if parse.confidence >= self.domain.settings.min_confidence else OOS
+        if intent == OOS:
+            intent = self._rescue(parse)
         if st.expecting in ("confirm", "anything_else") and intent not in self.domain.flow_intents():
             intent = (
                 self.meta.deny
@@ -370,6 +372,17 @@ class Policy:
                 found.corrected.append(name)
             found.filled.append(name)
         return found
+
+    def _rescue(self, parse: Parse) -> str:
+        """The best task intent of an unsure turn, when the turn's own entities back it up."""
+        best = next(((name, p) for name, p in parse.ranking if name != OOS), None)
+        if best is None or best[1] < self.domain.settings.entity_rescue:
+            return OOS
+        flow = self.domain.flow_for_intent(best[0])
+        if flow is None:
+            return OOS
+        found = from_entities(self.domain, parse, self.domain.flows[flow].slot_names())
+        return best[0] if set(found.values) & set(self.domain.flows[flow].slot_names()) else OOS
 
     def _frustrated(self, parse: Parse, intent: str) -> bool:
         """A clearly annoyed turn that is not just a task being asked for ("cancel it!" is no complaint)."""

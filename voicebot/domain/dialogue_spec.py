@@ -113,6 +113,13 @@ class Settings(_Strict):
         description="intents below this count as not understood (on top of the "
         "model's calibrated out-of-scope threshold)",
     )
+    entity_rescue: float = Field(
+        0.2,
+        ge=0.0,
+        le=1.0,
+        description="an out-of-scope turn is taken as its best task intent when that "
+        "has at least this probability and the turn's entities fill the task's slots ('refund … 812339')",
+    )
     switch_confidence: float = Field(
         0.8, ge=0.0, le=1.0, description="another task's intent this sure, mid-task, switches topic"
     )
