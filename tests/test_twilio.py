@@ -285,7 +285,7 @@ async def test_stream_counters_marks_barge_in_and_transfer(
     assert stats["lost_ms"] == 100 and stats["sequence_gaps"] == 1 and stats["clears"] == 1
     assert stats["marks_played"] >= 1 and stats["transfer_hook_ok"] == 1 and stats["ignored"] == 0
     greeting = recorder.of(call, TurnDone)[0].record
-    assert greeting["interrupted"] is True and 900 < greeting["played_ms"] < 6000
+    assert greeting["interrupted"] is True and 0 < greeting["played_ms"] < 6000  # cut partway
 
 
 # --- bad input and refusals ----------------------------------------------------------------------------
