@@ -40,7 +40,7 @@ class DialogueBrain:
         today: date | None = None,
     ) -> None:
         self.domain, self.nlu, self.today = domain, nlu, today
-        self.call_id = call_id or uuid.uuid4().hex[:12]
+        self.call_id = call_id or uuid.uuid4().hex  # 32 hex digits: never mistaken for a phone number
         self.no_input_s: float | None = domain.settings.timeouts.no_input_s
         self.asr_prompt: str | None = ", ".join(domain.settings.asr_hints) or None
         self.state = DialogueState()
