@@ -14,8 +14,6 @@ from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import (
     AfterValidator,
-    BaseModel,
-    ConfigDict,
     Field,
     PrivateAttr,
     ValidationInfo,
@@ -24,7 +22,7 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
-from voicebot.domain.yamlfile import DomainError, line_of, load_model, load_yaml
+from voicebot.domain.yamlfile import DomainError, Strict, line_of, load_model, load_yaml
 
 INPUTS = ("bot", "caller", "audio", "dtmf", "silence", "hangup")
 
@@ -44,11 +42,7 @@ def _compiles(pattern: str) -> str:
 Regex = Annotated[str, AfterValidator(_compiles)]
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-
-class _Checks(_Strict):
+class _Checks(Strict):
     _nullable: ClassVar[frozenset[str]] = frozenset()  # keys where null means "must be absent"
 
     @field_validator("*", mode="before")
@@ -87,7 +81,7 @@ class Expect(_Checks):
     transcript: Regex | None = None
 
 
-class Step(_Strict):
+class Step(Strict):
     """One thing the caller does (or, first, the greeting the bot must say), and what must follow."""
 
     bot: Regex | None = None
@@ -165,7 +159,7 @@ class End(_Checks):
     reason: Regex | None = None
 
 
-class Conversation(_Strict):
+class Conversation(Strict):
     name: str = Field(min_length=1)
     tags: list[str] = Field(default_factory=list)
     steps: list[Step] = Field(min_length=1)

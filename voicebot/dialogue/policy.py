@@ -214,7 +214,7 @@ class Policy:
     async def _confirmed(self, d: Decision) -> Decision:
         frame = self.state.flow
         assert frame is not None
-        frame.confirming, frame.confirmed = False, True
+        frame.confirmed = True
         return await self._advance(d)
 
     def _declined(self, d: Decision, asked: bool = True) -> Decision:
@@ -239,7 +239,7 @@ class Policy:
                 return d.say(self.nlg.render(spec.prompt_name(), st.values()), d.act or "prompt")
         frame.asking = None
         if flow.confirm and not frame.confirmed:
-            frame.confirming, st.expecting = True, "confirm"
+            st.expecting = "confirm"
             return d.say(self.nlg.render(flow.confirm, st.values()), d.act or "confirm")
         return await self._run(st.stack.pop(), flow, d)
 
@@ -336,7 +336,8 @@ class Policy:
         self.state.no_match = 0
         if option.flow:
             self.state.stack.clear()
-            return await self._start(option.flow, None, d.say("", "menu"))
+            d.act = "menu"
+            return await self._start(option.flow, None, d)
         if option.transfer:
             return self._transfer(d, f"caller pressed {digit} for a person")
         if option.say:

@@ -24,10 +24,9 @@ class SlotValue:
 
 @dataclass
 class FlowFrame:
-    """One task in progress: which flow, and whether its confirmation was asked."""
+    """One task in progress: which flow, and whether the caller confirmed it."""
 
     flow: str
-    confirming: bool = False
     confirmed: bool = False
     asking: str | None = None  # the slot last asked for
 

@@ -10,7 +10,9 @@ from __future__ import annotations
 import re
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import AfterValidator, Field, field_validator, model_validator
+
+from voicebot.domain.yamlfile import Strict
 
 _NAME = re.compile(r"^[a-z][a-z0-9_]*$")
 _UNSPEAKABLE = re.compile(r"https?://|www\.|[*_#`<>]|\[.*\]\(")
@@ -43,26 +45,22 @@ Name = Annotated[str, AfterValidator(_name)]
 Template = Annotated[str, AfterValidator(_spoken)]
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-
 # --------------------------------------------------------------------------------------- settings.yaml
 
 
-class Timeouts(_Strict):
+class Timeouts(Strict):
     no_input_s: float = Field(7.0, gt=0, description="caller silence after the bot stops → no-input event")
     action_s: float = Field(5.0, gt=0, description="a back-end action slower than this has failed")
 
 
-class Retries(_Strict):
+class Retries(Strict):
     """Escalation ladder per counter: reprompts, then one keypad (DTMF) fallback, then transfer."""
 
     no_match: int = Field(3, ge=1, le=10, description="misunderstood turns in a row before transfer")
     no_input: int = Field(3, ge=1, le=10, description="silent turns in a row before transfer")
 
 
-class Handoff(_Strict):
+class Handoff(Strict):
     target: str = Field("agent", description="transfer target: queue name, SIP URI or phone number")
     intents: list[Name] = Field(default_factory=lambda: ["contact_human_agent"])
     negative_turns: int = Field(
@@ -73,13 +71,13 @@ class Handoff(_Strict):
     on_action_error: bool = Field(True, description="transfer after a spoken apology if the back end fails")
 
 
-class Webhook(_Strict):
+class Webhook(Strict):
     url: str
     timeout_s: float | None = None
     headers: dict[str, str] = Field(default_factory=dict)
 
 
-class Backend(_Strict):
+class Backend(Strict):
     options: dict[str, Any] = Field(
         default_factory=dict,
         description="passed to the domain's actions.py register(); relative "
@@ -88,7 +86,7 @@ class Backend(_Strict):
     webhooks: dict[Name, Webhook] = Field(default_factory=dict)
 
 
-class MetaIntents(_Strict):
+class MetaIntents(Strict):
     """Which NLU intents play the built-in conversational roles."""
 
     greet: str = "greet"
@@ -100,7 +98,7 @@ class MetaIntents(_Strict):
     out_of_scope: str = "oos"
 
 
-class Settings(_Strict):
+class Settings(Strict):
     language: str = "en"
     voice: str | None = Field(None, description="Piper voice (.onnx) for this domain; default: the server's")
     asr_hints: list[str] = Field(
@@ -133,7 +131,7 @@ class Settings(_Strict):
 # ------------------------------------------------------------------------------------------ slots.yaml
 
 
-class Slot(_Strict):
+class Slot(Strict):
     type: SlotType
     entity: str | None = Field(None, description="entity type that fills the slot (default: its name)")
     dtmf: bool = Field(False, description="may be typed on the keypad, ended by #")
@@ -157,21 +155,21 @@ class Slot(_Strict):
         return self.say_as or DEFAULT_SAY_AS.get(self.type, "text")
 
 
-class SlotsFile(_Strict):
+class SlotsFile(Strict):
     slots: dict[Name, Slot] = Field(default_factory=dict)
 
 
 # ------------------------------------------------------------------------------------- responses.yaml
 
 
-class ResponsesFile(_Strict):
+class ResponsesFile(Strict):
     responses: dict[Name, Annotated[list[Template], Field(min_length=1)]] = Field(default_factory=dict)
 
 
 # ----------------------------------------------------------------------------------------- flows.yaml
 
 
-class FlowSlot(_Strict):
+class FlowSlot(Strict):
     slot: Name
     prompt: Name | None = Field(None, description="response that asks for it (default: ask_<slot>)")
     required: bool = True
@@ -180,12 +178,12 @@ class FlowSlot(_Strict):
         return self.prompt or f"ask_{self.slot}"
 
 
-class Failure(_Strict):
+class Failure(Strict):
     say: Name
     retry: Name | None = Field(None, description="forget this slot's value and ask for it again")
 
 
-class Cases(_Strict):
+class Cases(Strict):
     """Pick the success response by one output of the action (e.g. an order's status)."""
 
     by: Name
@@ -193,7 +191,7 @@ class Cases(_Strict):
     default: Name | None = None
 
 
-class Flow(_Strict):
+class Flow(Strict):
     intents: list[Name] = Field(default_factory=list, description="intents that start it (default: its name)")
     title: str = Field(description="what it is for, said when returning to it: 'your refund'")
     slots: list[FlowSlot | Name] = Field(default_factory=list)
@@ -224,7 +222,7 @@ class Flow(_Strict):
         return Failure(say=found) if isinstance(found, str) else found
 
 
-class MenuOption(_Strict):
+class MenuOption(Strict):
     flow: Name | None = None
     transfer: bool = False
     repeat: bool = False
@@ -237,11 +235,11 @@ class MenuOption(_Strict):
         return self
 
 
-class Menu(_Strict):
+class Menu(Strict):
     prompt: Name
     options: dict[Annotated[str, Field(pattern=r"^[0-9*#]$")], MenuOption]
 
 
-class FlowsFile(_Strict):
+class FlowsFile(Strict):
     flows: dict[Name, Flow] = Field(default_factory=dict)
     menu: Menu | None = Field(None, description="the keypad menu: DTMF fallback and digits at top level")

@@ -11,9 +11,9 @@ import re
 from pathlib import Path
 from typing import Annotated
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
+from pydantic import AfterValidator, Field, field_validator
 
-from voicebot.domain.yamlfile import DomainError, line_of, load_model, load_yaml
+from voicebot.domain.yamlfile import DomainError, Strict, line_of, load_model, load_yaml
 
 _MARK = re.compile(r"\[([^\]]+)\]\(([a-z_][a-z0-9_]*)\)")
 _NAME = re.compile(r"^[a-z][a-z0-9_]*$")
@@ -37,16 +37,12 @@ IntentName = Annotated[str, AfterValidator(_intent_name)]
 MarkedExample = Annotated[str, AfterValidator(_marked_example)]
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-
-class DatasetRef(_Strict):
+class DatasetRef(Strict):
     name: str = Field(description="a public dataset in ../shared/data: bitext, banking77, clinc150, snips")
     intents: list[str] | None = Field(None, description="only these intents (default: all)")
 
 
-class TrainingSpec(_Strict):
+class TrainingSpec(Strict):
     epochs: int = Field(6, ge=1, le=50)
     augment: float = Field(0.3, ge=0.0, le=1.0, description="share of ASR-style rewritten training turns")
     sentiment: bool = Field(True, description="train the sentiment/frustration head on GoEmotions")
@@ -54,13 +50,13 @@ class TrainingSpec(_Strict):
     seed: int = 13
 
 
-class NLUSpec(_Strict):
+class NLUSpec(Strict):
     datasets: list[DatasetRef] = Field(default_factory=list)
     intents: dict[IntentName, list[MarkedExample]] = Field(default_factory=dict)
     training: TrainingSpec = Field(default_factory=TrainingSpec)
 
 
-class FAQAnswer(_Strict):
+class FAQAnswer(Strict):
     id: str
     answer: str = Field(min_length=1, description="spoken answer: short, no URLs or markdown")
     intent: str | None = Field(None, description="use this intent's training examples as questions too")
@@ -74,7 +70,7 @@ class FAQAnswer(_Strict):
         return answer
 
 
-class FAQSpec(_Strict):
+class FAQSpec(Strict):
     answers: list[FAQAnswer] = Field(default_factory=list)
 
 

@@ -10,10 +10,16 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import yaml
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, ConfigDict, ValidationError
 
 M = TypeVar("M", bound=BaseModel)
 Loc = tuple[str | int, ...]
+
+
+class Strict(BaseModel):
+    """Base of every hand-edited YAML model: an unknown key is a typo, reported, never ignored."""
+
+    model_config = ConfigDict(extra="forbid")
 
 
 class DomainError(ValueError):
