@@ -7,8 +7,9 @@ DTMF (one ASCII digit); 0x10 audio, signed linear 16-bit little-endian mono at 8
 0x01 hang-up, 0x02 frame forwarding, 0x04 memory). Asterisk plays what it receives at once, so the app
 paces itself: one 320-byte 0x10 frame every 20 ms, and on barge-in it drops everything still queued.
 
-The protocol has no authentication and no reason field: keep the port private; a refused or broken call
-gets a hang-up frame, and the reason goes to the log and the call record.
+The protocol has no authentication and no reason field: keep the port private (connections from outside
+`server.audiosocket_allow` are hung up at once); a refused or broken call gets a hang-up frame, and the
+reason goes to the log and the call record.
 """
 
 from __future__ import annotations
@@ -21,7 +22,8 @@ import uuid
 
 import numpy as np
 
-from telephony.session import DTMF_DIGITS, Call, CallHub, Ending
+from telephony.limits import Network, address_allowed, networks
+from telephony.session import DTMF_DIGITS, Call, CallHub, Ending, Refusal
 from voicebot.audio import StreamResampler
 from voicebot.config import ServerConfig
 from voicebot.frames import PCM, BotAudio, Frame
@@ -151,6 +153,7 @@ class AudioSocketTransport:
             except FrameError as exc:
                 log.warning("audiosocket call %s: %s", call.id, exc)
                 return Ending(f"protocol error: {exc}", "error", code=1002)
+            call.inbound()
             if kind == KIND_HANGUP:
                 return Ending("caller hung up", "caller")
             if kind == KIND_ERROR:
@@ -195,10 +198,17 @@ async def close_writer(writer: asyncio.StreamWriter) -> None:
         await asyncio.wait_for(writer.wait_closed(), 2.0)
 
 
-async def _connection(hub: CallHub, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-    """Admit and run one AudioSocket connection: the UUID frame first, then the call."""
+async def _connection(
+    hub: CallHub, allowed: list[Network], reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+) -> None:
+    """Admit and run one AudioSocket connection: an allowed address, the UUID frame first, then the call."""
     host, port, *_ = writer.get_extra_info("peername") or ("?", 0)
     try:
+        if not address_allowed(str(host), allowed):
+            hub.refusal(None, check_token=False, extra=Refusal(1008, f"address {host} not allowed"))
+            log.warning("audiosocket connection from %s:%s refused: not in audiosocket_allow", host, port)
+            writer.write(encode(KIND_HANGUP))
+            return
         try:
             kind, payload = await asyncio.wait_for(
                 read_frame(reader, hub.config.max_message_bytes), hub.config.start_timeout_s
@@ -225,9 +235,10 @@ async def _connection(hub: CallHub, reader: asyncio.StreamReader, writer: asynci
 
 
 async def start_server(hub: CallHub, host: str, port: int) -> asyncio.Server:
-    """Listen for Asterisk; each connection is one call admitted by `hub`."""
+    """Listen for Asterisk; each connection is one call admitted by `hub` from `server.audiosocket_allow`."""
+    allowed = networks(hub.config.audiosocket_allow)
 
     async def on_connection(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        await _connection(hub, reader, writer)
+        await _connection(hub, allowed, reader, writer)
 
     return await asyncio.start_server(on_connection, host, port)

@@ -5,7 +5,8 @@ Caller → server: binary messages of mono signed 16-bit little-endian PCM at th
 JSON controls: `{"type": "dtmf", "digit": "5"}` and `{"type": "hangup"}`.
 Server → caller: binary PCM16 bot audio at the same rate in 20 ms frames, paced in real time; JSON events
 `speech_started`, `partial`, `transcript`, `reply`, `turn`, `clear` (barge-in: drop queued audio),
-`error`, `ended`. Refusals close with 1008 (bad token), 1003 (bad rate), 1013 (too many calls).
+`error`, `ended`. Refusals close with 1008 (bad token, too many calls from one address), 1003 (bad rate),
+1013 (too many calls).
 """
 
 from __future__ import annotations
@@ -79,6 +80,7 @@ class BrowserTransport:
 
     async def receive(self, call: Call) -> Ending:
         while (message := await self.line.receive()) is not None:
+            call.inbound()
             if isinstance(message, bytes):
                 if len(message) > self.max_bytes or len(message) % 2:
                     self.stats["bad_messages"] += 1
@@ -115,10 +117,11 @@ async def browser_call(ws: WebSocket, hub: CallHub, rate: int, token: str | None
     """Admit and run one `/ws` call."""
     await ws.accept()  # accept first, so the client gets the close code and reason, not a bare 403
     bad_rate = None if rate in RATES else Refusal(1003, f"unsupported rate {rate}: use 8000-48000")
-    refusal = hub.refusal(token, extra=bad_rate)
+    source = ws.client.host if ws.client else None  # the real client behind a proxy: X-Forwarded-For
+    refusal = hub.refusal(token, extra=bad_rate, source=source)
     if refusal is not None:
         log.info("browser call refused: %s", refusal.reason)
         await ws.close(code=refusal.code, reason=refusal.reason)
         return
     transport = BrowserTransport(ws, hub.config.max_message_bytes)
-    await hub.open(transport, rate, {"rate": rate}).run()
+    await hub.open(transport, rate, {"rate": rate}, source).run()

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import socket
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
@@ -27,7 +28,7 @@ from telephony.browser import browser_call
 from telephony.metrics import CONTENT_TYPE, MetricsObserver
 from telephony.session import CallHub, CallObserver
 from telephony.twilio import twilio_call
-from telephony.twiml import voice_response
+from telephony.twiml import token_ok, voice_response
 from voicebot.brain import BrainFactory, EchoBrain
 from voicebot.config import ServerConfig, VoicebotConfig
 from voicebot.pipeline import Services
@@ -60,8 +61,8 @@ class Gateway:
             greeting = self.hub.brain_factory().greeting()
             for rate in (8_000, 16_000):  # telephony and browser: the first caller never waits for it
                 services.tts.warm(split_sentences(greeting.text) if greeting else [], rate)
-        if server.token and not server.twilio_auth_token:
-            log.warning("/twilio/voice hands the token to anyone who asks: set server.twilio_auth_token")
+        if os.name == "posix" and os.geteuid() == 0:
+            log.warning("running as root: a gateway faces the public, run it as an unprivileged user")
         if server.audiosocket_port is not None:
             where = f"{server.audiosocket_host}:{server.audiosocket_port}"
             try:
@@ -75,6 +76,7 @@ class Gateway:
                 ) from exc
             self.audiosocket_port = int(self.audiosocket.sockets[0].getsockname()[1])
             log.info("AudioSocket listening on %s:%d", server.audiosocket_host, self.audiosocket_port)
+        await self._lifecycle("on_serve_start")  # the call store's heartbeat and lost-instance reaper
 
     async def drain(self, abort: Callable[[], bool] = lambda: False) -> None:
         """Stop taking calls and let running ones finish (up to `drain_s`); idempotent."""
@@ -85,8 +87,19 @@ class Gateway:
             self.audiosocket.close()
         await self.hub.drain(self.config.server.drain_s, abort)
 
+    async def _lifecycle(self, hook: str) -> None:
+        """Observers with an optional `on_serve_start`/`on_serve_stop` hear when the gateway starts/stops."""
+        for observer in self.hub.observers:
+            method = getattr(observer, hook, None)
+            if method is not None:
+                try:
+                    await method()
+                except Exception:
+                    log.exception("call observer %s.%s failed", type(observer).__name__, hook)
+
     async def stop(self) -> None:
         await self.drain()
+        await self._lifecycle("on_serve_stop")  # after the drain: every call's end is queued by now
         if self.audiosocket is not None:
             await self.audiosocket.wait_closed()
         if self._owns_services and self.hub.services is not None:
@@ -126,7 +139,9 @@ def create_app(
         return {"status": status, "active_calls": len(hub.calls), "max_calls": config.server.max_calls}
 
     @app.get("/metrics")
-    async def prometheus() -> Response:
+    async def prometheus(request: Request) -> Response:
+        if not token_ok(config.server.token, request):
+            return Response("missing or wrong token", status_code=403, media_type="text/plain")
         return Response(metrics.exposition(), media_type=CONTENT_TYPE)
 
     @app.websocket("/ws")
@@ -182,12 +197,28 @@ def endpoints(server: ServerConfig) -> list[str]:
     ]
 
 
+def uvicorn_config(app: FastAPI, server: ServerConfig, log_level: str = "info") -> uvicorn.Config:
+    """uvicorn for the gateway: WebSocket messages over twice `max_message_bytes` are refused by the
+    protocol layer (close 1009) before they are buffered (uvicorn's default would take 16 MiB); those just
+    over the limit still reach the parsers, which end the call with a reason that names the size. Pings
+    find dead peers.
+    X-Forwarded-For is trusted from loopback only (uvicorn's default), i.e. a proxy on the same box."""
+    return uvicorn.Config(
+        app,
+        host=server.host,
+        port=server.port,
+        log_level=log_level,
+        ws_max_size=2 * server.max_message_bytes,
+        ws_ping_interval=20.0,
+        ws_ping_timeout=20.0,
+    )
+
+
 def serve(
     config: VoicebotConfig, brain_factory: BrainFactory = EchoBrain, observers: Sequence[CallObserver] = ()
 ) -> None:
     app = create_app(config, brain_factory=brain_factory, observers=observers)
-    host, port = config.server.host, config.server.port
-    server = GatewayServer(uvicorn.Config(app, host=host, port=port, log_level="info"), app.state.gateway)
+    server = GatewayServer(uvicorn_config(app, config.server), app.state.gateway)
     for line in endpoints(config.server):
         print(line, flush=True)
     server.run()

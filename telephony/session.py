@@ -3,7 +3,8 @@
 A protocol module (browser `/ws`, Twilio Media Streams, Asterisk AudioSocket) only translates its wire
 format: it implements `Transport` — an `AudioSink` for the bot's voice, a `receive` loop that feeds caller
 input into its `Call`, `on_event` for the pipeline events it shows, and `finish` to put its line down.
-Everything else lives here once: who may call (token, capacity, shutdown), one `CallPipeline` and one brain
+Everything else lives here once: who may call (token, capacity, per-source limit, shutdown), the limits every
+call lives under (message rate, length, a dead line: `telephony.limits`), one `CallPipeline` and one brain
 per call, how a call ends and why, and the `CallObserver`s that keep call records.
 """
 
@@ -13,11 +14,13 @@ import asyncio
 import hmac
 import inspect
 import logging
+import time
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
+from telephony.limits import LimitExceeded, MessageLimit
 from telephony.logs import CALL_ID
 from telephony.recording import CallRecorder, RecordingSink
 from voicebot.brain import BrainFactory
@@ -159,13 +162,19 @@ class CallHub:
         self.accepting = True
 
     def refusal(
-        self, token: str | None, *, check_token: bool = True, extra: Refusal | None = None
+        self,
+        token: str | None,
+        *,
+        check_token: bool = True,
+        extra: Refusal | None = None,
+        source: str | None = None,
     ) -> Refusal | None:
-        """Why a new call may not start (token, then `extra` protocol checks, then capacity), or None.
+        """Why a new call may not start (token, then `extra` protocol checks, then capacity, then the
+        per-source limit when a `source` address is given), or None.
 
         A refusal is final: callers close the line with it, so observers' `on_refusal` hear of it here.
         """
-        refusal = self._refusal(token, check_token, extra)
+        refusal = self._refusal(token, check_token, extra, source)
         hooks = [getattr(o, "on_refusal", None) for o in self.observers] if refusal is not None else []
         for hook in filter(None, hooks):
             try:
@@ -174,7 +183,9 @@ class CallHub:
                 log.exception("call observer on_refusal failed")
         return refusal
 
-    def _refusal(self, token: str | None, check_token: bool, extra: Refusal | None) -> Refusal | None:
+    def _refusal(
+        self, token: str | None, check_token: bool, extra: Refusal | None, source: str | None
+    ) -> Refusal | None:
         expected = self.config.token
         if check_token and expected and not hmac.compare_digest((token or "").encode(), expected.encode()):
             return Refusal(1008, "missing or wrong token")
@@ -184,13 +195,22 @@ class CallHub:
             return Refusal(1001, "server shutting down, try again later")
         if len(self.calls) >= self.config.max_calls:
             return Refusal(1013, "too many calls, try again later")
+        per_source = self.config.max_calls_per_source
+        if source is not None and sum(c.source == source for c in self.calls.values()) >= per_source:
+            return Refusal(1008, f"too many calls from {source} (limit {per_source})")
         return None
 
-    def open(self, transport: Transport, channel_rate: int, meta: dict[str, Any] | None = None) -> Call:
+    def open(
+        self,
+        transport: Transport,
+        channel_rate: int,
+        meta: dict[str, Any] | None = None,
+        source: str | None = None,
+    ) -> Call:
         """Register a call admitted by `refusal` (no await in between, so capacity holds)."""
         if self.services is None:
             raise RuntimeError("the gateway has not loaded its models yet")
-        call = Call(self, transport, channel_rate, dict(meta or {}))
+        call = Call(self, transport, channel_rate, dict(meta or {}), source)
         self.calls[call.id] = call
         return call
 
@@ -224,18 +244,34 @@ class CallHub:
 class Call:
     """One live call: its pipeline and brain, the tasks that feed and watch them, and how it ended."""
 
-    def __init__(self, hub: CallHub, transport: Transport, channel_rate: int, meta: dict[str, Any]) -> None:
+    def __init__(
+        self,
+        hub: CallHub,
+        transport: Transport,
+        channel_rate: int,
+        meta: dict[str, Any],
+        source: str | None = None,
+    ) -> None:
         assert hub.services is not None
         self.hub = hub
         self.id = uuid.uuid4().hex
         self.transport = transport
         self.meta = meta
+        self.source = source
+        self.started = self.last_input = time.monotonic()
+        self._messages = MessageLimit(hub.config.max_messages_per_s, self.started)
         keep = hub.config.recordings_dir is not None
         self.recorder = CallRecorder(channel_rate) if keep else None
         sink = RecordingSink(transport, self.recorder) if self.recorder else transport
         self.pipe = CallPipeline(hub.services, hub.brain_factory(), sink, channel_rate, paced=True)
         self._stop = asyncio.Event()
         self._stop_reason = "server shutting down"
+
+    def inbound(self) -> None:
+        """Every message a transport reads passes here first: the dead-line clock restarts, and a flood
+        raises `LimitExceeded`, which ends the call (see `_read`)."""
+        self.last_input = now = time.monotonic()
+        self._messages.check(now)
 
     async def send_audio(self, pcm: PCM) -> None:
         """Caller audio at the call's channel rate."""
@@ -278,13 +314,16 @@ class Call:
             await self.pipe.start()
             events = asyncio.create_task(self._pump(), name=f"call-{self.id}-events")
             reader = asyncio.create_task(self._read(), name=f"call-{self.id}-reader")
+            watch = asyncio.create_task(self._watch(), name=f"call-{self.id}-watch")
             stop = asyncio.create_task(self._stop.wait())
-            tasks = [events, reader, stop]
+            tasks = [events, reader, watch, stop]
             await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
             if events.done():
                 ending = events.result()
             else:
-                ending = reader.result() if reader.done() else Ending(self._stop_reason, "server", code=1001)
+                ending = next((t.result() for t in (reader, watch) if t.done()), None) or Ending(
+                    self._stop_reason, "server", code=1001
+                )
                 await self._wind_down(ending.reason, events)
         except Exception:
             log.exception("%s call %s failed", self.transport.protocol, self.id)
@@ -324,9 +363,25 @@ class Call:
     async def _read(self) -> Ending:
         try:
             return await self.transport.receive(self)
+        except LimitExceeded as exc:
+            log.warning("%s call %s: %s", self.transport.protocol, self.id, exc)
+            return Ending(f"limit exceeded: {exc}", "error", code=1008)
         except Exception as exc:  # a transport bug ends this call only
             log.exception("%s call %s: receive failed", self.transport.protocol, self.id)
             return Ending(f"internal error: {type(exc).__name__}", "error", code=1011)
+
+    async def _watch(self) -> Ending:
+        """The call's clocks: its length (`max_call_s`) and a line with nothing coming in (`idle_timeout_s`,
+        e.g. a half-open TCP connection that will never send a FIN)."""
+        config = self.hub.config
+        while True:
+            now = time.monotonic()
+            if now - self.started >= config.max_call_s:
+                return Ending(f"call length limit reached ({config.max_call_s:g} s)", "server", code=1008)
+            if now - self.last_input >= config.idle_timeout_s:
+                return Ending(f"line dead: nothing from the caller for {config.idle_timeout_s:g} s", "error")
+            next_check = min(self.started + config.max_call_s, self.last_input + config.idle_timeout_s)
+            await asyncio.sleep(min(1.0, max(0.01, next_check - now)))
 
     async def _wind_down(self, reason: str, events: asyncio.Task[Ending]) -> None:
         """The line is gone or going: let the brain hear the hang-up and observers see `CallEnded`."""

@@ -172,6 +172,7 @@ class TwilioTransport:
 
     async def receive(self, call: Call) -> Ending:
         while (message := await self.line.receive()) is not None:
+            call.inbound()
             try:
                 if await self._handle(call, parse(message, self.config.max_message_bytes)):
                     return Ending("caller hung up", "caller")

@@ -6,7 +6,7 @@ bidirectional Media Stream (Twilio docs: "TwiML Voice: <Stream>"). Twilio drops 
 URLs, so the gateway token travels as a `<Parameter name="token">` and comes back in the `start` message's
 `customParameters`. Requests are authenticated per Twilio's "Webhooks security" page:
 `X-Twilio-Signature = base64(HMAC-SHA1(auth token, full URL + each POST parameter's name and value,
-sorted by name))`.
+sorted by name))`, or, with no Twilio auth token configured, by the gateway token in the webhook URL.
 """
 
 from __future__ import annotations
@@ -54,6 +54,31 @@ def request_urls(config: ServerConfig, request: Request) -> list[str]:
     return [seen, "https://" + seen.split("://", 1)[1]] if seen.startswith("http://") else [seen]
 
 
+class BodyTooLarge(Exception):
+    """A webhook body over `server.max_message_bytes`: Twilio's are a few hundred bytes."""
+
+
+async def read_body(request: Request, limit: int) -> bytes:
+    """The body, read no further than `limit` bytes (a chunked body has no Content-Length to trust)."""
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > limit:
+            raise BodyTooLarge(f"request body over {limit} bytes")
+    return bytes(body)
+
+
+def token_ok(expected: str | None, request: Request) -> bool:
+    """`?token=…` or `Authorization: Bearer …` matches the gateway token (always True when none is set)."""
+    if not expected:
+        return True
+    given = request.query_params.get("token") or ""
+    scheme, _, bearer = request.headers.get("authorization", "").partition(" ")
+    if scheme.lower() == "bearer":
+        given = given or bearer.strip()
+    return hmac.compare_digest(given.encode(), expected.encode())
+
+
 async def signed(config: ServerConfig, request: Request) -> bool:
     """Whether the request carries a valid X-Twilio-Signature (always True when no auth token is set)."""
     if not config.twilio_auth_token:
@@ -61,7 +86,8 @@ async def signed(config: ServerConfig, request: Request) -> bool:
     given = request.headers.get("x-twilio-signature", "")
     params: list[tuple[str, str]] = []
     if request.method == "POST":
-        params = parse_qsl((await request.body()).decode(errors="replace"), keep_blank_values=True)
+        body = await read_body(request, config.max_message_bytes)
+        params = parse_qsl(body.decode(errors="replace"), keep_blank_values=True)
     return any(
         hmac.compare_digest(signature(config.twilio_auth_token, url, params), given)
         for url in request_urls(config, request)
@@ -86,10 +112,20 @@ def voice_twiml(url: str, token: str | None) -> str:
 
 
 async def voice_response(config: ServerConfig, request: Request) -> Response:
-    """The `/twilio/voice` webhook: TwiML for a signed request, 403 otherwise."""
-    if not await signed(config, request):
-        log.warning("rejected /twilio/voice request with a bad X-Twilio-Signature")
-        return Response("invalid Twilio signature", status_code=403, media_type="text/plain")
+    """The `/twilio/voice` webhook: TwiML for a signed request, 403 otherwise.
+
+    With a Twilio auth token the signature is the credential; without one but with a gateway token, the
+    webhook URL must carry `?token=…` (the TwiML hands that token on, so it must not go to strangers)."""
+    try:
+        if not await signed(config, request):
+            log.warning("rejected /twilio/voice request with a bad X-Twilio-Signature")
+            return Response("invalid Twilio signature", status_code=403, media_type="text/plain")
+    except BodyTooLarge as exc:
+        log.warning("rejected /twilio/voice request: %s", exc)
+        return Response(str(exc), status_code=413, media_type="text/plain")
+    if not config.twilio_auth_token and not token_ok(config.token, request):
+        log.warning("rejected /twilio/voice request without the gateway token")
+        return Response("missing or wrong token", status_code=403, media_type="text/plain")
     return Response(voice_twiml(stream_url(config, request), config.token), media_type="application/xml")
 
 

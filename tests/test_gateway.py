@@ -17,11 +17,10 @@ from typing import Any
 
 import numpy as np
 import pytest
-import uvicorn
 import websockets
 from fastapi import FastAPI
 
-from telephony.server import GatewayServer, create_app
+from telephony.server import GatewayServer, create_app, uvicorn_config
 from telephony.session import CallHub, CallObserver
 from tests.conftest import RATE, silence
 from voicebot.audio import split_frames, write_wav
@@ -121,7 +120,8 @@ async def running_gateway(
     """Start `create_app` under `GatewayServer` on free loopback ports; shut it down (drain) after."""
     app = create_app(config, services, brain_factory, observers)
     server = GatewayServer(
-        uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning"), app.state.gateway
+        uvicorn_config(app, config.server.model_copy(update={"host": "127.0.0.1", "port": 0}), "warning"),
+        app.state.gateway,
     )
     task = asyncio.create_task(server.serve())
     while not server.started:

@@ -91,10 +91,21 @@ class ServerConfig(_Section):
     max_calls: int = Field(16, ge=1, description="further calls are refused with a clear reason")
     token: str | None = Field(
         None,
-        description="if set, /ws needs ?token=… and Twilio a `token` <Parameter>; set it when public",
+        description="if set, /ws, /metrics and /twilio/voice need ?token=… (or a Bearer header) and Twilio "
+        "streams a `token` <Parameter>; set it when public",
     )
     max_message_bytes: int = Field(
         65_536, ge=1024, description="largest WebSocket message or AudioSocket payload a caller may send"
+    )
+    max_messages_per_s: int = Field(
+        200, ge=10, description="inbound messages/s a call may send (a 20 ms stream is 50); more ends it"
+    )
+    max_call_s: float = Field(3600.0, gt=0, description="a call is ended after this long, whatever happens")
+    idle_timeout_s: float = Field(
+        30.0, gt=0, description="nothing at all from the caller for this long: the line is dead, end the call"
+    )
+    max_calls_per_source: int = Field(
+        4, ge=1, description="concurrent /ws calls from one client address (X-Forwarded-For behind a proxy)"
     )
     start_timeout_s: float = Field(
         10.0, gt=0, description="a new stream must identify its call (Twilio start, AudioSocket UUID) by then"
@@ -109,13 +120,17 @@ class ServerConfig(_Section):
         "checks; default: the request's Host header",
     )
     twilio_auth_token: str | None = Field(
-        None, description="if set, /twilio/voice requests need a valid X-Twilio-Signature (else 403)"
+        None, description="if set, /twilio/voice requests need a valid X-Twilio-Signature instead (else 403)"
     )
     twilio_transfer_url: str | None = Field(
         None, description="if set, Twilio transfers are POSTed here as JSON {callSid, target, reason}"
     )
     audiosocket_host: str = Field(
         "127.0.0.1", description="AudioSocket has no authentication: keep it on loopback or a private network"
+    )
+    audiosocket_allow: list[str] = Field(
+        default_factory=lambda: ["127.0.0.0/8", "::1/128", "10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16"],
+        description="networks AudioSocket connections may come from (the protocol has no credentials)",
     )
     audiosocket_port: int | None = Field(
         8090, ge=0, le=65535, description="Asterisk AudioSocket TCP port (0 = any free port, null = off)"
