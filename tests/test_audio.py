@@ -15,11 +15,13 @@ from voicebot.audio import (
     AudioError,
     Framer,
     StreamResampler,
+    Upsampler,
     alaw_decode,
     alaw_encode,
     duration_ms,
     frame_samples,
     from_float,
+    live_resampler,
     read_audio,
     resample,
     split_frames,
@@ -386,3 +388,29 @@ def test_riff_header_with_garbage(tmp_path: Path) -> None:
 def test_wav_with_no_samples(tmp_path: Path) -> None:
     path = make_wav(tmp_path / "silent.wav", np.zeros(0, dtype="<i2"), 2, 1)
     assert_audio_error(path, "no audio samples")
+
+
+def test_upsampler_is_immediate_and_keeps_the_telephone_band() -> None:
+    """The live 8 -> 16 kHz path: every 20 ms chunk comes out at once (soxr HQ holds ~100 ms back),
+    tones inside the telephone band keep their level, and the image above 4 kHz is suppressed."""
+    up = Upsampler(8000, 16000)
+    assert live_resampler(8000, 16000).__class__ is Upsampler
+    assert isinstance(live_resampler(48000, 16000), StreamResampler)
+    with pytest.raises(ValueError, match="whole-factor"):
+        Upsampler(22050, 16000)
+    assert up.delay_ms == 2.0
+    for hz in (300, 1000, 3000, 3400):
+        src = sine(hz, 8000, 0.5)
+        parts = [up.process(c) for c in split_frames(src, 8000, 20, pad=False)]
+        assert [p.size for p in parts] == [320] * len(parts)
+        out = np.concatenate(parts)[800:-800]  # no edges
+        assert abs(peak_hz(out, 16000) - hz) <= 2
+        assert abs(20 * np.log10(rms(out) / rms(src[400:-400]))) < 0.5, hz
+        spectrum = np.abs(np.fft.rfft(out.astype(np.float64)))
+        freqs = np.fft.rfftfreq(out.size, 1 / 16000)
+        image = spectrum[np.abs(freqs - (8000 - hz)) < 20].max()  # the mirror zero-stuffing creates
+        assert 20 * np.log10(image / spectrum.max()) < -40, hz
+    silent = Upsampler(8000, 16000)
+    pcm = sine(1000, 8000, 0.1)
+    once = silent.process(pcm, last=True)
+    assert np.array_equal(silent.process(pcm), once)  # `last` starts a fresh stream

@@ -29,6 +29,11 @@ class VADConfig(_Section):
     )
     min_speech_ms: int = Field(160, ge=0, description="speech needed before speech-start fires")
     end_silence_ms: int = Field(500, ge=32, description="trailing silence that ends an utterance")
+    turn_end_silence_ms: int = Field(
+        250,
+        ge=32,
+        description="silence ending a turn whose transcript sounds finished; >= end_silence_ms: off",
+    )
     max_utterance_ms: int = Field(20_000, ge=500, description="an utterance is force-ended at this length")
     pre_roll_ms: int = Field(300, ge=0, description="audio kept from before speech-start (word onsets)")
 

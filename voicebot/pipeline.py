@@ -13,7 +13,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 from voicebot.asr import ASRBackend, make_asr
-from voicebot.audio import StreamResampler
+from voicebot.audio import live_resampler
 from voicebot.brain import Brain
 from voicebot.config import VoicebotConfig
 from voicebot.frames import PCM, AudioIn, Barrier, DTMFDigit, FinalTranscript, Frame, HangUp, NoInput
@@ -64,10 +64,10 @@ class CallPipeline:
         self.brain = brain
         self.channel_rate = channel_rate or cfg.pipeline.channel_rate
         self.events: asyncio.Queue[Frame] = asyncio.Queue()
-        self._resampler = StreamResampler(self.channel_rate, RATE) if self.channel_rate != RATE else None
+        self._resampler = live_resampler(self.channel_rate, RATE) if self.channel_rate != RATE else None
         self._audio_t = 0.0
         self.vad = VADStage(Endpointer(services.vad, cfg.vad))
-        self.asr = ASRStage(services.asr, cfg.asr, services.executor)
+        self.asr = ASRStage(services.asr, cfg.asr, services.executor, cfg.vad, live=paced)
         self.asr.prompt = getattr(brain, "asr_prompt", None)  # the domain's vocabulary, if it has one
         self.brain_stage = BrainStage(brain, live=paced)
         self.speak = SpeakStage(

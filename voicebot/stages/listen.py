@@ -5,6 +5,12 @@ Streaming works in two ways. While the caller speaks, the growing utterance is r
 silence), a *speculative final* decode starts; if the pause turns into the end of the utterance, that result
 is the final transcript, ready when — or before — the endpointer's silence timer runs out. If the caller
 speaks again, the speculation is thrown away.
+
+Turn-end signal: when that speculative transcript sounds like a finished sentence (`asr.turnend`), the turn
+ends after `vad.turn_end_silence_ms` instead of the endpointer's `end_silence_ms`; the endpointer's own end of
+that utterance is then dropped here. If the caller goes on talking after all (`vad.min_speech_ms` of speech),
+what follows is a new utterance: a `SpeechStarted` goes out (it barges in on the reply already under way)
+and its words are decoded on their own.
 """
 
 from __future__ import annotations
@@ -18,8 +24,9 @@ import numpy as np
 
 from voicebot.asr import ASRBackend, Transcription
 from voicebot.asr.base import judge
+from voicebot.asr.turnend import sounds_complete
 from voicebot.audio import to_float
-from voicebot.config import ASRConfig
+from voicebot.config import ASRConfig, VADConfig
 from voicebot.frames import (
     PCM,
     AudioIn,
@@ -38,6 +45,7 @@ from voicebot.stages.base import Stage, in_pool
 from voicebot.vad import Endpointer
 
 SPECULATE_AFTER_MS = 160.0  # silence before a speculative final decode starts
+KEEP_TAIL_MS = 250.0  # trailing silence kept for a decode (as the endpointer keeps it)
 
 
 class VADStage(Stage):
@@ -67,10 +75,21 @@ class _Decode:
 class ASRStage(Stage):
     name = "asr"
 
-    def __init__(self, asr: ASRBackend, config: ASRConfig, executor: Executor) -> None:
+    def __init__(
+        self,
+        asr: ASRBackend,
+        config: ASRConfig,
+        executor: Executor,
+        vad: VADConfig | None = None,
+        live: bool = False,
+    ) -> None:
+        """`live`: audio arrives in real time, so the turn-end signal can save time (offline runs, fed
+        faster than real time, keep the endpointer's verdict and stay deterministic)."""
         super().__init__()
         self.asr = asr
         self.config = config
+        self.vad = vad or VADConfig()
+        self.turn_end = live and self.vad.turn_end_silence_ms < self.vad.end_silence_ms
         self.executor = executor
         self.prompt: str | None = None  # per-turn context a brain may set (expected slot, etc.)
         self._chunks: list[PCM] = []
@@ -81,23 +100,74 @@ class ASRStage(Stage):
         self._partial: asyncio.Task[None] | None = None
         self._last_partial_at = 0.0
         self._speculative: _Decode | None = None
+        self._speech_ms = 0.0
+        self._ended_early = False  # this endpointer utterance's turn already ended on the turn-end signal
+        self._resumed = False  # ... and the caller went on: a new utterance inside the endpointer's one
 
     async def on_frame(self, frame: Frame) -> None:
         if isinstance(frame, SpeechStarted):
-            self._utterance += 1
-            self._chunks, self._samples = [frame.audio], frame.audio.size
-            self._last_speech, self._silence_ms = self._samples, 0.0
-            self._speculative = None
-            self._last_partial_at = time.perf_counter()
-            await self.emit(frame)  # at once: drives barge-in
+            self._ended_early = self._resumed = False
+            await self._start(frame)
         elif isinstance(frame, SpeechAudio):
-            self._on_audio(frame)
+            if self._ended_early:
+                await self._after_early_end(frame)
+            else:
+                self._on_audio(frame)
         elif isinstance(frame, SpeechEnded):
+            if self._ended_early:
+                self._ended_early = False
+                if not self._resumed:
+                    self._chunks = []
+                    return  # its turn was taken early: nothing new to say
+                frame = self._own_end(frame)
             self._finalise(frame)
         elif isinstance(frame, HangUp | Barrier | DTMFDigit | FinalTranscript | NoInput):
             self.after_work(frame)  # keep order with the finals still decoding
         else:
             await self.emit(frame)
+
+    async def _start(self, frame: SpeechStarted) -> None:
+        self._utterance += 1
+        self._chunks, self._samples = [frame.audio], frame.audio.size
+        self._last_speech, self._silence_ms = self._samples, 0.0
+        self._speech_ms = min(frame.audio.size / 16.0, self.vad.min_speech_ms)
+        self._speculative = None
+        self._last_partial_at = time.perf_counter()
+        await self.emit(frame)  # at once: drives barge-in
+
+    async def _after_early_end(self, frame: SpeechAudio) -> None:
+        """Audio after a turn ended early: ignored unless the caller really goes on talking."""
+        if self._resumed:
+            self._on_audio(frame)
+            return
+        self._chunks.append(frame.pcm)
+        self._speech_ms = self._speech_ms + frame.pcm.size / 16.0 if frame.speech else 0.0
+        if self._speech_ms >= max(self.vad.min_speech_ms, 1):
+            self._resumed = True
+            onset = np.concatenate(self._chunks[-(int(self._speech_ms / 32.0) + 4) :])  # + ~100 ms before
+            await self._start(SpeechStarted(t=frame.t - onset.size / 16000, audio=onset))
+        elif len(self._chunks) > 16:
+            self._chunks = self._chunks[-16:]
+
+    def _own_end(self, ended: SpeechEnded) -> SpeechEnded:
+        """The endpointer's end, cut to the utterance this stage started after an early turn end."""
+        audio = np.concatenate(self._chunks)[: self._last_speech + int(KEEP_TAIL_MS * 16)]
+        return SpeechEnded(
+            t=ended.t,
+            speech_end_t=ended.speech_end_t,
+            audio=audio,
+            speech_ms=self._speech_ms,
+            forced=ended.forced,
+        )
+
+    def _turn_over(self, frame: SpeechAudio) -> bool:
+        """The turn-end signal: enough silence, and the speculative transcript sounds finished."""
+        spec = self._speculative
+        if spec is None or not spec.task.done() or spec.task.cancelled() or spec.task.exception():
+            return False
+        if self._silence_ms < self.vad.turn_end_silence_ms or self._speech_ms < self.config.min_speech_ms:
+            return False
+        return sounds_complete(spec.task.result().text)
 
     def _decode(self, samples: int) -> asyncio.Future[Transcription]:
         audio = to_float(np.concatenate(self._chunks)[:samples])
@@ -108,9 +178,17 @@ class ASRStage(Stage):
         self._samples += frame.pcm.size
         if frame.speech:
             self._last_speech, self._silence_ms = self._samples, 0.0
+            self._speech_ms += frame.pcm.size / 16.0
             self._speculative = None
         else:
             self._silence_ms += frame.pcm.size / 16.0
+        if self.turn_end and self._turn_over(frame):
+            self._ended_early, self._resumed = True, False
+            speech_end_t = frame.t - self._silence_ms / 1000.0
+            ended = SpeechEnded(frame.t, speech_end_t, audio=frame.pcm, speech_ms=self._speech_ms)
+            self._finalise(ended, early=True)
+            self._chunks, self._speech_ms = [], 0.0
+            return
         if self._speculative is None and self._silence_ms >= SPECULATE_AFTER_MS:
             self._speculative = _Decode(self._samples, self._decode(self._samples))
             return
@@ -126,7 +204,7 @@ class ASRStage(Stage):
         if result.text and utterance == self._utterance and self._speculative is None:
             await self.emit(PartialTranscript(text=result.text, t=self._samples / 16000))
 
-    def _finalise(self, ended: SpeechEnded) -> None:
+    def _finalise(self, ended: SpeechEnded, early: bool = False) -> None:
         received = time.perf_counter()
         spec = self._speculative
         reuse = spec is not None and spec.samples >= self._last_speech and not ended.forced
@@ -142,6 +220,7 @@ class ASRStage(Stage):
             else:
                 result = await pending
             details = result.as_dict() | {"speculative": reuse, "speech_ms": round(ended.speech_ms, 1)}
+            details["turn_end"] = "early" if early else "silence"
             timings = {
                 "endpoint": round((ended.t - ended.speech_end_t) * 1000.0, 1),
                 "asr": round((time.perf_counter() - received) * 1000.0, 1),
