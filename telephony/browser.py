@@ -1,8 +1,9 @@
 """The browser/app voice WebSocket (`/ws`): binary PCM16 both ways plus JSON control and events.
 
 Caller → server: binary messages of mono signed 16-bit little-endian PCM at the rate given in the URL
-(`/ws?rate=16000`, 8000–48000), any length up to `server.max_message_bytes` (64 KiB); text messages are
-JSON controls: `{"type": "dtmf", "digit": "5"}` and `{"type": "hangup"}`.
+(`/ws?rate=16000`, 8000–48000 in steps of 50, so 20 ms is whole samples), any length up to
+`server.max_message_bytes` (64 KiB); text messages are JSON controls: `{"type": "dtmf", "digit": "5"}` and
+`{"type": "hangup"}`.
 Server → caller: binary PCM16 bot audio at the same rate in 20 ms frames, paced in real time; JSON events
 `speech_started`, `partial`, `transcript`, `reply`, `turn`, `clear` (barge-in: drop queued audio),
 `error`, `ended`. Refusals close with 1008 (bad token, too many calls from one address), 1003 (bad rate),
@@ -13,6 +14,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 from typing import Any
 
 import numpy as np
@@ -60,6 +62,7 @@ class BrowserTransport:
     """One `/ws` call: bot audio as binary PCM16, events as JSON, caller input checked and fed in."""
 
     protocol = "browser"
+    shows_partials = True  # the page prints them as the caller speaks
 
     def __init__(self, ws: WebSocket, max_bytes: int) -> None:
         self.line = WebSocketLine(ws)
@@ -98,7 +101,7 @@ class BrowserTransport:
     async def _control(self, call: Call, text: str) -> None:
         try:
             message = json.loads(text)
-        except ValueError:
+        except (ValueError, RecursionError):  # RecursionError: nested deeper than the decoder goes
             message = None
         kind = message.get("type") if isinstance(message, dict) else None
         if kind == "dtmf" and isinstance(message, dict) and str(message.get("digit", "")) in DTMF_DIGITS:
@@ -113,10 +116,20 @@ class BrowserTransport:
         await self.line.close(ending.code, ending.reason)
 
 
+def rate_refusal(rate: int, frame_ms: int) -> Refusal | None:
+    """None for a rate the pipeline can speak at: 8-48 kHz and a whole number of samples per frame (at
+    11025 Hz a 20 ms frame is 220.5 samples, so every reply would fail)."""
+    step = 1000 // math.gcd(1000, frame_ms)
+    if rate in RATES and rate % step == 0:
+        return None
+    return Refusal(1003, f"unsupported rate {rate}: use 8000-48000, a multiple of {step}")
+
+
 async def browser_call(ws: WebSocket, hub: CallHub, rate: int, token: str | None) -> None:
     """Admit and run one `/ws` call."""
     await ws.accept()  # accept first, so the client gets the close code and reason, not a bare 403
-    bad_rate = None if rate in RATES else Refusal(1003, f"unsupported rate {rate}: use 8000-48000")
+    frame_ms = hub.services.config.pipeline.frame_ms if hub.services else 20
+    bad_rate = rate_refusal(rate, frame_ms)
     source = ws.client.host if ws.client else None  # the real client behind a proxy: X-Forwarded-For
     refusal = hub.refusal(token, extra=bad_rate, source=source)
     if refusal is not None:

@@ -263,7 +263,8 @@ class Call:
         keep = hub.config.recordings_dir is not None
         self.recorder = CallRecorder(channel_rate) if keep else None
         sink = RecordingSink(transport, self.recorder) if self.recorder else transport
-        self.pipe = CallPipeline(hub.services, hub.brain_factory(), sink, channel_rate, paced=True)
+        partials = getattr(transport, "shows_partials", False)  # only the browser page shows them
+        self.pipe = CallPipeline(hub.services, hub.brain_factory(), sink, channel_rate, True, partials)
         self._stop = asyncio.Event()
         self._stop_reason = "server shutting down"
 

@@ -21,6 +21,7 @@ from voicebot.frames import (
     CallEnded,
     FinalTranscript,
     Frame,
+    PartialTranscript,
     StageError,
     TurnDone,
 )
@@ -190,3 +191,18 @@ def test_bot_stopped_is_a_brain_input() -> None:
     from voicebot.brain import is_brain_input
 
     assert is_brain_input(BotStopped(reply_id=1, interrupted=True, played_ms=40.0))
+
+
+@pytest.mark.parametrize("partials", [True, False])
+async def test_partials_only_where_someone_watches(
+    services: Services, speech: dict[str, PCM], partials: bool
+) -> None:
+    """The browser page shows partial transcripts; a phone line has no screen, so its calls spend no
+    decodes on them (nor does any call while the model pool is busy with others' finals)."""
+    pipe = CallPipeline(services, EchoBrain(), Sink(), channel_rate=RATE, paced=True, partials=partials)
+    await pipe.start()
+    await wait_for(pipe, TurnDone)  # the greeting
+    await feed(pipe, np.concatenate([speech["track"], silence(1.0)]), paced=True)  # ~5 s of speech
+    frames = await wait_for(pipe, FinalTranscript)
+    assert any(isinstance(f, PartialTranscript) for f in frames) is partials
+    await pipe.close()

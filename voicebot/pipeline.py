@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 from voicebot.asr import ASRBackend, make_asr
@@ -17,6 +16,7 @@ from voicebot.audio import live_resampler
 from voicebot.brain import Brain
 from voicebot.config import VoicebotConfig
 from voicebot.frames import PCM, AudioIn, Barrier, DTMFDigit, FinalTranscript, Frame, HangUp, NoInput
+from voicebot.stages.base import ModelPool
 from voicebot.stages.listen import ASRStage, VADStage
 from voicebot.stages.respond import AudioSink, BrainStage, SpeakStage
 from voicebot.tts import CachedTTS, make_tts
@@ -31,7 +31,7 @@ class Services:
     vad: SileroVAD
     asr: ASRBackend
     tts: CachedTTS
-    executor: ThreadPoolExecutor
+    executor: ModelPool
 
     @classmethod
     def load(cls, config: VoicebotConfig) -> Services:
@@ -41,7 +41,7 @@ class Services:
             vad=SileroVAD(),
             asr=make_asr(config.asr, config.cache_dir),
             tts=make_tts(config.tts),
-            executor=ThreadPoolExecutor(max_workers=workers, thread_name_prefix="model"),
+            executor=ModelPool(max_workers=workers, thread_name_prefix="model"),
         )
 
     def close(self) -> None:
@@ -58,7 +58,10 @@ class CallPipeline:
         sink: AudioSink,
         channel_rate: int | None = None,
         paced: bool = True,
+        partials: bool = True,
     ) -> None:
+        """`paced`: audio comes and goes in real time (a live call); `partials`: someone watches partial
+        transcripts (the browser page), worth a decode every `asr.partial_interval_ms` while idle."""
         cfg = services.config
         self.services = services
         self.brain = brain
@@ -67,7 +70,7 @@ class CallPipeline:
         self._resampler = live_resampler(self.channel_rate, RATE) if self.channel_rate != RATE else None
         self._audio_t = 0.0
         self.vad = VADStage(Endpointer(services.vad, cfg.vad))
-        self.asr = ASRStage(services.asr, cfg.asr, services.executor, cfg.vad, live=paced)
+        self.asr = ASRStage(services.asr, cfg.asr, services.executor, cfg.vad, live=paced, partials=partials)
         self.asr.prompt = getattr(brain, "asr_prompt", None)  # the domain's vocabulary, if it has one
         self.brain_stage = BrainStage(brain, live=paced)
         self.speak = SpeakStage(

@@ -11,8 +11,9 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import logging
+import threading
 from collections.abc import Awaitable, Callable
-from concurrent.futures import Executor
+from concurrent.futures import Executor, Future, ThreadPoolExecutor
 from typing import Any, TypeVar
 
 from voicebot.frames import Frame, StageError
@@ -31,6 +32,31 @@ def in_pool(executor: Executor, fn: Callable[..., T], *args: Any) -> asyncio.Fut
     """
     context = contextvars.copy_context()
     return asyncio.get_running_loop().run_in_executor(executor, context.run, fn, *args)
+
+
+class ModelPool(ThreadPoolExecutor):
+    """The shared model thread pool, counting jobs not finished yet (`busy`), so optional work (partial
+    transcripts) can stand aside while calls wait for finals and speech."""
+
+    def __init__(self, max_workers: int, thread_name_prefix: str = "") -> None:
+        super().__init__(max_workers=max_workers, thread_name_prefix=thread_name_prefix)
+        self._busy = 0
+        self._count = threading.Lock()
+
+    def submit(self, fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> Future[T]:
+        with self._count:
+            self._busy += 1
+        future = super().submit(fn, *args, **kwargs)
+        future.add_done_callback(self._done)
+        return future
+
+    def _done(self, _: Future[Any]) -> None:
+        with self._count:
+            self._busy -= 1
+
+    @property
+    def busy(self) -> int:
+        return self._busy
 
 
 class OrderedWork:

@@ -1,10 +1,11 @@
 """Hearing the caller: endpointing (VAD) and streaming Whisper.
 
 Streaming works in two ways. While the caller speaks, the growing utterance is re-decoded every
-`partial_interval_ms` to show partial transcripts. And as soon as the caller pauses (a few VAD windows of
-silence), a *speculative final* decode starts; if the pause turns into the end of the utterance, that result
-is the final transcript, ready when — or before — the endpointer's silence timer runs out. If the caller
-speaks again, the speculation is thrown away.
+`partial_interval_ms` to show partial transcripts — only where someone sees them (the browser page), and only
+while the model pool has nothing else to do: on a busy box every core goes to finals and speech. And as soon
+as the caller pauses (a few VAD windows of silence), a *speculative final* decode starts; if the pause turns
+into the end of the utterance, that result is the final transcript, ready when — or before — the endpointer's
+silence timer runs out. If the caller speaks again, the speculation is thrown away.
 
 Turn-end signal: when that speculative transcript sounds like a finished sentence (`asr.turnend`), the turn
 ends after `vad.turn_end_silence_ms` instead of the endpointer's `end_silence_ms`; the endpointer's own end of
@@ -82,6 +83,7 @@ class ASRStage(Stage):
         executor: Executor,
         vad: VADConfig | None = None,
         live: bool = False,
+        partials: bool = True,
     ) -> None:
         """`live`: audio arrives in real time, so the turn-end signal can save time (offline runs, fed
         faster than real time, keep the endpointer's verdict and stay deterministic)."""
@@ -90,6 +92,7 @@ class ASRStage(Stage):
         self.config = config
         self.vad = vad or VADConfig()
         self.turn_end = live and self.vad.turn_end_silence_ms < self.vad.end_silence_ms
+        self.partials = partials
         self.executor = executor
         self.prompt: str | None = None  # per-turn context a brain may set (expected slot, etc.)
         self._chunks: list[PCM] = []
@@ -193,7 +196,14 @@ class ASRStage(Stage):
             self._speculative = _Decode(self._samples, self._decode(self._samples))
             return
         due = (time.perf_counter() - self._last_partial_at) * 1000 >= self.config.partial_interval_ms
-        if frame.speech and due and (self._partial is None or self._partial.done()):
+        idle = getattr(self.executor, "busy", 0) == 0
+        if (
+            self.partials
+            and frame.speech
+            and due
+            and idle
+            and (self._partial is None or self._partial.done())
+        ):
             self._last_partial_at = time.perf_counter()
             self._partial = asyncio.create_task(
                 self._emit_partial(self._utterance, self._decode(self._samples))
