@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
 
 from models.data import data_root
+from tests.pg import PostgresCluster, postgres_fixture  # noqa: F401  (a fixture: one cluster per session)
 from voicebot.audio import write_wav
 from voicebot.config import VoicebotConfig
 from voicebot.frames import PCM
 from voicebot.pipeline import Services
+from voicebot.records import CallStore
 
 RATE = 16_000
 needs_data = pytest.mark.skipif(
@@ -53,3 +56,28 @@ def speech_files(speech: dict[str, PCM], tmp_path_factory: pytest.TempPathFactor
         paths[key] = folder / f"{key}.wav"
         write_wav(paths[key], pcm, RATE)
     return paths
+
+
+# --- call-record databases (tests/test_records.py, tests/test_instances.py) ---------------------------
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'calls.sqlite'}"
+    cluster: PostgresCluster = request.getfixturevalue("postgres")
+    return cluster.new_database()
+
+
+@pytest.fixture
+def make_store(tmp_path: Path) -> Iterator[Callable[..., CallStore]]:
+    stores: list[CallStore] = []
+
+    def make(url: str, **kwargs: Any) -> CallStore:
+        kwargs.setdefault("spool", tmp_path / "spool.jsonl")
+        stores.append(CallStore(url, **kwargs))
+        return stores[-1]
+
+    yield make
+    for store in stores:
+        store.close()

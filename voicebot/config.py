@@ -143,6 +143,16 @@ class ServerConfig(_Section):
     records_url: str | None = Field(
         None, description="call records database, e.g. postgresql+psycopg://…; None = SQLite in cache_dir"
     )
+    instance_id: str | None = Field(
+        None,
+        description="this gateway's name on a shared records database (a pod name); None: host-pid-random",
+    )
+    heartbeat_s: float = Field(
+        3.0, gt=0, description="how often an instance tells the records database it is alive"
+    )
+    instance_lost_after_s: float = Field(
+        15.0, gt=0, description="an instance silent this long is lost: its open calls are ended by the others"
+    )
     recordings_dir: Path | None = Field(
         None, description="keep each call's audio here (stereo WAV: caller left, bot right); None = none kept"
     )

@@ -37,11 +37,11 @@ def _start(session: Session, op: Op) -> None:
     if call is None:
         session.add(
             CallRow(id=op["call_id"], protocol=op["protocol"], meta=op["meta"], caller=op["caller"],
-                    started_at=_at(op), status="active", turns=0)
+                    started_at=_at(op), status="active", turns=0, instance=op.get("instance"))
         )  # fmt: skip
     elif call.protocol == UNKNOWN:  # a later write got here first: fill in what only the start knows
         call.protocol, call.meta, call.caller = op["protocol"], op["meta"], op["caller"]
-        call.started_at = _at(op)
+        call.started_at, call.instance = _at(op), op.get("instance")
 
 
 def _turn(session: Session, op: Op) -> None:
@@ -65,6 +65,7 @@ def _transfer(session: Session, op: Op) -> None:
 
 
 def _end(session: Session, op: Op) -> None:
+    """Also over a reaper's "gateway instance lost" (a false alarm): the call's own end is the truth."""
     call = _call(session, op)
     call.ended_at, call.end_reason, call.status = _at(op), op["reason"], "ended"
 

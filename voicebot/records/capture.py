@@ -78,10 +78,11 @@ def mask_meta(meta: Mapping[str, Any]) -> dict[str, Any]:
     return masked
 
 
-def start_op(call_id: str, protocol: str, meta: Mapping[str, Any]) -> Op:
+def start_op(call_id: str, protocol: str, meta: Mapping[str, Any], instance: str | None = None) -> Op:
+    """`instance`: the gateway process taking the call, so others can end it if that process dies."""
     masked: Op = plain(mask_meta(meta))
     return {"kind": "start", "call_id": call_id, "at": now(), "protocol": protocol, "meta": masked,
-            "caller": caller_of(meta)}  # fmt: skip
+            "caller": caller_of(meta), "instance": instance}  # fmt: skip
 
 
 def turn_op(call_id: str, index: int, record: Mapping[str, Any]) -> Op:

@@ -89,6 +89,8 @@ def format_call(detail: CallDetail) -> str:
         f"call {c.id} ({c.protocol}), started {_when(c.started_at)}, {_duration(c)}, {ended}",
         f"caller: {c.caller or 'unknown'}   meta: {json.dumps(detail.meta, ensure_ascii=False)}",
     ]
+    if c.instance:
+        lines.append(f"instance: {c.instance}")
     lines += [f"transfer: {t.target} ({t.reason}) at {_when(t.at)}" for t in detail.transfers]
     if c.recording:
         lines.append(f"recording: {c.recording}")

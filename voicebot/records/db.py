@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import threading
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Connection, Engine, create_engine, event, inspect, text
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import DisconnectionError, InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
@@ -21,6 +22,8 @@ from sqlalchemy.pool import StaticPool
 from voicebot.records.models import Base
 
 CONNECT_TIMEOUT_S = 3  # a dead PostgreSQL server costs the writer thread this long per retry, not forever
+SCHEMA_LOCK_KEY = 0x766F6963  # PostgreSQL advisory lock: instances starting together make the tables once
+_schema_lock = threading.Lock()  # the writer and heartbeat threads of one process
 UNAVAILABLE = (OperationalError, InterfaceError, DisconnectionError, PoolTimeout, ConnectionError)
 
 
@@ -78,8 +81,21 @@ def make_engine(url: URL) -> Engine:
 
 
 def ensure_schema(engine: Engine) -> None:
-    """Create missing tables (idempotent). No migrations yet: existing tables are left as they are."""
-    Base.metadata.create_all(engine)
+    """Create missing tables and columns (idempotent), one process and one instance at a time: two
+    gateways creating the same table at once would fail one of them."""
+    with _schema_lock, engine.begin() as conn:
+        if conn.dialect.name == "postgresql":
+            conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": SCHEMA_LOCK_KEY})
+        Base.metadata.create_all(conn)
+        _migrate(conn)
+
+
+def _migrate(conn: Connection) -> None:
+    """The one change since the first schema: `calls.instance` and its index (databases made before)."""
+    if "instance" not in {column["name"] for column in inspect(conn).get_columns("calls")}:
+        conn.execute(text("ALTER TABLE calls ADD COLUMN instance VARCHAR(128)"))
+    for index in Base.metadata.tables["calls"].indexes:
+        index.create(conn, checkfirst=True)
 
 
 def is_unavailable(exc: BaseException) -> bool:

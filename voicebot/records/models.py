@@ -11,7 +11,18 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any, ClassVar, overload
 
-from sqlalchemy import JSON, Boolean, DateTime, Float, ForeignKey, Integer, String, Text, UniqueConstraint
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+)
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 UNKNOWN = "unknown"  # protocol of a call whose start record never arrived (a row made by a later write)
@@ -27,6 +38,8 @@ class Base(DeclarativeBase):
 
 class CallRow(Base):
     __tablename__ = "calls"
+    # The lost-instance reaper's query (active calls by instance) every few seconds, on however many calls.
+    __table_args__ = (Index("ix_calls_status_instance", "status", "instance"),)
 
     id: Mapped[str] = mapped_column(String(128), primary_key=True)
     protocol: Mapped[str] = mapped_column(String(32))  # twilio / audiosocket / browser / file
@@ -40,6 +53,7 @@ class CallRow(Base):
     transfer_target: Mapped[str | None] = mapped_column(Text)
     transfer_reason: Mapped[str | None] = mapped_column(Text)
     recording: Mapped[str | None] = mapped_column(Text)  # stereo WAV: caller left, bot right
+    instance: Mapped[str | None] = mapped_column(String(128))  # the gateway process that took the call
 
     turn_rows: Mapped[list[TurnRow]] = relationship(
         back_populates="call", order_by="TurnRow.index", cascade="all, delete-orphan"
@@ -93,6 +107,18 @@ class TransferRow(Base):
     at: Mapped[datetime]
 
     call: Mapped[CallRow] = relationship(back_populates="transfer_rows")
+
+
+class InstanceRow(Base):
+    """A running gateway process and its last heartbeat (the database's clock), see `instances`."""
+
+    __tablename__ = "instances"
+
+    id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    host: Mapped[str] = mapped_column(String(255))
+    pid: Mapped[int] = mapped_column(Integer)
+    started_at: Mapped[datetime]
+    seen_at: Mapped[datetime]
 
 
 @overload

@@ -4,7 +4,8 @@ Write-ahead: the call row is written when the call starts, each turn when it com
 the end, so a crash mid-call still leaves the call and its turns. Observer methods mask the data (see
 `capture`) and hand it to one writer thread: they never wait for the database, whatever state it is in.
 An unavailable database sends records to the spool (see `spool`), replayed once it is back. One store
-serves every call of a process.
+serves every call of a process; while the gateway serves, it also beats for its instance and ends the calls
+of instances that died on the same database (see `instances`).
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from voicebot.frames import PCM, CallEnded, Frame, TurnDone
 from voicebot.records import capture
 from voicebot.records.capture import Op
 from voicebot.records.db import default_url, ensure_schema, make_engine, resolve_url, spool_path
+from voicebot.records.instances import HEARTBEAT_S, LOST_AFTER_S, Heartbeat, new_instance_id
 from voicebot.records.spool import MAX_MEMORY, Backlog
 from voicebot.records.views import CallDetail, CallSummary, get_call, list_calls
 from voicebot.records.writer import Writer
@@ -56,12 +58,18 @@ class CallStore:
         *,
         retry_s: float = 5.0,
         max_memory: int = MAX_MEMORY,
+        instance: str | None = None,
+        heartbeat_s: float = HEARTBEAT_S,
+        lost_after_s: float = LOST_AFTER_S,
     ) -> None:
         """`url`: SQLAlchemy URL (default SQLite in the cache dir); `recordings`: folder for call audio
-        (None: no audio kept); `spool`: JSONL file for records the database could not take yet."""
+        (None: no audio kept); `spool`: JSONL file for records the database could not take yet;
+        `instance`: this process's id on the database (default: a new one), see `instances`."""
         self.url = resolve_url(url)
         self.engine = make_engine(self.url)
         self.recordings = recordings
+        self.instance = instance or new_instance_id()
+        self.heartbeat = Heartbeat(self.engine, self.instance, heartbeat_s, lost_after_s)
         self.backlog = Backlog(spool or spool_path(self.url), max_memory)
         self._writer = Writer(self.engine, self.backlog, retry_s)
         # At interpreter exit, queued records still reach the database or the spool (the thread is a daemon).
@@ -74,7 +82,15 @@ class CallStore:
         """The store `voicebot serve` uses: `server.records_url` / `server.recordings_dir`, spool in cache."""
         url = resolve_url(config.server.records_url or default_url(config.cache_dir))
         spool = spool_path(url, config.cache_dir)
-        return cls(url.render_as_string(hide_password=False), config.server.recordings_dir, spool)
+        server = config.server
+        return cls(
+            url.render_as_string(hide_password=False),
+            server.recordings_dir,
+            spool,
+            instance=server.instance_id,
+            heartbeat_s=server.heartbeat_s,
+            lost_after_s=server.instance_lost_after_s,
+        )
 
     # --- observer ------------------------------------------------------------------------------------
 
@@ -97,7 +113,7 @@ class CallStore:
     async def on_start(self, call_id: str, protocol: str, meta: dict[str, Any]) -> None:
         with self._lock:
             self._positions[call_id] = [0, 0]
-        self._submit("start", call_id, lambda: [capture.start_op(call_id, protocol, meta)])
+        self._submit("start", call_id, lambda: [capture.start_op(call_id, protocol, meta, self.instance)])
 
     async def on_event(self, call_id: str, frame: Frame) -> None:
         """TurnDone → a turn row; CallEnded with transfer actions → transfer rows. Other frames: ignored."""
@@ -134,6 +150,16 @@ class CallStore:
         self._submit("recording", call_id, lambda: [capture.audio_op(call_id, str(path))])
         return path
 
+    async def on_serve_start(self) -> None:
+        """The gateway is up: beat for this instance and watch the others (in a thread)."""
+        self.heartbeat.start()
+
+    async def on_serve_stop(self) -> None:
+        """The gateway has drained: stop beating and, once the calls' ends are written, leave the database."""
+        await asyncio.to_thread(self.heartbeat.stop)
+        if await self.flush() == 0:
+            await asyncio.to_thread(self.heartbeat.forget)
+
     async def flush(self) -> int:
         """Wait for queued records, retry spooled ones now; returns how many are still waiting for the DB."""
         return await asyncio.wrap_future(self._writer.flush())
@@ -160,6 +186,7 @@ class CallStore:
 
     def close(self) -> None:
         """Write what is queued; whatever the database cannot take now stays in the spool for next time."""
+        self.heartbeat.stop()
         left = self._finalizer() or 0
         if left:
             log.warning("call records: %d records wait in %s for the database", left, self.backlog.path)

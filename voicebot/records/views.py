@@ -30,6 +30,7 @@ class CallSummary:
     transfer_target: str | None
     transfer_reason: str | None
     recording: str | None
+    instance: str | None  # the gateway process that took the call
 
     @property
     def duration_s(self) -> float | None:
