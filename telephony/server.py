@@ -208,6 +208,7 @@ def uvicorn_config(app: FastAPI, server: ServerConfig, log_level: str = "info") 
         host=server.host,
         port=server.port,
         log_level=log_level,
+        log_config=None,  # uvicorn's lines go through our handlers, which mask tokens and caller data
         ws_max_size=2 * server.max_message_bytes,
         ws_ping_interval=20.0,
         ws_ping_timeout=20.0,

@@ -68,7 +68,7 @@ class EchoBrain:
                 return BotReply(text="Goodbye.", actions=(Action("hangup", reason="caller said goodbye"),))
             return BotReply(text=f"You said: {event.text}")
         if isinstance(event, DTMFDigit):
-            return BotReply(text=f"You pressed {event.digit}.")
+            return BotReply(text=f"You pressed {event.digit}.", turn={"dtmf": True})
         if isinstance(event, BotStopped):
             self.heard.append((event.reply_id, event.interrupted, event.played_ms))
             return None

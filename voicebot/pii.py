@@ -8,7 +8,9 @@ logging setup cannot fail on it. The rules, decided once:
 - Order: emails first, then digit runs (cards, then phones), so a 16-digit card is never called a phone.
 - Emails: typed `x@y.z`, and spoken or mixed forms "x (dot|underscore|dash) y at z dot com" (also
   "dot co dot uk", "@" with spaces) become `[email]`. A spoken address needs its "dot <tld>"; a bare
-  "at" ("call me at five") is not an email.
+  "at" ("call me at five") is not an email. Whisper also swallows the "at" ("john.smithagmail.com"):
+  a name glued to a big mail provider's domain, and any dotted name right after "email (address) is",
+  are `[email]` too.
 - Digit runs: typed groups and spoken digit words (zero/oh/o/nought, one…nine, "double"/"triple"/"treble"
   X) are read into one run across spaces, dashes, dots and parentheses. Loose units (spoken words, single
   typed digits) also join across commas, sentence dots and "uh"/"um", since Whisper punctuates dictation
@@ -22,6 +24,10 @@ logging setup cannot fail on it. The rules, decided once:
   between ("457219 52210") read as one 11-digit phone.
 - Values of a known kind (`mask_value`) keep a hint: emails `j***@g***.com`, phones their last 2 digits,
   cards their last 4; a value too short to keep a hint is starred out completely.
+- Secrets are not personal data but leak the same way, in request lines a server logs: the value of a
+  credential query parameter (`?token=…`, `auth_token`, `password`, `signature`, …), of an
+  `Authorization`/`X-Twilio-Signature` header and a URL's password become `[secret]`, and so does any
+  value under a credential key in a mapping.
 """
 
 from __future__ import annotations
@@ -36,6 +42,7 @@ EMAIL = "[email]"
 CARD = "[card]"
 PHONE = "[phone]"
 NUMBER = "[number]"
+SECRET = "[secret]"
 UNLOGGABLE = "[unloggable message]"
 
 T = TypeVar("T")
@@ -50,6 +57,32 @@ _PARTS = rf"{_WORD}(?:{_JOIN}{_WORD}){{0,6}}"  # "john dot smith", "john.smith",
 _SPOKEN_EMAIL = re.compile(
     rf"\b{_PARTS}(?:\s*@\s*|\s+at\s+){_PARTS}(?:\.|\s+dot\s+)[a-z]{{2,6}}\b", re.IGNORECASE
 )
+# The "at" lost in transcription: glued to a well-known provider, or cued by the words before it. Matches
+# start only where a token does and are bounded, so hostile text costs linear time.
+_PROVIDERS = "gmail|googlemail|yahoo|ymail|hotmail|outlook|icloud|aol|protonmail|gmx"
+_GLUED_EMAIL = re.compile(
+    rf"(?<![\w.%+-])[\w.%+-]{{1,64}}?(?:{_PROVIDERS})\.[a-z]{{2,3}}(?:\.[a-z]{{2}})?(?![\w-])", re.IGNORECASE
+)
+_CUED_EMAIL = re.compile(
+    r"(\be-?mail(?:\s+address)?(?:\s+is|\s*:|\s+it's)?\s+)[\w.%+-]{1,64}\.[a-z]{2,6}(?![\w-])", re.IGNORECASE
+)
+
+# --- secrets -------------------------------------------------------------------------------------------
+
+_CREDENTIAL = r"(?:[a-z_]{0,24}token|password|passwd|secret|api_?key|signature)"  # bounded: linear time
+_SECRET_PARAM = re.compile(rf"(\b{_CREDENTIAL}=)[^&\s\"'<>]+", re.IGNORECASE)
+_SECRET_HEADER = re.compile(
+    r"(\b(?:authorization|x-twilio-signature)\s*[:=]\s*(?:(?:bearer|basic)\s+)?)[^\s,;\"'<>]+", re.IGNORECASE
+)
+_URL_PASSWORD = re.compile(r"(\b[a-z][a-z0-9+.-]{0,15}://[^/\s:@]{1,64}:)[^/\s@]{1,256}(?=@)", re.IGNORECASE)
+_SECRET_KEY = re.compile(rf"{_CREDENTIAL}|authorization", re.IGNORECASE)
+
+
+def _mask_secrets(text: str) -> str:
+    for pattern in (_SECRET_PARAM, _SECRET_HEADER, _URL_PASSWORD):
+        text = pattern.sub(rf"\g<1>{SECRET}", text)
+    return text
+
 
 # --- digit runs ----------------------------------------------------------------------------------------
 
@@ -176,13 +209,17 @@ _OWN_ID = re.compile(
 
 
 def mask_text(text: str) -> str:
-    """Masks card numbers, emails and phone numbers in free text (typed or spoken forms)."""
+    """Masks card numbers, emails and phone numbers in free text (typed or spoken forms), and secrets."""
+    if "=" in text or ":" in text:
+        text = _mask_secrets(text)  # first: a token may be 32 hex digits, which the next step keeps
     ids = _OWN_ID.findall(text)
     if ids:
         text = _OWN_ID.sub("\x00", text)
     if "@" in text:
         text = _TYPED_EMAIL.sub(EMAIL, text)
     text = _SPOKEN_EMAIL.sub(EMAIL, text)
+    text = _GLUED_EMAIL.sub(EMAIL, text)
+    text = _CUED_EMAIL.sub(rf"\g<1>{EMAIL}", text)
     text = _mask_numbers(text) if _ANY_DIGIT.search(text) else text
     for own in ids:
         text = text.replace("\x00", own, 1)
@@ -250,6 +287,8 @@ def mask_value(kind: str, value: str | None) -> str | None:
 
 def _mask_any(kind: str | None, value: Any) -> Any:
     """Mask one value of a mapping: strings (and ints under a PII key) masked, containers walked."""
+    if kind == "secret" and value not in (None, ""):
+        return SECRET
     if isinstance(value, str):
         return mask_value(kind, value) if kind else mask_text(value)
     if kind and isinstance(value, int) and not isinstance(value, bool):
@@ -267,15 +306,26 @@ def mask_mapping(data: Mapping[str, Any]) -> dict[str, Any]:
     """Recursively masks str values (dict/list/tuple nested).
 
     A value under a key naming a PII kind (email, phone, card_number, card, or a name ending in `_<kind>`)
-    is masked with `mask_value`, everything else with `mask_text`; non-string values are kept.
+    is masked with `mask_value`, everything else with `mask_text`; non-string values are kept. Any value
+    under a credential key ("token", "twilio_auth_token", "password", "authorization") is `[secret]`.
     """
-    return {key: _mask_any(pii_kind(key), value) for key, value in data.items()}
+    return {key: _mask_any(_kind_of(key), value) for key, value in data.items()}
+
+
+def _kind_of(key: object) -> str | None:
+    """`pii_kind`, or "secret" for a credential key."""
+    if isinstance(key, str) and _SECRET_KEY.fullmatch(key):
+        return "secret"
+    return pii_kind(key)
 
 
 # --- logging -------------------------------------------------------------------------------------------
 
 _RECORD_FIELDS = frozenset(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {"message", "asctime"}
 _TRACEBACKS = logging.Formatter()
+# Piper's DEBUG line "text=…, phonemes=[[…]]": the text is masked like any other, but the phonemes spell the
+# same words out in IPA ("f ˈ ɔ ː ɹ  f ˈ a ɪ v" is "four five"), which no rule here can read.
+_PHONEMES = re.compile(r"(\bphonemes=)\[.*", re.DOTALL)
 
 
 def _safe(fn: Callable[..., T], *args: Any) -> T | str:
@@ -290,7 +340,7 @@ class PIIFilter(logging.Filter):
     """Masks the formatted message, the traceback and `extra=` attributes of every record it sees."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        record.msg = _safe(lambda: mask_text(record.getMessage()))
+        record.msg = _safe(lambda: _PHONEMES.sub(r"\g<1>[omitted]", mask_text(record.getMessage())))
         record.args = None
         if (exc := record.exc_info) and not record.exc_text:
             # Exception messages often quote the input; format the traceback now so it can be masked.
@@ -299,7 +349,7 @@ class PIIFilter(logging.Filter):
             record.stack_info = _safe(mask_text, record.stack_info)
         for key, value in list(vars(record).items()):
             if key not in _RECORD_FIELDS:
-                setattr(record, key, _safe(_mask_any, pii_kind(key), value))
+                setattr(record, key, _safe(_mask_any, _kind_of(key), value))
         return True
 
 

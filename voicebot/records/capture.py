@@ -85,9 +85,17 @@ def start_op(call_id: str, protocol: str, meta: Mapping[str, Any], instance: str
             "caller": caller_of(meta), "instance": instance}  # fmt: skip
 
 
+_DIGITS = re.compile(r"\d+")
+
+
 def turn_op(call_id: str, index: int, record: Mapping[str, Any]) -> Op:
-    """One TurnDone record; the whole record is masked first, then split into columns."""
+    """One TurnDone record; the whole record is masked first, then split into columns.
+
+    A keypad turn's reply keeps no digits: keys can be a PIN or a card number typed one by one, and a bot
+    that echoes each key ("You pressed 4.") would otherwise store the number across turns."""
     masked: Op = plain(mask_mapping(record))
+    if record.get("dtmf") and isinstance(masked.get("reply"), str):
+        masked["reply"] = _DIGITS.sub("[key]", masked["reply"])
     fields: dict[str, Any] = {}
     for key, column in _TEXT.items():
         fields[column] = _text(masked.pop(key, None))
