@@ -9,19 +9,26 @@ way, so the dialogue never needs to know which it is talking to:
 * a *back-end* failure (it raised, hung, was unreachable, answered nonsense, or the action does not exist)
   is `ActionFailed`: there is nothing sensible to tell the caller, so the dialogue apologises and transfers.
 
-Every call runs in a worker thread under a timeout, because a blocking database or HTTP call must never
+Every call runs in a thread of its own under a timeout, because a blocking database or HTTP call must never
 stall the audio loop. Python cannot kill a thread: after a timeout the call is abandoned, not stopped, and
 goes on in its thread until it returns by itself (webhooks get the same timeout on their socket, so theirs
 do end). Actions must therefore be safe to finish late, e.g. by doing their writes in one transaction.
+Those threads are not the event loop's default executor: a back end that hangs would otherwise fill it, and
+every call's NLU parses and the call recordings, which run there too, would wait behind it for ever. They are
+daemon threads (a hung one cannot hold up the process's exit) and at most `MAX_RUNNING` run at once in the
+process; with that many still stuck, further calls fail at once as `ActionFailed` (the back end is down).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import contextvars
 import hashlib
 import importlib.util
 import json
 import sys
+import threading
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Mapping
@@ -31,6 +38,9 @@ from pathlib import Path
 from typing import Any
 
 from voicebot.domain.yamlfile import DomainError
+
+MAX_RUNNING = 32  # back-end calls running at once in the process, abandoned (timed-out) ones included
+_running = threading.BoundedSemaphore(MAX_RUNNING)
 
 
 @dataclass(frozen=True)
@@ -107,7 +117,7 @@ class Actions:
         entry = self._entries.get(name)
         if entry is None:
             raise ActionFailed(name, "unknown action")
-        work = asyncio.to_thread(_guarded, name, entry.run, dict(slots), call_id)
+        work = _in_thread(name, partial(_guarded, name, entry.run, dict(slots), call_id))
         try:
             return await asyncio.wait_for(work, entry.timeout_s)
         except TimeoutError:
@@ -120,6 +130,42 @@ class Actions:
         if name in self._entries:
             raise ValueError(f"action {name!r} is already registered")
         self._entries[name] = entry
+
+
+def _in_thread(name: str, work: Callable[[], ActionResult]) -> asyncio.Future[ActionResult]:
+    """Start `work` in a daemon thread of its own (the caller's context goes along, so its log lines keep
+    the call's id); the future gets its result. `ActionFailed` at once when `MAX_RUNNING` are running."""
+    if not _running.acquire(blocking=False):
+        raise ActionFailed(name, f"back end busy: {MAX_RUNNING} earlier calls are still running")
+    loop = asyncio.get_running_loop()
+    future: asyncio.Future[ActionResult] = loop.create_future()
+    context = contextvars.copy_context()
+
+    def deliver(outcome: ActionResult | BaseException) -> None:
+        if future.done():  # timed out meanwhile: the result is dropped
+            return
+        if isinstance(outcome, BaseException):
+            future.set_exception(outcome)
+        else:
+            future.set_result(outcome)
+
+    def run() -> None:
+        outcome: ActionResult | BaseException
+        try:
+            outcome = context.run(work)
+        except BaseException as exc:
+            outcome = exc
+        finally:
+            _running.release()
+        with contextlib.suppress(RuntimeError):  # the loop is closed: nobody waits any more
+            loop.call_soon_threadsafe(deliver, outcome)
+
+    try:
+        threading.Thread(target=run, name=f"action-{name}", daemon=True).start()
+    except BaseException:
+        _running.release()
+        raise
+    return future
 
 
 def _guarded(name: str, run: _Runner, slots: Mapping[str, Any], call_id: str) -> ActionResult:
