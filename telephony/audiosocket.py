@@ -39,6 +39,8 @@ KINDS = {KIND_HANGUP: "hang-up", KIND_UUID: "UUID", KIND_DTMF: "DTMF", KIND_ERRO
     kind: f"audio {rate} Hz" for kind, rate in AUDIO_RATES.items()
 }
 ERRORS = {0x00: "none", 0x01: "hangup", 0x02: "frame forwarding", 0x04: "memory"}
+MAX_QUEUED = 500  # frames (10 s) of bot audio waiting for the pacer; beyond that the peer is not reading
+WRITE_TIMEOUT_S = 5.0  # a socket that takes no data for this long is a dead peer
 
 
 class FrameError(Exception):
@@ -94,9 +96,13 @@ class AudioSocketTransport:
     # --- bot → caller -------------------------------------------------------------------------------
 
     async def send_audio(self, frame: BotAudio) -> None:
-        if not self.gone:
-            self._idle.clear()
-            self._queue.put_nowait(encode(KIND_AUDIO, frame.pcm.astype("<i2").tobytes()))
+        if self.gone:
+            return
+        if self._queue.qsize() >= MAX_QUEUED:  # the pacer is stuck on a peer that stopped reading
+            self.stats["dropped_unread"] = self.stats.get("dropped_unread", 0) + 1
+            return
+        self._idle.clear()
+        self._queue.put_nowait(encode(KIND_AUDIO, frame.pcm.astype("<i2").tobytes()))
 
     async def clear(self) -> None:
         """Barge-in: whatever is queued is never sent."""
@@ -130,9 +136,9 @@ class AudioSocketTransport:
             return
         try:
             self.writer.write(data)
-            await self.writer.drain()
-        except (ConnectionError, OSError) as exc:
-            log.debug("audiosocket write failed, caller gone: %s", exc)
+            await asyncio.wait_for(self.writer.drain(), WRITE_TIMEOUT_S)
+        except (ConnectionError, OSError, TimeoutError) as exc:
+            log.debug("audiosocket write failed, caller gone: %r", exc)
             self.gone = True
 
     async def on_event(self, frame: Frame) -> None:

@@ -326,6 +326,9 @@ class Call:
                     self._stop_reason, "server", code=1001
                 )
                 await self._wind_down(ending.reason, events)
+        except asyncio.CancelledError:  # the server is going down without a drain (a second Ctrl-C)
+            ending = Ending("call cancelled: server stopping", "server", code=1001)
+            raise
         except Exception:
             log.exception("%s call %s failed", self.transport.protocol, self.id)
         finally:

@@ -219,3 +219,21 @@ async def test_bad_input_ends_the_call_cleanly(services: Services, caplog: pytes
             "caller hung up",
         ]
     )
+
+
+async def test_a_call_cancelled_without_a_drain_is_recorded_as_such(services: Services) -> None:
+    """A second Ctrl-C cancels running calls instead of draining them: their records still say why."""
+    recorder = Recorder()
+    async with running_gateway(config(), no_greeting(services), observers=[recorder]) as gw:
+        assert gw.audiosocket_port
+        peer = await AsteriskPeer.dial(gw.audiosocket_port)
+        peer.answer()
+        async with asyncio.timeout(10):
+            while not gw.hub.calls:
+                await asyncio.sleep(0.02)
+        handlers = [t for t in asyncio.all_tasks() if "_connection" in repr(t.get_coro())]
+        assert len(handlers) == 1
+        handlers[0].cancel()
+        await recorder.ended()
+        await peer.closed()
+    assert list(recorder.ends.values()) == ["call cancelled: server stopping"]

@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from tests.faultenv import frozen
 from tests.pg import PostgresCluster, free_port
 from tests.recordkit import (  # noqa: F401  (fixtures)
     CARD,
@@ -181,6 +182,29 @@ async def test_observers_never_wait_for_a_hung_database(
         assert time.perf_counter() - started < 0.5  # the writer thread waits, the call does not
         assert await store.flush() == 6  # each flush waits out one connect timeout, in the writer thread
     store.close()  # the port is closed now: refused at once
+
+
+async def test_closing_while_the_database_hangs_spools_what_waits(
+    postgres: PostgresCluster, make_store: Callable[..., CallStore], tmp_path: Path
+) -> None:
+    """A frozen server (SIGSTOP: its sockets stay open, nothing answers) holds the writer inside a query;
+    stopping the gateway then must not drop the records queued behind it."""
+    url = postgres.new_database()
+    store = make_store(url, spool=tmp_path / "hung.jsonl")
+    await full_call(store, "before")
+    assert await store.flush() == 0
+    with frozen(postgres):
+        await full_call(store, "during")
+        await asyncio.sleep(0.3)  # the writer is inside its first write now, and stuck
+        kept = await asyncio.to_thread(store._writer.close, 2.0)
+        assert kept >= 5  # the rest of the call is in the spool, on disk
+    thread = store._writer._thread
+    if thread is not None:
+        thread.join(30)  # thawed: the stuck write finishes
+    later = make_store(url, spool=tmp_path / "hung.jsonl")
+    assert await later.flush() == 0
+    during = later.get_call("during")
+    assert during is not None and len(during.turns) == 3 and during.call.end_reason == "transferred"
 
 
 @pytest.mark.parametrize("writable", [True, False])

@@ -74,7 +74,10 @@ def make_engine(url: URL) -> Engine:
         engine = create_engine(url, hide_parameters=True, connect_args={"timeout": 5})
         event.listen(engine, "connect", _sqlite_pragmas)
         return engine
-    connect_args = {"connect_timeout": CONNECT_TIMEOUT_S} if url.get_backend_name() == "postgresql" else {}
+    connect_args: dict[str, int] = {}
+    if url.get_backend_name() == "postgresql":  # a dead peer or a cut network ends a query, not the writer
+        connect_args = {"connect_timeout": CONNECT_TIMEOUT_S, "keepalives": 1, "keepalives_idle": 10}
+        connect_args |= {"keepalives_interval": 5, "keepalives_count": 3, "tcp_user_timeout": 30_000}
     return create_engine(
         url, pool_pre_ping=True, pool_size=2, max_overflow=4, hide_parameters=True, connect_args=connect_args
     )

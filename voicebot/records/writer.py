@@ -72,9 +72,22 @@ class Writer:
         if thread is not None and thread.is_alive():
             self._queue.put(("stop", None))
             thread.join(timeout)
-            if thread.is_alive():
-                log.error("call records: writer still busy after %.0f s; queued records may be lost", timeout)
+            if thread.is_alive():  # stuck in a query (a frozen database): what waits goes to the spool
+                spooled = self._spool_queued()
+                log.error("call records: writer stuck after %.0f s; %d records spooled", timeout, spooled)
         return len(self.backlog)
+
+    def _spool_queued(self) -> int:
+        count = 0
+        while True:
+            try:
+                item = self._queue.get_nowait()
+            except queue.Empty:
+                self._queue.put(("stop", None))  # should the query ever return, the thread still ends
+                return count
+            if item[0] == "op":
+                self.backlog.add(item[1])
+                count += 1
 
     # --- the thread ------------------------------------------------------------------------------------
 
