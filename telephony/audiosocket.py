@@ -136,7 +136,10 @@ class AudioSocketTransport:
             return
         try:
             self.writer.write(data)
-            await asyncio.wait_for(self.writer.drain(), WRITE_TIMEOUT_S)
+            # asyncio.timeout, not wait_for: on 3.11 wait_for swallows a cancel that lands just as the
+            # drain completes, so `finish` would wait forever for the cancelled pacer (fuzzing found it)
+            async with asyncio.timeout(WRITE_TIMEOUT_S):
+                await self.writer.drain()
         except (ConnectionError, OSError, TimeoutError) as exc:
             log.debug("audiosocket write failed, caller gone: %r", exc)
             self.gone = True

@@ -116,20 +116,22 @@ class BrowserTransport:
         await self.line.close(ending.code, ending.reason)
 
 
-def rate_refusal(rate: int, frame_ms: int) -> Refusal | None:
+def rate_refusal(text: str, frame_ms: int) -> Refusal | None:
     """None for a rate the pipeline can speak at: 8-48 kHz and a whole number of samples per frame (at
     11025 Hz a 20 ms frame is 220.5 samples, so every reply would fail)."""
     step = 1000 // math.gcd(1000, frame_ms)
+    rate = int(text) if text.isascii() and text.isdigit() and len(text) <= 6 else -1
     if rate in RATES and rate % step == 0:
         return None
-    return Refusal(1003, f"unsupported rate {rate}: use 8000-48000, a multiple of {step}")
+    return Refusal(1003, f"unsupported rate {text[:20]!r}: use 8000-48000, a multiple of {step}")
 
 
-async def browser_call(ws: WebSocket, hub: CallHub, rate: int, token: str | None) -> None:
-    """Admit and run one `/ws` call."""
+async def browser_call(ws: WebSocket, hub: CallHub, rate_text: str, token: str | None) -> None:
+    """Admit and run one `/ws` call. The rate comes as text: a bad one gets a close reason, not a bare 403
+    from the framework."""
     await ws.accept()  # accept first, so the client gets the close code and reason, not a bare 403
     frame_ms = hub.services.config.pipeline.frame_ms if hub.services else 20
-    bad_rate = rate_refusal(rate, frame_ms)
+    bad_rate = rate_refusal(rate_text, frame_ms)
     source = ws.client.host if ws.client else None  # the real client behind a proxy: X-Forwarded-For
     refusal = hub.refusal(token, extra=bad_rate, source=source)
     if refusal is not None:
@@ -137,4 +139,5 @@ async def browser_call(ws: WebSocket, hub: CallHub, rate: int, token: str | None
         await ws.close(code=refusal.code, reason=refusal.reason)
         return
     transport = BrowserTransport(ws, hub.config.max_message_bytes)
+    rate = int(rate_text)
     await hub.open(transport, rate, {"rate": rate}, source).run()

@@ -145,7 +145,7 @@ def create_app(
         return Response(metrics.exposition(), media_type=CONTENT_TYPE)
 
     @app.websocket("/ws")
-    async def ws_call(ws: WebSocket, rate: int = 16_000, token: str | None = None) -> None:
+    async def ws_call(ws: WebSocket, rate: str = "16000", token: str | None = None) -> None:
         await browser_call(ws, hub, rate, token)
 
     @app.api_route("/twilio/voice", methods=["GET", "POST"])

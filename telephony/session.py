@@ -187,7 +187,8 @@ class CallHub:
         self, token: str | None, check_token: bool, extra: Refusal | None, source: str | None
     ) -> Refusal | None:
         expected = self.config.token
-        if check_token and expected and not hmac.compare_digest((token or "").encode(), expected.encode()):
+        given = (token or "").encode(errors="replace")  # a caller's JSON escapes can make lone surrogates
+        if check_token and expected and not hmac.compare_digest(given, expected.encode()):
             return Refusal(1008, "missing or wrong token")
         if extra is not None:
             return extra

@@ -66,6 +66,8 @@ def parse(message: str | bytes, limit: int) -> dict[str, Any]:
         data = json.loads(message)
     except ValueError:
         raise WireError("malformed JSON", 1007) from None
+    except RecursionError:  # nested deeper than the decoder's recursion limit: `[[[[…` fits in 4 KiB
+        raise WireError("malformed JSON: nested too deeply", 1007) from None
     if not isinstance(data, dict) or not isinstance(data.get("event"), str):
         raise WireError("not a Media Streams message (no event)", 1007)
     return data
@@ -78,6 +80,8 @@ def parse_start(data: dict[str, Any]) -> StreamStart:
     sid = data.get("streamSid") or start.get("streamSid")
     if not isinstance(sid, str) or not sid:
         raise WireError("'start' without a streamSid", 1007)
+    if _text(sid) != sid:  # every message we send names it: it must be valid Unicode
+        raise WireError("'start' with a streamSid that is not valid Unicode", 1007)
     media = start.get("mediaFormat")
     keys = ("encoding", "sampleRate", "channels")
     fmt = [media.get(key) for key in keys] if isinstance(media, dict) else []
@@ -86,10 +90,16 @@ def parse_start(data: dict[str, Any]) -> StreamStart:
     params = start.get("customParameters") or {}
     return StreamStart(
         stream_sid=sid,
-        call_sid=str(start.get("callSid", "")),
-        account_sid=str(start.get("accountSid", "")),
-        parameters={str(k): str(v) for k, v in params.items()} if isinstance(params, dict) else {},
+        call_sid=_text(start.get("callSid", "")),
+        account_sid=_text(start.get("accountSid", "")),
+        parameters={_text(k): _text(v) for k, v in params.items()} if isinstance(params, dict) else {},
     )
+
+
+def _text(value: Any) -> str:
+    """`value` as a string that encodes to UTF-8: JSON's `\\ud800` escapes decode to lone surrogates,
+    which the token check, the call records and the transfer hook cannot encode."""
+    return str(value).encode("utf-8", "replace").decode("utf-8")
 
 
 async def await_start(line: WebSocketLine, limit: int) -> StreamStart:
@@ -109,7 +119,7 @@ def _int(value: Any) -> int | None:
         return None
     try:
         return int(value)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):  # OverflowError: JSON's Infinity
         return None
 
 

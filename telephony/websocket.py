@@ -17,8 +17,9 @@ MAX_REASON_BYTES = 123
 
 
 def close_reason(text: str) -> str:
-    """`text` cut to fit a close frame, never splitting a UTF-8 character."""
-    return text.encode()[:MAX_REASON_BYTES].decode(errors="ignore")
+    """`text` cut to fit a close frame, never splitting a UTF-8 character; characters UTF-8 cannot carry
+    (lone surrogates from a caller's JSON escapes) become '?' instead of failing the close."""
+    return text.encode(errors="replace")[:MAX_REASON_BYTES].decode(errors="ignore")
 
 
 class WebSocketLine:

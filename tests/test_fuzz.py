@@ -1,0 +1,141 @@
+"""Fuzzing the gateway's inbound parsers: the fast part of scripts/fuzz_gateway.py, in `make test`.
+
+Property tests call the parsers directly with Hypothesis-drawn input (thousands of cases in a second or two);
+the live test plays a few hundred malformed calls per protocol against the real gateway on loopback, with
+good calls alongside, and checks what docs/reliability.md reports at 10,000 per protocol: no crash, no
+unhandled exception in the log, every bad call closed with a reason, nothing leaked, every call recorded.
+All draws are derandomized, so a failure reproduces.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+import websockets
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from telephony.audiosocket import FrameError, read_frame
+from telephony.twilio import WireError, _int, parse, parse_start
+from telephony.websocket import MAX_REASON_BYTES, close_reason
+from tests.fuzz_campaign import fuzz_config, quiet, run_campaign
+from tests.fuzzing import (
+    JSON,
+    LIMIT,
+    SCALAR,
+    STRATEGIES,
+    TEXT,
+    TOKEN,
+    Case,
+    audiosocket_case,
+    generate,
+    raw_garbage,
+    start_message,
+    twilio_message,
+)
+from tests.test_gateway import running_gateway
+from voicebot.pipeline import Services
+
+PER_PROTOCOL = 250
+FAST = settings(
+    max_examples=1000, derandomize=True, deadline=None, suppress_health_check=[HealthCheck.too_slow]
+)
+
+
+# --- the parsers, called directly ------------------------------------------------------------------------
+
+
+@FAST
+@given(twilio_message() | raw_garbage() | JSON.map(json.dumps))
+def test_twilio_parse_only_raises_wire_errors(message: str | bytes) -> None:
+    try:
+        data = parse(message, LIMIT)
+    except WireError as exc:
+        assert exc.reason and 1000 <= exc.code <= 1015
+        return
+    assert isinstance(data["event"], str)
+    for key in ("sequenceNumber", "timestamp"):
+        assert _int(data.get(key)) is None or isinstance(_int(data.get(key)), int)
+    if data["event"] == "start":
+        try:
+            start = parse_start(data)
+        except WireError:
+            return
+        fields = [start.stream_sid, start.call_sid, start.account_sid, *start.parameters.items()]
+        json.dumps(fields, ensure_ascii=False).encode()  # all of it can go back out on the wire
+
+
+@FAST
+@given(st.builds(start_message, sid=TEXT, token=SCALAR | JSON), TEXT, SCALAR | JSON)
+def test_twilio_start_fields_can_go_back_out(start: dict[str, Any], key: str, value: object) -> None:
+    """What a `start` carries goes into the token check, call records, the transfer hook and every message
+    sent back: it must be valid Unicode, whatever JSON escapes the caller used."""
+    start["start"]["customParameters"][key] = start["start"]["callSid"] = value
+    try:
+        parsed = parse_start(parse(json.dumps(start), LIMIT))
+    except WireError:
+        return
+    fields = [parsed.stream_sid, parsed.call_sid, parsed.account_sid, *parsed.parameters.items()]
+    json.dumps(fields, ensure_ascii=False).encode()
+
+
+@FAST
+@given(SCALAR | JSON)
+def test_twilio_counters_are_int_or_none(value: object) -> None:
+    assert _int(value) is None or isinstance(_int(value), int)
+
+
+@FAST
+@given(st.text(st.characters(exclude_categories=())))
+def test_close_reasons_always_fit_a_close_frame(text: str) -> None:
+    reason = close_reason(text)
+    assert len(reason.encode()) <= MAX_REASON_BYTES
+
+
+@settings(max_examples=500, derandomize=True, deadline=None)
+@given(audiosocket_case())
+def test_audiosocket_frames_only_raise_frame_errors(case: Case) -> None:
+    stream = b"".join(m if isinstance(m, bytes) else m.encode() for m in case.messages)
+
+    async def read_all() -> None:
+        reader = asyncio.StreamReader()
+        reader.feed_data(stream)
+        reader.feed_eof()
+        while True:
+            try:
+                kind, payload = await read_frame(reader, LIMIT)
+            except (FrameError, asyncio.IncompleteReadError):
+                return
+            assert len(payload) <= LIMIT and 0 <= kind <= 0xFF
+
+    asyncio.run(read_all())
+
+
+# --- the live server -------------------------------------------------------------------------------------
+
+
+async def test_live_fuzz_every_protocol(services: Services, tmp_path: Path) -> None:
+    """A few hundred malformed calls per protocol, 8 at a time, good calls alongside: every rule holds."""
+    cases = [case for strategy in STRATEGIES.values() for case in generate(strategy(), PER_PROTOCOL)]
+    result = await run_campaign(services, cases, tmp_path, concurrency=8)
+    assert result.failures() == []
+    assert {p: t.inputs for p, t in result.protocols.items()} == dict.fromkeys(STRATEGIES, PER_PROTOCOL)
+    assert all(result.good[f"{p} ok"] >= 1 for p in STRATEGIES)  # a good call of each kind completed
+    assert result.health_checks >= 1 and result.errors == [] and result.calls_left == 0
+    assert result.leaks == {"fds": 0, "sockets": 0, "tasks": 0}
+    assert all(result.admitted[p] == result.stored[p] > 0 for p in STRATEGIES)
+    closes = {p: " | ".join(t.closes) for p, t in result.protocols.items()}
+    assert "protocol error" in closes["twilio"] and "protocol error" in closes["audiosocket"]  # got in
+    assert "caller hung up" in closes["twilio"] and "caller hung up" in closes["browser"]  # tolerated
+
+
+async def test_browser_rate_that_is_not_a_number_gets_a_reason(services: Services) -> None:
+    async with running_gateway(fuzz_config(1), quiet(services)) as gw:
+        async with websockets.connect(f"ws://{gw.http}/ws?rate=abc&token={TOKEN}") as ws:
+            with pytest.raises(websockets.ConnectionClosed):
+                await ws.recv()
+        assert ws.close_code == 1003 and ws.close_reason
