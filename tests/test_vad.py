@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from tests.conftest import RATE, silence
-from voicebot.audio import resample
+from voicebot.audio import Upsampler, resample, ulaw_decode, ulaw_encode
 from voicebot.config import VADConfig
 from voicebot.frames import PCM, Frame, SpeechAudio, SpeechEnded, SpeechStarted
 from voicebot.pipeline import Services
@@ -86,3 +86,25 @@ def test_odd_chunk_sizes_give_the_same_events(services: Services, speech: dict[s
     a = [f.t for f in run(services, pcm, chunk=320) if isinstance(f, SpeechStarted | SpeechEnded)]
     b = [f.t for f in run(services, pcm, chunk=777) if isinstance(f, SpeechStarted | SpeechEnded)]
     assert a == b
+
+
+def test_a_short_answer_after_a_long_silence_is_heard(services: Services) -> None:
+    """A caller's "Yes." after the bot's question: seconds of digital silence since the caller's last
+    utterance. Silero's recurrent state drifts over such silence, and a short word then stayed under
+    `min_speech_ms` in about half of the frame alignments (callers' confirmations went unheard)."""
+
+    def phone(text: str) -> PCM:  # 8 kHz μ-law, as a phone line delivers it, cut to the speech
+        pcm = ulaw_decode(ulaw_encode(services.tts.synthesize_at(text, 8000)))
+        loud = np.flatnonzero(np.abs(pcm.astype(np.int32)) > 300)
+        return pcm[loud[0] : loud[-1] + 1]
+
+    first, yes = phone("I want a refund for order nine three two zero one seven."), phone("Yes.")
+    missed = []
+    for gap_ms in range(5400, 6000, 20):  # 30 alignments of the answer against the 32 ms VAD windows
+        line = np.concatenate(
+            [silence(1.0, 8000), first, silence(gap_ms / 1000, 8000), yes, silence(1.0, 8000)]
+        )
+        ends = [f for f in run(services, Upsampler(8000, RATE).process(line)) if isinstance(f, SpeechEnded)]
+        if len(ends) < 2:
+            missed.append(gap_ms)
+    assert missed == []

@@ -28,6 +28,11 @@ class VADConfig(_Section):
         0.35, ge=0.0, le=1.0, description="probability below which a frame is silence"
     )
     min_speech_ms: int = Field(160, ge=0, description="speech needed before speech-start fires")
+    short_speech_ms: int = Field(
+        128,
+        ge=32,
+        description="a short word (speech ending before min_speech_ms) counts from this long; no barge-in",
+    )
     end_silence_ms: int = Field(500, ge=32, description="trailing silence that ends an utterance")
     turn_end_silence_ms: int = Field(
         250,

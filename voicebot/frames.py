@@ -30,10 +30,12 @@ class AudioIn(Frame):
 
 @dataclass(frozen=True)
 class SpeechStarted(Frame):
-    """The caller started talking at `t`; `audio` holds the pre-roll and onset already heard (16 kHz)."""
+    """The caller started talking at `t`; `audio` holds the pre-roll and onset already heard (16 kHz).
+    `barge_in`: long enough to cut the bot off (a short word that is already over is not)."""
 
     t: float
     audio: PCM
+    barge_in: bool = True
 
 
 @dataclass(frozen=True)

@@ -124,6 +124,9 @@ class Endpointer:
             self._onset.append(window)
             self._onset_ms += WINDOW_MS
         elif p < cfg.end_threshold:
+            if self._onset and self._onset_ms >= cfg.short_speech_ms:  # a short word, now over: "Yes."
+                self._onset.append(window)
+                return self._start(barge_in=False, silence_ms=WINDOW_MS)
             self._preroll.extend(self._onset)
             self._preroll.append(window)
             self._onset, self._onset_ms = [], 0.0
@@ -135,13 +138,18 @@ class Endpointer:
             return []
         if not self._onset or self._onset_ms < max(cfg.min_speech_ms, WINDOW_MS):
             return []
+        return self._start(barge_in=True, silence_ms=0.0)
+
+    def _start(self, barge_in: bool, silence_ms: float) -> list[Frame]:
+        """An utterance begins with the onset heard so far; a short word that is already over starts one
+        too, but does not cut the bot off (a cough is as short)."""
         self._in_speech = True
         self._utterance = [*self._preroll, *self._onset]
         self._start_t = self.time - len(self._onset) * WINDOW / RATE
-        self._speech_ms, self._silence_ms = self._onset_ms, 0.0
+        self._speech_ms, self._silence_ms = self._onset_ms, silence_ms
         self._preroll.clear()
         self._onset, self._onset_ms = [], 0.0
-        return [SpeechStarted(t=self._start_t, audio=np.concatenate(self._utterance))]
+        return [SpeechStarted(t=self._start_t, audio=np.concatenate(self._utterance), barge_in=barge_in)]
 
     def _end(self, forced: bool) -> SpeechEnded:
         keep_tail = min(self._silence_ms, 250.0)  # trailing silence beyond this only costs decode time
@@ -154,4 +162,8 @@ class Endpointer:
         )
         self._in_speech = False
         self._utterance, self._speech_ms, self._silence_ms = [], 0.0, 0.0
+        # Silero's recurrent state drifts over the seconds of (often digitally) silent line that follow a
+        # turn while the bot talks; from that state a short "Yes." stayed under `min_speech_ms` in about
+        # half the frame alignments. Each wait for the caller starts from a fresh state instead.
+        self.state = VADState()
         return frame

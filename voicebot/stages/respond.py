@@ -151,7 +151,8 @@ class SpeakStage(Stage):
         if isinstance(frame, BotReply):
             self.work.submit(lambda: self._play(frame))
         elif isinstance(frame, SpeechStarted):
-            await self._barge_in()
+            if frame.barge_in:
+                await self._barge_in()
             await self.publish(frame)
         elif isinstance(frame, HangUp):
             await self._interrupt()
