@@ -42,8 +42,10 @@ def config() -> VoicebotConfig:
 
 
 async def scrape(host: str) -> tuple[str, Samples]:
-    """GET /metrics: its content type and every sample, keyed by (name, sorted labels)."""
-    with await asyncio.to_thread(urllib.request.urlopen, f"http://{host}/metrics", timeout=10) as reply:
+    """GET /metrics (with the gateway token, as Prometheus sends it): its content type and every sample,
+    keyed by (name, sorted labels)."""
+    request = urllib.request.Request(f"http://{host}/metrics", headers={"Authorization": "Bearer s3cret"})
+    with await asyncio.to_thread(urllib.request.urlopen, request, timeout=10) as reply:
         content_type, text = reply.headers["Content-Type"], reply.read().decode()
     samples = {
         (s.name, tuple(sorted(s.labels.items()))): s.value

@@ -166,10 +166,10 @@ class Upsampler:
         return np.clip(np.rint(out), -32768, 32767).astype(np.int16)
 
 
-def live_resampler(src_rate: int, dst_rate: int) -> Upsampler | StreamResampler:
-    """The lowest-delay resampler for a live stream: the short filter for whole-factor upsampling
-    (telephony into the 16 kHz models), soxr otherwise."""
-    if dst_rate > src_rate and dst_rate % src_rate == 0:
+def live_resampler(src_rate: int, dst_rate: int, low_delay: bool = False) -> Upsampler | StreamResampler:
+    """The resampler for a live stream: with `low_delay`, the short filter for whole-factor upsampling
+    (telephony into the 16 kHz models); soxr otherwise."""
+    if low_delay and dst_rate > src_rate and dst_rate % src_rate == 0:
         return Upsampler(src_rate, dst_rate)
     return StreamResampler(src_rate, dst_rate)
 

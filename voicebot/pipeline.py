@@ -67,7 +67,10 @@ class CallPipeline:
         self.brain = brain
         self.channel_rate = channel_rate or cfg.pipeline.channel_rate
         self.events: asyncio.Queue[Frame] = asyncio.Queue()
-        self._resampler = live_resampler(self.channel_rate, RATE) if self.channel_rate != RATE else None
+        low_delay = cfg.pipeline.low_delay_upsampling
+        self._resampler = (
+            live_resampler(self.channel_rate, RATE, low_delay) if self.channel_rate != RATE else None
+        )
         self._audio_t = 0.0
         self.vad = VADStage(Endpointer(services.vad, cfg.vad))
         self.asr = ASRStage(services.asr, cfg.asr, services.executor, cfg.vad, live=paced, partials=partials)

@@ -24,6 +24,8 @@ RATE = 16_000
 WINDOW = 512  # samples per Silero step at 16 kHz (32 ms)
 CONTEXT = 64  # samples of the previous window the v5/v6 model expects in front
 WINDOW_MS = WINDOW * 1000 / RATE
+SETTLE_WINDOWS = 16  # silence a fresh VAD state hears before it waits for the next utterance (512 ms)
+RESET_AFTER_MS = 2_000  # silence after an utterance before the VAD state starts over
 
 
 @dataclass
@@ -71,6 +73,7 @@ class Endpointer:
         self._speech_ms = 0.0
         self._silence_ms = 0.0
         self._start_t = 0.0
+        self._quiet_ms: float | None = None  # silence since the last utterance, until the state reset
         self.last_probability = 0.0
 
     @property
@@ -120,6 +123,10 @@ class Endpointer:
 
     def _step_idle(self, window: PCM, p: float) -> list[Frame]:
         cfg = self.config
+        if self._quiet_ms is not None and p < cfg.end_threshold and not self._onset:
+            self._quiet_ms += WINDOW_MS
+            if self._quiet_ms >= RESET_AFTER_MS:
+                self.state, self._quiet_ms = self._settled_state(), None
         if p >= cfg.start_threshold:
             self._onset.append(window)
             self._onset_ms += WINDOW_MS
@@ -162,8 +169,18 @@ class Endpointer:
         )
         self._in_speech = False
         self._utterance, self._speech_ms, self._silence_ms = [], 0.0, 0.0
-        # Silero's recurrent state drifts over the seconds of (often digitally) silent line that follow a
-        # turn while the bot talks; from that state a short "Yes." stayed under `min_speech_ms` in about
-        # half the frame alignments. Each wait for the caller starts from a fresh state instead.
-        self.state = VADState()
+        self._quiet_ms = 0.0  # counts up to the state reset while the caller is silent
         return frame
+
+    def _settled_state(self) -> VADState:
+        """A fresh state that has heard half a second of silence.
+
+        The state an utterance leaves behind made a short "Yes." said seconds later (after the bot's
+        question) stay under `min_speech_ms` in about half the frame alignments, so after `RESET_AFTER_MS`
+        of silence the state starts over; not sooner, since a caller who goes on after a short pause is
+        heard better by the state that just heard them, and a brand-new state needs context first."""
+        state = VADState()
+        silence = np.zeros(WINDOW, np.int16)
+        for _ in range(SETTLE_WINDOWS):
+            self.vad.probability(silence, state)
+        return state
