@@ -50,7 +50,7 @@ def test_sounds_complete(text: str, complete: bool) -> None:
 
 async def listen(services: Services, audio: PCM, live: bool = True) -> list[Frame]:
     """Run `audio` through a fresh endpointer and ASR stage; every frame the ASR stage emits."""
-    config = VoicebotConfig()
+    config = TURN_END
     out: list[Frame] = []
 
     async def collect(frame: Frame) -> None:
@@ -84,6 +84,9 @@ async def listen(services: Services, audio: PCM, live: bool = True) -> list[Fram
 
 def finals(frames: list[Frame]) -> list[FinalTranscript]:
     return [f for f in frames if isinstance(f, FinalTranscript)]
+
+
+TURN_END = VoicebotConfig(vad={"turn_end_silence_ms": 250})  # the signal is opt-in
 
 
 @pytest.fixture(scope="module")
