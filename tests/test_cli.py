@@ -37,7 +37,9 @@ def test_call_json_on_wav_and_mp3(speech_files: dict[str, Path], mp3: Path, tmp_
     data = json.loads(proc.stdout)
     turns = data["turns"]
     assert [Path(t["file"]).name for t in turns] == ["track.wav", "agent.mp3"]
-    assert "457219" in turns[0]["transcript"].replace("-", "").replace(" ", "")
+    # Whisper base sometimes hears the leading "four" as "for" (one CI run: "for 57219"); the CLI, not
+    # Whisper, is under test here, so the rest of the number is enough.
+    assert "57219" in turns[0]["transcript"].replace("-", "").replace(" ", "")
     assert "agent" in turns[1]["transcript"].lower()
     for turn in turns:
         for key in ("intent", "confidence", "entities", "sentiment"):

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -128,6 +128,23 @@ async def test_barge_in_stops_the_bot_and_records_what_was_heard(
     done = [f for f in frames if isinstance(f, TurnDone)][-1]
     assert "human agent" in done.record["transcript"].lower()
     assert brain.heard[0] == (1, True, greeting["played_ms"])  # the brain knows what the caller heard
+    await pipe.close()
+
+
+async def test_a_short_word_then_a_sentence_still_cuts_the_bot(services: Services) -> None:
+    """A caller whose first word is short ("Sorry, can I…") cuts the greeting once the rest is heard."""
+    config = services.config.model_copy(deep=True)
+    config.vad.min_speech_ms = 400  # longer than "Sorry": its short-word start happens on every run
+    sink = Sink()
+    pipe = CallPipeline(replace(services, config=config), EchoBrain(), sink, channel_rate=RATE, paced=True)
+    await pipe.start()
+    await wait_for(pipe, BotReply)
+    sorry = services.tts.synthesize_at("Sorry, can I talk to a person?", RATE)
+    await feed(pipe, np.concatenate([silence(0.5), sorry, silence(1.0)]), paced=True)
+    frames = await wait_for(pipe, TurnDone)
+    greeting = next(f for f in frames if isinstance(f, TurnDone)).record
+    assert sink.clears == 1 and greeting["interrupted"] is True
+    assert greeting["played_ms"] < 3000  # cut while "can I talk…" was said, not after the greeting
     await pipe.close()
 
 

@@ -8,7 +8,7 @@ import pytest
 from tests.conftest import RATE, silence
 from voicebot.audio import Upsampler, resample, ulaw_decode, ulaw_encode
 from voicebot.config import VADConfig
-from voicebot.frames import PCM, Frame, SpeechAudio, SpeechEnded, SpeechStarted
+from voicebot.frames import PCM, BargeIn, Frame, SpeechAudio, SpeechEnded, SpeechStarted
 from voicebot.pipeline import Services
 from voicebot.vad import Endpointer
 
@@ -110,3 +110,23 @@ def test_a_short_answer_after_a_long_silence_is_heard(services: Services) -> Non
     # Before the state reset 23 of these 30 were missed; Piper's sampling noise changes the audio from run
     # to run, and a few alignments can still fall short (0-3 of 30 seen), hence a bound, not zero.
     assert len(missed) <= 6, missed
+
+
+def test_a_short_word_then_more_words_barges_in(services: Services) -> None:
+    """ "Sorry, can I talk to a person?": the comma can make "Sorry" a short word that is over before
+    `min_speech_ms` (an utterance that does not cut the bot off). The words after it must still barge in;
+    in a soak, 24 of 117 such callers talked over the whole 17 s answer unheard. A `min_speech_ms` longer
+    than "Sorry" makes the short-word start happen on every run, whatever Piper's timing."""
+    config = VADConfig(min_speech_ms=400)
+    sorry = services.tts.synthesize_at("Sorry, can I talk to a person?", RATE)
+    frames = [f for f in run(services, np.concatenate([silence(1.0), sorry, silence(1.0)]), config)
+              if not isinstance(f, SpeechAudio)]  # fmt: skip
+    assert [type(f) for f in frames] == [SpeechStarted, BargeIn, SpeechEnded]
+    started, barge = frames[0], frames[1]
+    assert isinstance(started, SpeechStarted) and isinstance(barge, BargeIn) and not started.barge_in
+    assert 0.3 <= barge.t - started.t <= 1.5  # once "can I…" adds up to min_speech_ms, not at the end
+
+    yes = services.tts.synthesize_at("Yes.", RATE)  # a short word alone stays a no-barge-in utterance
+    alone = run(services, np.concatenate([silence(1.0), yes, silence(1.0)]), VADConfig(min_speech_ms=1500))
+    assert events(alone) == [SpeechStarted, SpeechEnded]
+    assert not any(isinstance(f, SpeechStarted) and f.barge_in for f in alone)

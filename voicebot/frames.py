@@ -39,6 +39,14 @@ class SpeechStarted(Frame):
 
 
 @dataclass(frozen=True)
+class BargeIn(Frame):
+    """The utterance that started as a short word (`SpeechStarted.barge_in` false) went on into
+    `min_speech_ms` of speech at `t`: "Sorry, can I…" is no cough, so it cuts the bot off now."""
+
+    t: float
+
+
+@dataclass(frozen=True)
 class SpeechAudio(Frame):
     """More audio of the utterance in progress (16 kHz); `speech` is the VAD's verdict on it."""
 

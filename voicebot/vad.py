@@ -18,7 +18,7 @@ import onnxruntime as ort
 
 from voicebot.assets import silero_vad_path
 from voicebot.config import VADConfig
-from voicebot.frames import PCM, Frame, SpeechAudio, SpeechEnded, SpeechStarted
+from voicebot.frames import PCM, BargeIn, Frame, SpeechAudio, SpeechEnded, SpeechStarted
 
 RATE = 16_000
 WINDOW = 512  # samples per Silero step at 16 kHz (32 ms)
@@ -70,6 +70,7 @@ class Endpointer:
         self._onset_ms = 0.0
         self._utterance: list[PCM] = []
         self._in_speech = False
+        self._barged = False  # the utterance in progress has cut the bot off (or was long enough to)
         self._speech_ms = 0.0
         self._silence_ms = 0.0
         self._start_t = 0.0
@@ -115,6 +116,9 @@ class Endpointer:
             self._speech_ms += WINDOW_MS
         self._silence_ms = self._silence_ms + WINDOW_MS if p < cfg.end_threshold else 0.0
         frames: list[Frame] = [SpeechAudio(pcm=window, t=self.time, speech=p >= cfg.end_threshold)]
+        if not self._barged and self._speech_ms >= max(cfg.min_speech_ms, WINDOW_MS):
+            self._barged = True  # a short word, then more words: a barge-in after all
+            frames.append(BargeIn(t=self.time))
         if self._silence_ms >= cfg.end_silence_ms:
             frames.append(self._end(forced=False))
         elif len(self._utterance) * WINDOW_MS >= cfg.max_utterance_ms:
@@ -149,8 +153,8 @@ class Endpointer:
 
     def _start(self, barge_in: bool, silence_ms: float) -> list[Frame]:
         """An utterance begins with the onset heard so far; a short word that is already over starts one
-        too, but does not cut the bot off (a cough is as short)."""
-        self._in_speech = True
+        too, but does not cut the bot off (a cough is as short) unless more speech follows (`BargeIn`)."""
+        self._in_speech, self._barged = True, barge_in
         self._utterance = [*self._preroll, *self._onset]
         self._start_t = self.time - len(self._onset) * WINDOW / RATE
         self._speech_ms, self._silence_ms = self._onset_ms, silence_ms

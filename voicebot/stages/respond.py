@@ -18,6 +18,7 @@ from voicebot.audio import split_frames
 from voicebot.brain import Brain, is_brain_input
 from voicebot.frames import (
     PCM,
+    BargeIn,
     Barrier,
     BotAudio,
     BotReply,
@@ -150,8 +151,8 @@ class SpeakStage(Stage):
     async def on_frame(self, frame: Frame) -> None:
         if isinstance(frame, BotReply):
             self.work.submit(lambda: self._play(frame))
-        elif isinstance(frame, SpeechStarted):
-            if frame.barge_in:
+        elif isinstance(frame, SpeechStarted | BargeIn):
+            if not isinstance(frame, SpeechStarted) or frame.barge_in:
                 await self._barge_in()
             await self.publish(frame)
         elif isinstance(frame, HangUp):
@@ -188,8 +189,9 @@ class SpeakStage(Stage):
         try:
             await asyncio.shield(self._playing)
         except asyncio.CancelledError:
-            if not self._playing.cancelled():
-                raise
+            me = asyncio.current_task()
+            if not self._playing.cancelled() or (me is not None and me.cancelling()):
+                raise  # this job itself is cancelled (the call is torn down), not just its playback
             interrupted = True
             await self.sink.clear()
         finally:
