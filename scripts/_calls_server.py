@@ -9,6 +9,7 @@ per-stage timings of each turn.
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import shutil
@@ -40,6 +41,16 @@ SERVER_KEYS = (
     "dialogue",
     "tts_first_audio",
 )
+
+
+def add_server_args(ap: argparse.ArgumentParser) -> None:
+    """The options the calls benchmark and the soak share: which model the server runs, its port, the
+    callers' seed and where the report goes."""
+    ap.add_argument("--quick", action="store_true", help="serve with the quick shop NLU model")
+    ap.add_argument("--port", type=int, default=0, help="server port (default: a free one)")
+    ap.add_argument("--seed", type=int, default=13, help="seeds the start stagger and the callers' pauses")
+    ap.add_argument("--out", type=Path, default=ROOT / "docs")
+    ap.add_argument("--no-write", action="store_true", help="print the report only; write no files")
 
 
 def domain_copy(folder: Path, quick: bool) -> Path:

@@ -20,10 +20,8 @@ import stat
 import subprocess
 import sys
 import sysconfig
-import tempfile
 import time
 import urllib.request
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
@@ -32,7 +30,6 @@ ROOT = Path(__file__).resolve().parent.parent
 TEMPLATE = ROOT / "scripts" / "deploy" / "nginx.conf"
 sys.path.insert(0, str(ROOT))  # tests.pg, run as a script
 
-from tests.pg import PREFIX, PostgresCluster, _as_user, _remove, find_bin_dir, remove_stale_clusters  # noqa: E402
 from voicebot.config import VoicebotConfig  # noqa: E402
 
 
@@ -62,32 +59,6 @@ def children(pid: int) -> list[int]:
         with contextlib.suppress(OSError):
             found += [int(c) for c in (task / "children").read_text().split()]
     return found
-
-
-# --- PostgreSQL -------------------------------------------------------------------------------------------
-
-
-@contextlib.contextmanager
-def postgres() -> Iterator[PostgresCluster]:
-    """A throwaway cluster on loopback with an empty database (see tests/pg.py)."""
-    bin_dir = find_bin_dir()
-    if bin_dir is None:
-        raise RuntimeError("no PostgreSQL server binaries (apt-get install postgresql)")
-    remove_stale_clusters(bin_dir)
-    root = Path(tempfile.mkdtemp(prefix=PREFIX))
-    (root / "owner.pid").write_text(str(os.getpid()))
-    as_user = _as_user(root)
-    if as_user is None:
-        shutil.rmtree(root, ignore_errors=True)
-        raise RuntimeError("running as root and there is no `postgres` user to run the server as")
-    cluster = PostgresCluster(bin_dir, root, as_user)
-    try:
-        cluster.init()
-        cluster.start()
-        cluster.create_database()
-        yield cluster
-    finally:
-        _remove(cluster)
 
 
 # --- the unprivileged user and what it can read ------------------------------------------------------------

@@ -28,7 +28,7 @@ from typing import Any
 import _bench_common as bc
 import numpy as np
 from _calls_client import SCRIPTS, Caller, CallLog, speech_frames, turn_rows
-from _calls_server import SERVER_KEYS, Server, free_port, join, server_turns
+from _calls_server import SERVER_KEYS, Server, add_server_args, free_port, join, server_turns
 
 from voicebot.audio import read_audio, write_wav
 from voicebot.config import TTSConfig
@@ -42,8 +42,11 @@ MB = 1e6
 # --- caller audio -------------------------------------------------------------------------------------
 
 
-def caller_clips(cache: Path) -> dict[str, list[str]]:
-    """Every caller line as 20 ms payloads; the TTS is loaded only for lines not cached yet."""
+def caller_clips() -> dict[str, list[str]]:
+    """Every caller line as 20 ms payloads; the TTS is loaded only for lines not cached yet (a temp dir
+    kept between runs, so every run of the benchmark and the soak plays the same audio)."""
+    cache = Path(tempfile.gettempdir()) / "voicebot-bench-calls"
+    cache.mkdir(exist_ok=True)
     config, tts, clips = TTSConfig(), None, {}
     for text in {line.text for script in SCRIPTS for line in script.lines}:
         key = f"{config.backend}|{config.voice}|{config.length_scale}|{text}"
@@ -336,20 +339,14 @@ def write_results(
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--quick", action="store_true", help="serve with the quick shop NLU model")
     ap.add_argument(
         "--calls", type=int, nargs="+", default=[1, 2, 4, 8, 16], help="simultaneous calls per level"
     )
     ap.add_argument("--rounds", type=int, default=1, help="conversations each caller plays per level")
-    ap.add_argument("--port", type=int, default=0, help="server port (default: a free one)")
-    ap.add_argument("--seed", type=int, default=13, help="seeds the start stagger and the callers' pauses")
-    ap.add_argument("--out", type=Path, default=ROOT / "docs")
-    ap.add_argument("--no-write", action="store_true", help="print the report only; write no files")
+    add_server_args(ap)
     args = ap.parse_args()
     info = bc.machine_info()
-    cache = Path(tempfile.gettempdir()) / "voicebot-bench-calls"
-    cache.mkdir(exist_ok=True)
-    clips = caller_clips(cache)
+    clips = caller_clips()
     levels: dict[int, dict[str, Any]] = {}
     for n in args.calls:
         level = run_level(n, args, clips)

@@ -43,7 +43,6 @@ from tests.faultdomain import (  # noqa: E402
     shop_nlu,
 )
 from tests.faultenv import (  # noqa: E402
-    Unavailable,
     call_of,
     fault_config,
     fill,
@@ -54,10 +53,10 @@ from tests.faultenv import (  # noqa: E402
     short_call,
     small_disk,
     talk,
-    throwaway_postgres,
 )
 from tests.faultkit import mixed_callers, until  # noqa: E402
 from tests.faultplan import POINTS, fault_run, make_plans, run_plans  # noqa: E402
+from tests.pg import Unavailable, throwaway_cluster  # noqa: E402
 from voicebot.config import VoicebotConfig  # noqa: E402
 from voicebot.frames import PCM  # noqa: E402
 from voicebot.pipeline import Services  # noqa: E402
@@ -207,7 +206,7 @@ async def db_outage(ctx: Ctx, outage_s: float) -> dict[str, Any]:
     `outage_s` longer and comes back: the store must deliver what it spooled. Then it hangs (SIGSTOP) while
     three more calls run, for `outage_s` after they end: the records wait, then arrive."""
     try:
-        with throwaway_postgres() as pg:
+        with throwaway_cluster() as pg:
             spool = ctx.folder / "pg-spool.jsonl"
             store = CallStore(pg.new_database(), spool=spool, retry_s=0.5)
             async with fault_run(ctx.services, ctx.factory, store, fault_config()) as run:

@@ -36,6 +36,7 @@ import _scaleout as so
 from _calls_client import Caller, CallLog, Line, Script, speech_frames
 from sqlalchemy import Engine, create_engine, select
 
+from tests.pg import throwaway_cluster
 from voicebot.config import TTSConfig
 from voicebot.records import LOST_REASON
 from voicebot.records.instances import HEARTBEAT_S, LOST_AFTER_S
@@ -255,7 +256,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     gws: list[so.Instance] = []
     nginx: so.Nginx | None = None
     try:
-        with so.postgres() as cluster:
+        with throwaway_cluster() as cluster:
             try:
                 user = so.run_as(work, args.user)
                 url = cluster.url()

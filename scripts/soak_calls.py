@@ -32,7 +32,7 @@ from typing import Any
 import _bench_common as bc
 import numpy as np
 from _calls_client import SCRIPTS, Caller, CallLog, turn_rows
-from _calls_server import Server, free_port, join, server_turns
+from _calls_server import Server, add_server_args, free_port, join, server_turns
 from _soak_plots import plots
 from bench_calls import _no_nan, _spread, caller_clips
 from scipy import stats  # type: ignore[import-untyped]
@@ -331,7 +331,6 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--minutes", type=float, default=60.0, help="how long to keep the calls going")
     ap.add_argument("--calls", type=int, default=8, help="concurrent calls, kept running the whole time")
-    ap.add_argument("--quick", action="store_true", help="serve with the quick shop NLU model")
     ap.add_argument("--sample-s", type=float, default=10.0, help="seconds between server samples")
     ap.add_argument(
         "--window-min", type=float, help="latency windows (default: 10 min or a sixth of the run)"
@@ -340,15 +339,10 @@ def main() -> None:
     ap.add_argument("--rss-flat", type=float, default=20.0, help="largest |RSS slope| that is flat, MB/h")
     ap.add_argument("--fds-flat", type=float, default=5.0, help="largest |fds slope| that is flat, per hour")
     ap.add_argument("--latency-tol", type=float, default=0.2, help="last window ≤ first × (1 + this)")
-    ap.add_argument("--port", type=int, default=0, help="server port (default: a free one)")
-    ap.add_argument("--seed", type=int, default=13, help="seeds the start stagger and the callers' pauses")
-    ap.add_argument("--out", type=Path, default=ROOT / "docs")
-    ap.add_argument("--no-write", action="store_true", help="print the report only; write no files")
+    add_server_args(ap)
     args = ap.parse_args()
     info = bc.machine_info()
-    cache = Path(tempfile.gettempdir()) / "voicebot-bench-calls"
-    cache.mkdir(exist_ok=True)
-    clips = caller_clips(cache)
+    clips = caller_clips()
     with tempfile.TemporaryDirectory(prefix="soak-calls-") as tmp:
         server = Server(Path(tmp), args.port or free_port(), args.quick, args.calls)
         try:

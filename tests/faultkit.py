@@ -30,7 +30,7 @@ from voicebot.audio import split_frames, ulaw_encode
 from voicebot.frames import PCM
 
 if TYPE_CHECKING:
-    from tests.faultenv import Gateway
+    from tests.test_gateway import Gateway
 
 RATE, FRAME_S = 8_000, 0.02
 SILENCE = np.zeros(int(RATE * FRAME_S), np.int16)
@@ -183,6 +183,7 @@ class AudioSocketCaller(Caller):
         self.writer: asyncio.StreamWriter | None = None
 
     async def _open(self, gw: Gateway) -> None:
+        assert gw.audiosocket_port is not None, "the fault gateway listens for AudioSocket"
         self.reader, self.writer = await asyncio.open_connection(sock=await self._socket(gw.audiosocket_port))
         self.local_port = self.writer.get_extra_info("sockname")[1]
         self.writer.write(_frame(0x01, self.uuid.bytes))

@@ -25,8 +25,8 @@ from typing import Any
 import psutil  # type: ignore[import-untyped]
 
 from tests.faultdomain import FAIL_ORDER, HANG_ORDER, FaultGate
-from tests.faultenv import Gateway, serving
 from tests.faultkit import CALLERS, PROTOCOLS, Caller, until
+from tests.test_gateway import Gateway, running_gateway
 from voicebot.brain import BrainFactory
 from voicebot.config import VoicebotConfig
 from voicebot.frames import PCM, FinalTranscript, Frame
@@ -311,7 +311,7 @@ async def fault_run(
     before = usage()
     ledger, crashes = Ledger(), Crashes()
     with crashes.installed():
-        async with serving(config, services, factory, [ledger, store], ping_s) as gw:
+        async with running_gateway(config, services, factory, [ledger, store], ping_s) as gw:
             run = Run(gw, ledger, crashes, store, before, usage())
             yield run
             run.calls_left = len(gw.hub.calls)

@@ -125,6 +125,38 @@ def _as_user(root: Path) -> list[str] | None:
     return ["runuser", "-u", "postgres", "--"]
 
 
+class Unavailable(RuntimeError):
+    """This machine cannot provide the real thing (here: no server binaries, no user to run it as, no
+    start; the fault tests use it for a tmpfs too): say so, do not fake it."""
+
+
+@contextlib.contextmanager
+def throwaway_cluster() -> Iterator[PostgresCluster]:
+    """A running cluster in a temp dir on a free loopback port with an empty database; deleted after.
+    Used by the `postgres` fixture and, outside pytest, by the fault and scale-out scripts."""
+    bin_dir = find_bin_dir()
+    if bin_dir is None:
+        raise Unavailable("no initdb under /usr/lib/postgresql/*/bin (apt-get install postgresql)")
+    remove_stale_clusters(bin_dir)
+    root = Path(tempfile.mkdtemp(prefix=PREFIX))  # not pytest's tmp: it is private to root
+    (root / "owner.pid").write_text(str(os.getpid()))
+    as_user = _as_user(root)
+    if as_user is None:
+        shutil.rmtree(root, ignore_errors=True)
+        raise Unavailable("running as root and there is no `postgres` user to run the server as")
+    cluster = PostgresCluster(bin_dir, root, as_user)
+    try:
+        try:
+            cluster.init()
+            cluster.start()
+            cluster.create_database()
+        except (RuntimeError, OSError, subprocess.TimeoutExpired) as exc:
+            raise Unavailable(f"cannot start a cluster with {bin_dir}: {exc}") from exc
+        yield cluster
+    finally:
+        _remove(cluster)
+
+
 @pytest.fixture(scope="session", name="postgres")
 def postgres_fixture() -> Iterator[PostgresCluster]:
     """A running throwaway cluster with an empty database; stopped and deleted after the session."""
@@ -132,28 +164,13 @@ def postgres_fixture() -> Iterator[PostgresCluster]:
         import psycopg  # noqa: F401  (the driver the store uses)
     except ImportError:
         unavailable("the psycopg driver is not installed (pip install 'psycopg[binary]')")
-    bin_dir = find_bin_dir()
-    if bin_dir is None:
-        unavailable("no initdb under /usr/lib/postgresql/*/bin (apt-get install postgresql)")
-        return
-    remove_stale_clusters(bin_dir)
-    root = Path(tempfile.mkdtemp(prefix=PREFIX))  # not pytest's tmp: it is private to root
-    (root / "owner.pid").write_text(str(os.getpid()))
-    as_user = _as_user(root)
-    if as_user is None:
-        shutil.rmtree(root, ignore_errors=True)
-        unavailable("running as root and there is no `postgres` user to run the server as")
-        return
-    cluster = PostgresCluster(bin_dir, root, as_user)
-    try:
-        cluster.init()
-        cluster.start()
-        cluster.create_database()
-    except (RuntimeError, OSError, subprocess.TimeoutExpired) as exc:
-        _remove(cluster)
-        unavailable(f"cannot start a cluster with {bin_dir}: {exc}")
-    yield cluster
-    _remove(cluster)
+    with contextlib.ExitStack() as stack:
+        try:
+            cluster = stack.enter_context(throwaway_cluster())
+        except Unavailable as exc:
+            unavailable(str(exc))
+            return
+        yield cluster
 
 
 def _alive(pid: int) -> bool:

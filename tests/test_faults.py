@@ -29,7 +29,6 @@ from tests.faultdomain import (
     shop_nlu,
 )
 from tests.faultenv import (
-    Unavailable,
     call_of,
     fault_config,
     fill,
@@ -41,7 +40,7 @@ from tests.faultenv import (
 )
 from tests.faultkit import AudioSocketCaller, BrowserCaller, Caller, TwilioCaller, until
 from tests.faultplan import Run, fault_run, make_plans, run_plans
-from tests.pg import PostgresCluster, postgres_fixture  # noqa: F401  (a fixture)
+from tests.pg import PostgresCluster, Unavailable, postgres_fixture  # noqa: F401  (a fixture)
 from voicebot.dialogue.actions import ActionFailed, ActionResult, Actions
 from voicebot.frames import PCM
 from voicebot.pipeline import Services

@@ -116,13 +116,15 @@ async def running_gateway(
     services: Services,
     brain_factory: BrainFactory = EchoBrain,
     observers: Sequence[CallObserver] = (),
+    ping_s: float | None = None,
 ) -> AsyncIterator[Gateway]:
-    """Start `create_app` under `GatewayServer` on free loopback ports; shut it down (drain) after."""
+    """Start `create_app` under `GatewayServer` on free loopback ports; shut it down (drain) after.
+    `ping_s`: uvicorn's WebSocket keepalive instead of the gateway's (the fault tests' half-open lines)."""
     app = create_app(config, services, brain_factory, observers)
-    server = GatewayServer(
-        uvicorn_config(app, config.server.model_copy(update={"host": "127.0.0.1", "port": 0}), "warning"),
-        app.state.gateway,
-    )
+    uv = uvicorn_config(app, config.server.model_copy(update={"host": "127.0.0.1", "port": 0}), "warning")
+    if ping_s is not None:
+        uv.ws_ping_interval = uv.ws_ping_timeout = ping_s
+    server = GatewayServer(uv, app.state.gateway)
     task = asyncio.create_task(server.serve())
     while not server.started:
         if task.done():

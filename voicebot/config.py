@@ -31,7 +31,8 @@ class VADConfig(_Section):
     short_speech_ms: int = Field(
         128,
         ge=32,
-        description="a short word (speech ending before min_speech_ms) counts from this long; no barge-in",
+        description="a short word (speech ending before min_speech_ms) counts from this long; it barges in "
+        "only if more speech follows",
     )
     end_silence_ms: int = Field(500, ge=32, description="trailing silence that ends an utterance")
     turn_end_silence_ms: int = Field(
