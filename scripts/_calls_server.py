@@ -10,6 +10,7 @@ per-stage timings of each turn.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import shutil
@@ -140,6 +141,20 @@ class Server:
             cpu += sum(int(v) for v in rest[11:15]) / tick  # utime stime cutime cstime
             rss += int(rest[21]) * page
         return cpu, rss
+
+    def memory_kinds(self) -> dict[str, float]:
+        """Resident bytes of the server tree by kind (/proc/PID/status): `anon` (the heap: where a leak
+        shows), `file` (mapped files: shared libraries and model weights, paged in as code paths are first
+        used, and reclaimable) and `shmem`."""
+        kinds = dict.fromkeys(("anon", "file", "shmem"), 0.0)
+        for pid in _tree(self.proc.pid):
+            with contextlib.suppress(OSError):
+                for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+                    name, _, value = line.partition(":")
+                    kind = {"RssAnon": "anon", "RssFile": "file", "RssShmem": "shmem"}.get(name)
+                    if kind:
+                        kinds[kind] += float(value.split()[0]) * 1024
+        return kinds
 
     def stop(self) -> None:
         """Ctrl-C: the server drains and flushes its call records, then exits."""

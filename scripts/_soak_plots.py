@@ -28,6 +28,8 @@ def plots(img: Path, samples: list[dict[str, Any]], rows: list[dict[str, Any]], 
             span = np.asarray([a["warmup_s"], a["load_s"]])
             ax.plot(span / 60, f["intercept"] + f["slope_per_h"] * span / 3600, "r--", lw=1,
                     label=f"fit: {f['slope_per_h']:+.2f}/h")  # fmt: skip
+    if all("anon_mb" in x for x in s):
+        top.plot(t, [x["anon_mb"] for x in s], lw=1, label="… anonymous (heap)")
     bottom.plot(t, [x["threads"] for x in s], lw=1, label="threads")
     for ax in (top, bottom):
         ax.axvspan(0, a["warmup_s"] / 60, color="grey", alpha=0.15, label="warm-up")

@@ -40,7 +40,7 @@ from scipy import stats  # type: ignore[import-untyped]
 ROOT = Path(__file__).resolve().parent.parent
 MB = 1e6
 QS = ("p50", "p95", "p99")
-RES = ("rss_mb", "fds", "threads")
+RES = ("rss_mb", "anon_mb", "file_mb", "fds", "threads")
 ERROR_MARKS = (" ERROR ", " CRITICAL ", "ERROR:", "CRITICAL:", "Traceback")
 
 
@@ -97,11 +97,14 @@ class Soak:
 
     def sample(self) -> None:
         cpu, rss = self.server.usage()
+        kinds = self.server.memory_kinds()
         fds = threads = 0
         for p in [self.server.psutil, *self.server.psutil.children(recursive=True)]:
             with contextlib.suppress(Exception):  # a child that just exited
                 fds, threads = fds + p.num_fds(), threads + p.num_threads()
-        self.samples.append({"t_s": round(self.now(), 2), "rss_mb": round(rss / MB, 2), "fds": fds,
+        self.samples.append({"t_s": round(self.now(), 2), "rss_mb": round(rss / MB, 2),
+                             "anon_mb": round(kinds["anon"] / MB, 2), "file_mb": round(kinds["file"] / MB, 2),
+                             "fds": fds,
                              "threads": threads, "cpu_s": round(cpu, 2), "active_calls": self.active,
                              "calls_done": len(self.calls),
                              "client_rss_mb": round(bc.proc_memory_mb()["VmRSS"], 1)})  # fmt: skip
@@ -189,6 +192,8 @@ def analyse(soak: Soak, args: argparse.Namespace) -> dict[str, Any]:
         "load_s": round(load_s, 1), "total_s": round(float(t[-1]), 1), "window_s": round(window, 1),
         "warmup_s": round(warmup, 1), "calls": len(soak.calls), "turns": len(lines),
         "rss": fit(t[steady], np.asarray([x["rss_mb"] for x in s])[steady]),
+        "anon": fit(t[steady], np.asarray([x["anon_mb"] for x in s])[steady]),
+        "file": fit(t[steady], np.asarray([x["file_mb"] for x in s])[steady]),
         "fds": fit(t[steady], np.asarray([x["fds"] for x in s], dtype=float)[steady]),
         "threads": fit(t[steady], np.asarray([x["threads"] for x in s], dtype=float)[steady]),
         "range": {k: [min(x[k] for x in s), max(x[k] for x in s)] for k in RES},
@@ -266,8 +271,10 @@ def idle(census: dict[str, dict[str, int]]) -> str:
 
 def resources(a: dict[str, Any]) -> list[list[str]]:
     rows = []
-    for name, key, col, digits in (("server RSS (MB)", "rss", "rss_mb", 1), ("open fds", "fds", "fds", 0),
-                                   ("threads", "threads", "threads", 0)):  # fmt: skip
+    kinds = (("server RSS (MB)", "rss", "rss_mb", 1), ("… of it anonymous: heap (MB)", "anon", "anon_mb", 1),
+             ("… of it file-backed: libraries, models (MB)", "file", "file_mb", 1),
+             ("open fds", "fds", "fds", 0), ("threads", "threads", "threads", 0))  # fmt: skip
+    for name, key, col, digits in kinds:
         at = a["at"][col]
         lo, hi = a["range"][col]
         ends = f"{at['warmup_end']:.{digits}f} → {at['load_end']:.{digits}f}"
