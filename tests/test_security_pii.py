@@ -320,7 +320,9 @@ def test_planted_values_reached_the_pipeline(written: Written) -> None:
     heard = [e["text"] for e in written.browser if e["type"] == "transcript"]
     assert len(heard) == len(SPOKEN), heard
     card, email, phone = heard
-    assert len(digits_in(card)) >= 13 and "gmail" in email.lower() and len(digits_in(phone)) >= 10, heard
+    # Whisper's spelling of the address varies with Piper's audio ("john.smithaginail.com" in one CI run,
+    # still masked below); the name is what shows the planted address was heard.
+    assert len(digits_in(card)) >= 13 and "smith" in email.lower() and len(digits_in(phone)) >= 10, heard
     stored = [t.transcript or "" for t in written.calls["browser"].turns]
     for (kind, placeholders), transcript in zip(PLACEHOLDERS.items(), stored, strict=True):
         assert any(p in transcript for p in placeholders), (kind, stored)
