@@ -46,6 +46,7 @@ class SileroVAD:
         self.session = ort.InferenceSession(
             str(path or silero_vad_path()), providers=["CPUExecutionProvider"], sess_options=opts
         )
+        self._settled: VADState | None = None
 
     def probability(self, window: PCM, state: VADState) -> float:
         """Speech probability of one 512-sample 16 kHz window; updates `state`."""
@@ -54,6 +55,22 @@ class SileroVAD:
         out, state.h, state.c = self.session.run(None, {"input": batch, "h": state.h, "c": state.c})
         state.context = x[-CONTEXT:]
         return float(np.asarray(out).reshape(-1)[0])
+
+    def settled_state(self) -> VADState:
+        """A fresh state that has heard half a second of silence (made once, then copied: every call's
+        endpointer resets to it after each utterance, see `RESET_AFTER_MS`).
+
+        The state an utterance leaves behind made a short "Yes." said seconds later (after the bot's
+        question) stay under `min_speech_ms` in about half the frame alignments, so after `RESET_AFTER_MS`
+        of silence the state starts over; not sooner, since a caller who goes on after a short pause is
+        heard better by the state that just heard them, and a brand-new state needs context first."""
+        if self._settled is None:
+            state, silence = VADState(), np.zeros(WINDOW, np.int16)
+            for _ in range(SETTLE_WINDOWS):
+                self.probability(silence, state)
+            self._settled = state
+        s = self._settled
+        return VADState(h=s.h.copy(), c=s.c.copy(), context=s.context.copy())
 
 
 class Endpointer:
@@ -130,7 +147,7 @@ class Endpointer:
         if self._quiet_ms is not None and p < cfg.end_threshold and not self._onset:
             self._quiet_ms += WINDOW_MS
             if self._quiet_ms >= RESET_AFTER_MS:
-                self.state, self._quiet_ms = self._settled_state(), None
+                self.state, self._quiet_ms = self.vad.settled_state(), None
         if p >= cfg.start_threshold:
             self._onset.append(window)
             self._onset_ms += WINDOW_MS
@@ -175,16 +192,3 @@ class Endpointer:
         self._utterance, self._speech_ms, self._silence_ms = [], 0.0, 0.0
         self._quiet_ms = 0.0  # counts up to the state reset while the caller is silent
         return frame
-
-    def _settled_state(self) -> VADState:
-        """A fresh state that has heard half a second of silence.
-
-        The state an utterance leaves behind made a short "Yes." said seconds later (after the bot's
-        question) stay under `min_speech_ms` in about half the frame alignments, so after `RESET_AFTER_MS`
-        of silence the state starts over; not sooner, since a caller who goes on after a short pause is
-        heard better by the state that just heard them, and a brand-new state needs context first."""
-        state = VADState()
-        silence = np.zeros(WINDOW, np.int16)
-        for _ in range(SETTLE_WINDOWS):
-            self.vad.probability(silence, state)
-        return state

@@ -152,7 +152,7 @@ class SpeakStage(Stage):
         if isinstance(frame, BotReply):
             self.work.submit(lambda: self._play(frame))
         elif isinstance(frame, SpeechStarted | BargeIn):
-            if not isinstance(frame, SpeechStarted) or frame.barge_in:
+            if isinstance(frame, BargeIn) or frame.barge_in:
                 await self._barge_in()
             await self.publish(frame)
         elif isinstance(frame, HangUp):
