@@ -31,6 +31,7 @@ from telephony.twilio import twilio_call
 from telephony.twiml import token_ok, voice_response
 from voicebot.brain import BrainFactory, EchoBrain
 from voicebot.config import ServerConfig, VoicebotConfig
+from voicebot.memory import MemoryTrimmer
 from voicebot.pipeline import Services
 from voicebot.tts import split_sentences
 
@@ -53,6 +54,7 @@ class Gateway:
         self.audiosocket_port: int | None = None
         self._owns_services = services is None
         self._drained = False
+        self.trimmer = MemoryTrimmer(config.server.memory_trim_s)
 
     async def start(self) -> None:
         server = self.config.server
@@ -77,6 +79,7 @@ class Gateway:
             self.audiosocket_port = int(self.audiosocket.sockets[0].getsockname()[1])
             log.info("AudioSocket listening on %s:%d", server.audiosocket_host, self.audiosocket_port)
         await self._lifecycle("on_serve_start")  # the call store's heartbeat and lost-instance reaper
+        self.trimmer.start()
 
     async def drain(self, abort: Callable[[], bool] = lambda: False) -> None:
         """Stop taking calls and let running ones finish (up to `drain_s`); idempotent."""
@@ -100,6 +103,7 @@ class Gateway:
     async def stop(self) -> None:
         await self.drain()
         await self._lifecycle("on_serve_stop")  # after the drain: every call's end is queued by now
+        await self.trimmer.stop()
         if self.audiosocket is not None:
             await self.audiosocket.wait_closed()
         if self._owns_services and self.hub.services is not None:

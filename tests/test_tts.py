@@ -73,6 +73,12 @@ def test_piper_missing_voice_file(tmp_path: Path) -> None:
         PiperTTS(tmp_path / "no-such-voice.onnx")
 
 
+def test_piper_runs_without_onnxruntime_arena(piper: PiperTTS) -> None:
+    """The arena would keep every concurrent synthesis's buffers for good (see voicebot.memory)."""
+    assert piper.voice.session.get_session_options().enable_cpu_mem_arena is False
+    assert_speech(piper.synthesize("Checking the arena."), piper.sample_rate, lo_s=0.3)
+
+
 def test_piper_is_thread_safe(piper: PiperTTS) -> None:
     texts = ["Hello there.", "Your parcel is on its way.", "Thank you for calling.", "Goodbye for now."]
     with ThreadPoolExecutor(4) as pool:

