@@ -9,7 +9,8 @@ import numpy.typing as npt
 import torch
 
 from voicebot.nlu.model import JointNLU
-from voicebot.nlu.tokens import encode, word_tags
+from voicebot.nlu.tokens import encode, first_subtokens
+from voicebot.nlu.viterbi import decoder_for
 
 F32 = npt.NDArray[np.float32]
 
@@ -31,6 +32,7 @@ def run(model: JointNLU, tokenizer: object, batch_words: list[list[str]], batch_
     t = model.labels.temperature
     parts: dict[str, list[F32]] = {"intent": [], "sentiment": [], "frustration": [], "match": []}
     tags: list[list[int]] = []
+    decoder = decoder_for(tuple(model.labels.tags))
     for start in range(0, len(batch_words), batch_size):
         chunk = batch_words[start : start + batch_size]
         batch = encode(tokenizer, chunk, model.labels.max_length)  # type: ignore[arg-type]
@@ -39,8 +41,14 @@ def run(model: JointNLU, tokenizer: object, batch_words: list[list[str]], batch_
         parts["sentiment"].append(torch.softmax(out["sentiment"], -1).numpy())
         parts["frustration"].append(torch.sigmoid(out["frustration"]).numpy())
         parts["match"].append(out["match"].numpy())
-        predicted = out["tags"].argmax(-1).tolist()
-        tags += [word_tags(batch.word_ids[i], predicted[i], len(w)) for i, w in enumerate(chunk)]
+        logp = torch.log_softmax(out["tags"], -1).numpy()
+        for i, w in enumerate(chunk):
+            seen = first_subtokens(batch.word_ids[i], len(w))
+            word_tags = [0] * len(w)  # words cut off by truncation: 'O'
+            best = decoder.decode(logp[i, [col for _, col in seen]])
+            for (word, _), tag in zip(seen, best, strict=True):
+                word_tags[word] = tag
+            tags.append(word_tags)
     empty = np.zeros((0, 1), np.float32)
     stacked = {k: np.concatenate(v) if v else empty for k, v in parts.items()}
     return Outputs(stacked["intent"], tags, stacked["sentiment"], stacked["frustration"], stacked["match"])

@@ -75,13 +75,13 @@ def align_tags(word_ids: list[list[int | None]], tags: list[list[int] | None], l
     return out
 
 
-def word_tags(word_ids: list[int | None], predicted: list[int], n_words: int) -> list[int]:
-    """Per-word tag ids from the first sub-token of each word; words cut off by truncation get 'O' (0)."""
-    out = [0] * n_words
+def first_subtokens(word_ids: list[int | None], n_words: int) -> list[tuple[int, int]]:
+    """(word, column of its first sub-token) in order; words cut off by truncation are missing."""
+    out: list[tuple[int, int]] = []
     previous = None
     for col, word in enumerate(word_ids):
         if word is not None and word != previous and word < n_words:
-            out[word] = predicted[col]
+            out.append((word, col))
         previous = word
     return out
 
