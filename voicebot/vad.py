@@ -26,6 +26,11 @@ CONTEXT = 64  # samples of the previous window the v5/v6 model expects in front
 WINDOW_MS = WINDOW * 1000 / RATE
 SETTLE_WINDOWS = 16  # silence a fresh VAD state hears before it waits for the next utterance (512 ms)
 RESET_AFTER_MS = 2_000  # silence after an utterance before the VAD state starts over
+# Silero can sit between the thresholds for a whole first word or two ("I'd like…" at 0.37-0.45 on phone
+# audio, one dip under) before it is sure. An utterance therefore starts `pre_roll_ms` of *silence* before
+# the onset (up to this much further back), not a fixed `pre_roll_ms` before it: else Whisper hears only
+# "…to cancel order" and guesses at the rest.
+LEAD_IN_MAX_MS = 1_500
 
 
 @dataclass
@@ -82,7 +87,11 @@ class Endpointer:
         self.state = VADState()
         self._pending = np.zeros(0, np.int16)
         self._samples = 0  # audio consumed, defines the clock
-        self._preroll: deque[PCM] = deque(maxlen=max(1, round(config.pre_roll_ms / WINDOW_MS)))
+        self._preroll_windows = max(1, round(config.pre_roll_ms / WINDOW_MS))
+        # Windows before any utterance, each with "was it silence" (p under end_threshold); see `_lead_in`.
+        self._recent: deque[tuple[PCM, bool]] = deque(
+            maxlen=self._preroll_windows + round(LEAD_IN_MAX_MS / WINDOW_MS)
+        )
         self._onset: list[PCM] = []
         self._onset_ms = 0.0
         self._utterance: list[PCM] = []
@@ -155,14 +164,14 @@ class Endpointer:
             if self._onset and self._onset_ms >= cfg.short_speech_ms:  # a short word, now over: "Yes."
                 self._onset.append(window)
                 return self._start(barge_in=False, silence_ms=WINDOW_MS)
-            self._preroll.extend(self._onset)
-            self._preroll.append(window)
+            self._recent.extend([(w, False) for w in self._onset])  # too short for a word: maybe speech
+            self._recent.append((window, True))
             self._onset, self._onset_ms = [], 0.0
             return []
         elif self._onset:  # between thresholds: keeps, but does not grow, a started onset (hysteresis)
             self._onset.append(window)
-        else:
-            self._preroll.append(window)
+        else:  # between thresholds, no onset yet: maybe speech
+            self._recent.append((window, False))
             return []
         if not self._onset or self._onset_ms < max(cfg.min_speech_ms, WINDOW_MS):
             return []
@@ -172,12 +181,24 @@ class Endpointer:
         """An utterance begins with the onset heard so far; a short word that is already over starts one
         too, but does not cut the bot off (a cough is as short) unless more speech follows (`BargeIn`)."""
         self._in_speech, self._barged = True, barge_in
-        self._utterance = [*self._preroll, *self._onset]
+        self._utterance = [*self._lead_in(), *self._onset]
         self._start_t = self.time - len(self._onset) * WINDOW / RATE
         self._speech_ms, self._silence_ms = self._onset_ms, silence_ms
-        self._preroll.clear()
+        self._recent.clear()
         self._onset, self._onset_ms = [], 0.0
         return [SpeechStarted(t=self._start_t, audio=np.concatenate(self._utterance), barge_in=barge_in)]
+
+    def _lead_in(self) -> list[PCM]:
+        """What goes in front of the onset: back to where `pre_roll_ms` of unbroken silence ends, and that
+        silence too (word onsets); so maybe-speech just before the onset is never cut off."""
+        lead: list[PCM] = []
+        quiet = 0
+        for window, silent in reversed(self._recent):
+            lead.append(window)
+            quiet = quiet + 1 if silent else 0
+            if quiet >= self._preroll_windows:
+                break
+        return lead[::-1]
 
     def _end(self, forced: bool) -> SpeechEnded:
         keep_tail = min(self._silence_ms, 250.0)  # trailing silence beyond this only costs decode time
