@@ -42,7 +42,9 @@ class VADConfig(_Section):
         "(250 saves ~100 ms a turn, but splits turns at a comma pause: opt-in)",
     )
     max_utterance_ms: int = Field(20_000, ge=500, description="an utterance is force-ended at this length")
-    pre_roll_ms: int = Field(300, ge=0, description="audio kept from before speech-start (word onsets)")
+    pre_roll_ms: int = Field(
+        300, ge=0, description="silence kept before speech-start (word onsets), besides any maybe-speech"
+    )
 
 
 class ASRConfig(_Section):
