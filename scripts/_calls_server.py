@@ -144,14 +144,14 @@ class Server:
 
     def memory_kinds(self) -> dict[str, float]:
         """Resident bytes of the server tree by kind (/proc/PID/status): `anon` (the heap: where a leak
-        shows), `file` (mapped files: shared libraries and model weights, paged in as code paths are first
-        used, and reclaimable) and `shmem`."""
-        kinds = dict.fromkeys(("anon", "file", "shmem"), 0.0)
+        shows) and `file` (mapped files: shared libraries and model weights, paged in as code paths are
+        first used, and reclaimable)."""
+        kinds = dict.fromkeys(("anon", "file"), 0.0)
         for pid in _tree(self.proc.pid):
             with contextlib.suppress(OSError):
                 for line in Path(f"/proc/{pid}/status").read_text().splitlines():
                     name, _, value = line.partition(":")
-                    kind = {"RssAnon": "anon", "RssFile": "file", "RssShmem": "shmem"}.get(name)
+                    kind = {"RssAnon": "anon", "RssFile": "file"}.get(name)
                     if kind:
                         kinds[kind] += float(value.split()[0]) * 1024
         return kinds

@@ -6,6 +6,7 @@ download step.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -54,8 +55,9 @@ class PiperTTS:
                     f"piper: voice file {needed} not found (a voice is an .onnx plus its .onnx.json)"
                 )
         try:
-            self.voice = piper.PiperVoice.load(path)
-            self.voice.session = _session_without_arena(path)
+            # Not `PiperVoice.load`: it would first build a session of its own, with the arena (~0.36 s).
+            settings = piper.PiperConfig.from_dict(json.loads(config.read_text(encoding="utf-8")))
+            self.voice = piper.PiperVoice(session=_session_without_arena(path), config=settings)
         except Exception as exc:  # onnxruntime raises its own exception types for corrupt models.
             raise TTSError(f"piper: cannot load voice {path}: {exc}") from exc
         self.path = path
