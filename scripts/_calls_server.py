@@ -107,8 +107,9 @@ class Server:
                 raise RuntimeError(f"server exited ({self.proc.returncode}):\n{self.log_tail()}")
             try:
                 with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/health", timeout=2) as r:
-                    if json.load(r).get("status") == "ok":
-                        return
+                    health = json.load(r)
+                    if health.get("status") == "ok" and not health.get("warming_tts"):
+                        return  # fixed replies cached: every level starts as a long-running server would
             except OSError:
                 pass
             time.sleep(0.5)

@@ -29,11 +29,12 @@ from telephony.metrics import CONTENT_TYPE, MetricsObserver
 from telephony.session import CallHub, CallObserver
 from telephony.twilio import twilio_call
 from telephony.twiml import token_ok, voice_response
-from voicebot.brain import BrainFactory, EchoBrain
+from voicebot.brain import BrainFactory, EchoBrain, HasFixedPhrases
 from voicebot.config import ServerConfig, VoicebotConfig
 from voicebot.memory import MemoryTrimmer
 from voicebot.pipeline import Services
 from voicebot.tts import split_sentences
+from voicebot.tts.cache import BackgroundWarm
 
 log = logging.getLogger(__name__)
 
@@ -55,14 +56,19 @@ class Gateway:
         self._owns_services = services is None
         self._drained = False
         self.trimmer = MemoryTrimmer(config.server.memory_trim_s)
+        self.warm: BackgroundWarm | None = None
 
     async def start(self) -> None:
         server = self.config.server
         if self.hub.services is None:
             services = self.hub.services = Services.load(self.config)
-            greeting = self.hub.brain_factory().greeting()
+            brain = self.hub.brain_factory()
+            greeting = brain.greeting()
             for rate in (8_000, 16_000):  # telephony and browser: the first caller never waits for it
                 services.tts.warm(split_sentences(greeting.text) if greeting else [], rate)
+            if isinstance(brain, HasFixedPhrases) and self.config.tts.warm_replies:
+                self.warm = BackgroundWarm(services.tts, brain.fixed_phrases(), [8_000])
+                self.warm.start()
         if os.name == "posix" and os.geteuid() == 0:
             log.warning("running as root: a gateway faces the public, run it as an unprivileged user")
         if server.audiosocket_port is not None:
@@ -104,6 +110,8 @@ class Gateway:
         await self.drain()
         await self._lifecycle("on_serve_stop")  # after the drain: every call's end is queued by now
         await self.trimmer.stop()
+        if self.warm is not None:
+            await asyncio.to_thread(self.warm.stop)
         if self.audiosocket is not None:
             await self.audiosocket.wait_closed()
         if self._owns_services and self.hub.services is not None:
@@ -140,7 +148,9 @@ def create_app(
     @app.get("/health")
     async def health() -> dict[str, Any]:
         status = "ok" if hub.accepting else "draining"
-        return {"status": status, "active_calls": len(hub.calls), "max_calls": config.server.max_calls}
+        warming = gateway.warm is not None and gateway.warm.running
+        return {"status": status, "active_calls": len(hub.calls), "max_calls": config.server.max_calls,
+                "warming_tts": warming}  # fmt: skip
 
     @app.get("/metrics")
     async def prometheus(request: Request) -> Response:

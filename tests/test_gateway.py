@@ -167,7 +167,7 @@ async def test_page_and_health(gateway: str) -> None:
     status, body = await http_get(gateway, "/")
     assert "200" in status and "getUserMedia" in body
     status, body = await http_get(gateway, "/health")
-    assert json.loads(body) == {"status": "ok", "active_calls": 0, "max_calls": 1}
+    assert json.loads(body) == {"status": "ok", "active_calls": 0, "max_calls": 1, "warming_tts": False}
 
 
 async def receive_until(ws: Any, kind: str, audio: list[bytes], timeout: float = 30) -> list[dict[str, Any]]:

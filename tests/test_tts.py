@@ -12,6 +12,8 @@ import numpy as np
 import pytest
 
 from voicebot.config import TTSConfig
+from voicebot.dialogue.nlg import fixed_phrases
+from voicebot.domain.loader import load_domain
 from voicebot.frames import PCM
 from voicebot.tts import (
     CachedTTS,
@@ -24,6 +26,7 @@ from voicebot.tts import (
     split_sentences,
 )
 from voicebot.tts.base import MAX_WORDS
+from voicebot.tts.cache import BackgroundWarm
 
 SIX_WORDS = "Your order has shipped this morning."
 needs_espeak = pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="espeak-ng binary not installed")
@@ -276,3 +279,58 @@ def test_quick_start_cuts_only_the_first_sentence_at_a_clause() -> None:
     ]
     assert split_sentences("Yes, it's done.", quick_start=True) == ["Yes, it's done."]
     assert split_sentences("Sure thing, one moment, ok.", quick_start=True) == ["Sure thing, one moment, ok."]
+
+
+# ---------------------------------------------------------------- warming the fixed replies
+
+
+@needs_espeak
+def test_warm_phrases_caches_fixed_chunks_as_the_speak_stage_asks_for_them() -> None:
+    cache = CachedTTS(EspeakTTS(), size=16)
+    texts = [
+        "I am sorry about that, let me check what went wrong with your order. One moment.",
+        "Good news, order {order_id} has shipped. Anything else?",
+        "What's your order number?",
+    ]
+    made = cache.warm_phrases(texts, 8000)
+    # the first sentence both whole (later in a reply) and cut at its clause break (a reply's start)
+    wanted = [
+        "I am sorry about that,",
+        "let me check what went wrong with your order.",
+        "I am sorry about that, let me check what went wrong with your order.",
+        "One moment.",
+        "Anything else?",
+        "What's your order number?",
+    ]
+    assert made == len(wanted) == len(cache)
+    assert all((w, 8000) in cache for w in wanted)
+    assert not any(("{" in key[1]) for key in cache._lru)  # a chunk with a placeholder is never made
+
+    small = CachedTTS(EspeakTTS(), size=4)  # at most half the cache: calls keep room for their own
+    assert small.warm_phrases(texts, 8000) == 2 and len(small) == 2
+
+
+@needs_espeak
+def test_background_warm_fills_the_cache_and_stops() -> None:
+    cache = CachedTTS(EspeakTTS(), size=32)
+    warm = BackgroundWarm(cache, ["Thanks for calling.", "Goodbye!"], [8000, 16000])
+    warm.start()
+    deadline = time.monotonic() + 30
+    while warm.running and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not warm.running and warm.done == 4
+    assert ("Goodbye!", 16000) in cache and ("Thanks for calling.", 8000) in cache
+
+    stopped = BackgroundWarm(cache, [f"Number {n}." for n in range(20)], [8000])
+    stopped.stop()  # before it started: nothing to join
+    stopped.start()  # its stop flag is set: it ends at once
+    stopped.stop()
+    assert not stopped.running and stopped.done == 0
+
+
+def test_shop_fixed_phrases_cover_prompts_and_faq_answers() -> None:
+    domain = load_domain(Path(__file__).resolve().parents[1] / "domains" / "shop")
+    phrases = fixed_phrases(domain)
+    assert domain.responses["greeting"][0] in phrases
+    assert all(answer in phrases for answer in domain.faq.values()) and domain.faq
+    assert any("{" in p for p in phrases)  # templates come as written; warm_phrases skips their slots

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 from voicebot.frames import (
     Action,
@@ -44,6 +44,16 @@ class Brain(Protocol):
 
 BrainFactory = Callable[[], Brain]
 
+
+@runtime_checkable
+class HasFixedPhrases(Protocol):
+    """A brain that knows the fixed text of its replies (templates, FAQ answers), so the gateway can
+    synthesise them before the first caller waits for them."""
+
+    def fixed_phrases(self) -> list[str]: ...
+
+
+_STILL_THERE = "Are you still there? Say something and I will repeat it."
 _GOODBYE = re.compile(r"\b(good ?bye|bye|hang up|that's all)\b", re.IGNORECASE)
 
 
@@ -60,6 +70,9 @@ class EchoBrain:
             text="Hello, you are talking to an automated assistant. Say something and I will repeat it."
         )
 
+    def fixed_phrases(self) -> list[str]:
+        return ["Goodbye.", _STILL_THERE]
+
     async def handle(self, event: BrainInput) -> BotReply | None:
         if isinstance(event, FinalTranscript):
             if not event.text:
@@ -73,7 +86,7 @@ class EchoBrain:
             self.heard.append((event.reply_id, event.interrupted, event.played_ms))
             return None
         if isinstance(event, NoInput):
-            return BotReply(text="Are you still there? Say something and I will repeat it.")
+            return BotReply(text=_STILL_THERE)
         self.ended = event.reason
         return None
 

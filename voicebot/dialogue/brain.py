@@ -17,7 +17,7 @@ from typing import Any
 
 from voicebot.brain import BrainInput
 from voicebot.dialogue.actions import Actions, load_actions
-from voicebot.dialogue.nlg import NLG
+from voicebot.dialogue.nlg import NLG, fixed_phrases
 from voicebot.dialogue.policy import Decision, Policy
 from voicebot.dialogue.state import DialogueState, HistoryTurn
 from voicebot.domain.loader import Domain, load_domain
@@ -51,6 +51,9 @@ class DialogueBrain:
         text = self.nlg.render("greeting")
         self.state.said(text)
         return BotReply(text=text, turn={"act": "greeting"})
+
+    def fixed_phrases(self) -> list[str]:
+        return fixed_phrases(self.domain)
 
     async def handle(self, event: BrainInput) -> BotReply | None:
         if isinstance(event, BotStopped):

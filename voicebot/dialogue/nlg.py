@@ -104,5 +104,12 @@ class NLG:
         return text.format_map(_Blank(self.spoken_values(values or {})))
 
 
+def fixed_phrases(domain: Domain) -> list[str]:
+    """Every response variant and FAQ answer as written (placeholders left in): what the TTS cache is warmed
+    with at start-up, minus the sentences that carry a placeholder (see `CachedTTS.warm_phrases`)."""
+    texts = [variant for variants in domain.responses.values() for variant in variants]
+    return [*texts, *domain.faq.values()]
+
+
 def join(*parts: str) -> str:
     return " ".join(p.strip() for p in parts if p and p.strip())
