@@ -134,7 +134,7 @@ async def test_barge_in_stops_the_bot_and_records_what_was_heard(
 async def test_a_short_word_then_a_sentence_still_cuts_the_bot(services: Services) -> None:
     """A caller whose first word is short ("Sorry, can I…") cuts the greeting once the rest is heard."""
     config = services.config.model_copy(deep=True)
-    config.vad.min_speech_ms = 400  # longer than "Sorry": its short-word start happens on every run
+    config.vad.min_speech_ms = 700  # longer than "Sorry" (~450 ms): its short-word start happens every run
     sink = Sink()
     pipe = CallPipeline(replace(services, config=config), EchoBrain(), sink, channel_rate=RATE, paced=True)
     await pipe.start()

@@ -9,6 +9,7 @@ half-written model that later gets loaded.
 from __future__ import annotations
 
 import fcntl
+import importlib.util
 import json
 import os
 import shutil
@@ -120,8 +121,15 @@ def whisper_model_dir(name: str, cache_dir: Path) -> Path:
 
 
 def silero_vad_path() -> Path:
-    """The Silero VAD v6 ONNX model shipped inside faster-whisper."""
+    """Silero VAD v6.2 ONNX from the `silero-vad` package, found without importing it (its __init__ imports
+    torch). Far surer of speech on 8 kHz phone audio than the older v6 faster-whisper ships ("Correct." said
+    down a phone line: 0.9-1.0 vs 0.2-0.5), which is the fallback when the package is missing."""
+    spec = importlib.util.find_spec("silero_vad")
+    if spec is not None and spec.submodule_search_locations:
+        path = Path(next(iter(spec.submodule_search_locations))) / "data" / "silero_vad.onnx"
+        if path.is_file():
+            return path
     path = _package_dir("faster_whisper", "assets") / "silero_vad_v6.onnx"
     if not path.is_file():
-        raise ModelNotFoundError(f"Silero VAD model not found at {path}; reinstall faster-whisper")
+        raise ModelNotFoundError(f"Silero VAD model not found at {path}; pip install silero-vad")
     return path

@@ -35,29 +35,45 @@ LEAD_IN_MAX_MS = 1_500
 
 @dataclass
 class VADState:
-    h: npt.NDArray[np.float32] = field(default_factory=lambda: np.zeros((1, 1, 128), np.float32))
-    c: npt.NDArray[np.float32] = field(default_factory=lambda: np.zeros((1, 1, 128), np.float32))
+    """One call's recurrent state: the model's state inputs by name (`h`, `c` for faster-whisper's export,
+    `state` for the silero-vad package's), empty until the first window."""
+
+    rnn: dict[str, npt.NDArray[np.float32]] = field(default_factory=dict)
     context: npt.NDArray[np.float32] = field(default_factory=lambda: np.zeros(CONTEXT, np.float32))
 
 
 class SileroVAD:
-    """Stateless wrapper around the shared ONNX session; callers own a `VADState`."""
+    """Stateless wrapper around the shared ONNX session; callers own a `VADState`. Reads either export of
+    Silero (state inputs named `h`/`c`, or `state` plus a sample-rate input `sr`)."""
 
     def __init__(self, path: Path | None = None) -> None:
         opts = ort.SessionOptions()
         opts.inter_op_num_threads = 1
         opts.intra_op_num_threads = 1
         opts.log_severity_level = 4
+        self.path = path or silero_vad_path()
         self.session = ort.InferenceSession(
-            str(path or silero_vad_path()), providers=["CPUExecutionProvider"], sess_options=opts
+            str(self.path), providers=["CPUExecutionProvider"], sess_options=opts
         )
+        inputs = self.session.get_inputs()
+        self._fixed: dict[str, npt.NDArray[np.int64]] = (
+            {"sr": np.array(RATE, np.int64)} if any(i.name == "sr" for i in inputs) else {}
+        )
+        self._rnn_shapes = {
+            i.name: tuple(d if isinstance(d, int) else 1 for d in i.shape)
+            for i in inputs
+            if i.name not in ("input", "sr")
+        }
         self._settled: VADState | None = None
 
     def probability(self, window: PCM, state: VADState) -> float:
         """Speech probability of one 512-sample 16 kHz window; updates `state`."""
+        if not state.rnn:
+            state.rnn = {k: np.zeros(shape, np.float32) for k, shape in self._rnn_shapes.items()}
         x = window.astype(np.float32) / 32768.0
         batch = np.concatenate([state.context, x])[None, :]
-        out, state.h, state.c = self.session.run(None, {"input": batch, "h": state.h, "c": state.c})
+        out, *rnn = self.session.run(None, {"input": batch, **state.rnn, **self._fixed})
+        state.rnn = dict(zip(state.rnn, rnn, strict=True))
         state.context = x[-CONTEXT:]
         return float(np.asarray(out).reshape(-1)[0])
 
@@ -75,7 +91,7 @@ class SileroVAD:
                 self.probability(silence, state)
             self._settled = state
         s = self._settled
-        return VADState(h=s.h.copy(), c=s.c.copy(), context=s.context.copy())
+        return VADState(rnn={k: v.copy() for k, v in s.rnn.items()}, context=s.context.copy())
 
 
 class Endpointer:
@@ -94,6 +110,8 @@ class Endpointer:
         )
         self._onset: list[PCM] = []
         self._onset_ms = 0.0
+        self._voiced_ms = 0.0  # the run of windows over end_threshold so far (idle), see `_is_short_word`
+        self._dipped = False  # that run has bridged one window under end_threshold since its last voiced one
         self._utterance: list[PCM] = []
         self._in_speech = False
         self._barged = False  # the utterance in progress has cut the bot off (or was long enough to)
@@ -157,33 +175,52 @@ class Endpointer:
             self._quiet_ms += WINDOW_MS
             if self._quiet_ms >= RESET_AFTER_MS:
                 self.state, self._quiet_ms = self.vad.settled_state(), None
+        if p < cfg.end_threshold:
+            return self._silent_idle(window)
+        self._voiced_ms += WINDOW_MS
+        self._dipped = False
         if p >= cfg.start_threshold:
             self._onset.append(window)
             self._onset_ms += WINDOW_MS
-        elif p < cfg.end_threshold:
-            if self._onset and self._onset_ms >= cfg.short_speech_ms:  # a short word, now over: "Yes."
-                self._onset.append(window)
-                return self._start(barge_in=False, silence_ms=WINDOW_MS)
-            self._recent.extend([(w, False) for w in self._onset])  # too short for a word: maybe speech
-            self._recent.append((window, True))
-            self._onset, self._onset_ms = [], 0.0
-            return []
         elif self._onset:  # between thresholds: keeps, but does not grow, a started onset (hysteresis)
             self._onset.append(window)
         else:  # between thresholds, no onset yet: maybe speech
             self._recent.append((window, False))
-            return []
         if not self._onset or self._onset_ms < max(cfg.min_speech_ms, WINDOW_MS):
             return []
         return self._start(barge_in=True, silence_ms=0.0)
 
-    def _start(self, barge_in: bool, silence_ms: float) -> list[Frame]:
+    def _silent_idle(self, window: PCM) -> list[Frame]:
+        """A window under `end_threshold` before an utterance: the end of a short word ("Yes."), one dip
+        inside a word (bridged once: Silero dips under for a window in "Yes" on phone audio), or silence."""
+        if self._is_short_word(self._voiced_ms):
+            self._onset.append(window)
+            return self._start(barge_in=False, silence_ms=WINDOW_MS, speech_ms=self._voiced_ms)
+        if self._onset and not self._dipped:
+            self._dipped = True
+            self._onset.append(window)
+            return []
+        self._recent.extend([(w, False) for w in self._onset])  # too short for a word: maybe speech
+        self._recent.append((window, True))
+        self._onset, self._onset_ms, self._voiced_ms, self._dipped = [], 0.0, 0.0, False
+        return []
+
+    def _is_short_word(self, voiced_ms: float) -> bool:
+        """`short_speech_ms` over `start_threshold`; or, on phone audio where Silero is less sure ("Yes." at
+        0.27, 0.58, 0.49, 0.37, 0.39, 0.39, 0.49, 0.39, 0.27), `min_speech_ms` over `end_threshold` that
+        crossed `start_threshold` at least once (the onset)."""
+        cfg = self.config
+        return bool(self._onset) and (self._onset_ms >= cfg.short_speech_ms or voiced_ms >= cfg.min_speech_ms)
+
+    def _start(self, barge_in: bool, silence_ms: float, speech_ms: float = 0.0) -> list[Frame]:
         """An utterance begins with the onset heard so far; a short word that is already over starts one
-        too, but does not cut the bot off (a cough is as short) unless more speech follows (`BargeIn`)."""
+        too, but does not cut the bot off (a cough is as short) unless more speech follows (`BargeIn`);
+        its speech counts as long as it was voiced (`speech_ms`), so the ASR does not skip it."""
         self._in_speech, self._barged = True, barge_in
         self._utterance = [*self._lead_in(), *self._onset]
         self._start_t = self.time - len(self._onset) * WINDOW / RATE
-        self._speech_ms, self._silence_ms = self._onset_ms, silence_ms
+        self._speech_ms, self._silence_ms = max(self._onset_ms, speech_ms), silence_ms
+        self._voiced_ms, self._dipped = 0.0, False
         self._recent.clear()
         self._onset, self._onset_ms = [], 0.0
         return [SpeechStarted(t=self._start_t, audio=np.concatenate(self._utterance), barge_in=barge_in)]
