@@ -98,7 +98,7 @@ class PipelineConfig(_Section):
     low_delay_upsampling: bool = Field(
         True,
         description="8 kHz callers upsampled by a 2 ms filter instead of soxr HQ (~100 ms held back): "
-        "~100 ms off every turn and barge-in at equal WER (scripts/bench_upsampling.py)",
+        "~100 ms off every turn and barge-in at equal WER (scripts/bench_phone.py)",
     )
 
 
