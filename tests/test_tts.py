@@ -65,6 +65,23 @@ def test_piper_length_scale_slows_speech(piper: PiperTTS) -> None:
     assert slower > 1.25 * normal
 
 
+def test_piper_variation_zero_is_deterministic(piper: PiperTTS) -> None:
+    still = PiperTTS(variation=0.0)
+    first, second = still.synthesize(SIX_WORDS), still.synthesize(SIX_WORDS)
+    assert np.array_equal(first, second)
+    assert_speech(first, still.sample_rate)
+    # The default voice draws fresh noise each time (lengths differ by whole duration frames).
+    takes = [piper.synthesize(SIX_WORDS) for _ in range(3)]
+    assert not all(np.array_equal(takes[0], t) for t in takes[1:])
+
+
+def test_make_tts_passes_variation() -> None:
+    tts = make_tts(TTSConfig.model_validate({"variation": 0.0, "cache_size": 0}))
+    assert isinstance(tts.backend, PiperTTS) and tts.backend.variation == 0.0
+    with pytest.raises(ValueError, match="variation"):
+        TTSConfig.model_validate({"variation": -1})
+
+
 @pytest.mark.parametrize("text", ["", "   ", "\n\t"])
 def test_piper_empty_text_is_empty_audio(piper: PiperTTS, text: str) -> None:
     out = piper.synthesize(text)

@@ -81,6 +81,13 @@ class TTSConfig(_Section):
     backend: Literal["piper", "espeak-ng", "flite"] = "piper"
     voice: Path | None = Field(None, description="Piper .onnx voice; default: the packaged joe voice")
     length_scale: float = Field(1.0, gt=0.1, le=3.0, description="> 1 speaks slower")
+    variation: float = Field(
+        1.0,
+        ge=0.0,
+        le=2.0,
+        description="piper: scales the voice's trained randomness (noise_scale, noise_w); "
+        "0 = the same text always gives the same audio",
+    )
     cache_size: int = Field(256, ge=0, description="synthesised prompts kept in memory")
     warm_replies: bool = Field(
         True,

@@ -24,7 +24,7 @@ __all__ = [
 def make_backend(config: TTSConfig) -> TTSBackend:
     """The bare backend `config.backend` names; `config.voice` applies to Piper only."""
     if config.backend == "piper":
-        return PiperTTS(config.voice, length_scale=config.length_scale)
+        return PiperTTS(config.voice, length_scale=config.length_scale, variation=config.variation)
     if config.backend == "espeak-ng":
         return EspeakTTS(length_scale=config.length_scale)
     if config.backend == "flite":

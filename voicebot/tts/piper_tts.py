@@ -44,7 +44,7 @@ class PiperTTS:
 
     name = "piper"
 
-    def __init__(self, voice: Path | None = None, length_scale: float = 1.0) -> None:
+    def __init__(self, voice: Path | None = None, length_scale: float = 1.0, variation: float = 1.0) -> None:
         import piper
 
         path = Path(voice) if voice is not None else default_voice()
@@ -64,7 +64,14 @@ class PiperTTS:
         self.sample_rate: int = int(self.voice.config.sample_rate)
         # Relative to the voice's own tempo, so 1.0 always means "as the voice was trained".
         self.length_scale = length_scale
-        self._syn_config = piper.SynthesisConfig(length_scale=self.voice.config.length_scale * length_scale)
+        # VITS draws noise on every call, so a sentence never sounds twice the same; `variation` scales that
+        # noise (0 makes synthesis deterministic, which reproducible tests and benchmarks need).
+        self.variation = variation
+        self._syn_config = piper.SynthesisConfig(
+            length_scale=self.voice.config.length_scale * length_scale,
+            noise_scale=self.voice.config.noise_scale * variation,
+            noise_w_scale=self.voice.config.noise_w_scale * variation,
+        )
 
     def synthesize(self, text: str) -> PCM:
         """One sentence → int16 at the voice's rate (piper may split it further; chunks are joined)."""
