@@ -13,6 +13,7 @@ import argparse
 import contextlib
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -156,6 +157,17 @@ class Server:
                     if kind:
                         kinds[kind] += float(value.split()[0]) * 1024
         return kinds
+
+    def heap(self) -> dict[str, float]:
+        """The server's C heap in bytes from its `/metrics` (`in_use`, `free`; glibc's mallinfo2), or {} if
+        it cannot say. Blocking: call it from a thread."""
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/metrics", timeout=5) as r:
+                text = r.read().decode()
+        except OSError:
+            return {}
+        found = re.findall(r'^voicebot_heap_bytes\{kind="(\w+)"\} (\S+)$', text, re.MULTILINE)
+        return {kind: float(value) for kind, value in found}
 
     def stop(self) -> None:
         """Ctrl-C: the server drains and flushes its call records, then exits."""

@@ -30,6 +30,9 @@ def plots(img: Path, samples: list[dict[str, Any]], rows: list[dict[str, Any]], 
                     label=f"fit: {f['slope_per_h']:+.2f}/h")  # fmt: skip
     if all("anon_mb" in x for x in s):
         top.plot(t, [x["anon_mb"] for x in s], lw=1, label="… anonymous (heap)")
+    if all("heap_in_use_mb" in x for x in s):
+        top.plot(t, [x["heap_in_use_mb"] for x in s], lw=1, label="C heap in use (mallinfo2)")
+        top.plot(t, [x["heap_free_mb"] for x in s], lw=1, label="C heap free, held")
     bottom.plot(t, [x["threads"] for x in s], lw=1, label="threads")
     for ax in (top, bottom):
         ax.axvspan(0, a["warmup_s"] / 60, color="grey", alpha=0.15, label="warm-up")

@@ -6,7 +6,8 @@
 A leak (memory, file descriptors, threads) or a slow drift in latency only shows after many calls on one
 process, so one server (scripts/_calls_server) stays up while exactly N callers (scripts/_calls_client) each
 play a shop conversation, hang up and dial the next at once, until the time is up; calls running then finish.
-Every `--sample-s` the server's process tree is sampled (RSS, open fds, threads, CPU). Results: the `soak`
+Every `--sample-s` the server's process tree is sampled (RSS, open fds, threads, CPU) and its C heap
+(`voicebot_heap_bytes` from /metrics: a leak moves `in_use`, fragmentation `free`). Results: the `soak`
 section of docs/reliability.md, docs/results/soak_{samples,turns}.csv and reliability_soak.json, and
 docs/img/soak_*.png. Criteria: RSS and fds slopes after the warm-up within the limits (the 95 % interval
 too), error count 0, and latency p50/p95/p99 of the last window within the tolerance of the first window's.
@@ -19,6 +20,7 @@ import asyncio
 import contextlib
 import hashlib
 import json
+import math
 import os
 import random
 import re
@@ -40,7 +42,7 @@ from scipy import stats  # type: ignore[import-untyped]
 ROOT = Path(__file__).resolve().parent.parent
 MB = 1e6
 QS = ("p50", "p95", "p99")
-RES = ("rss_mb", "anon_mb", "file_mb", "fds", "threads")
+RES = ("rss_mb", "anon_mb", "file_mb", "heap_in_use_mb", "heap_free_mb", "fds", "threads")
 ERROR_MARKS = (" ERROR ", " CRITICAL ", "ERROR:", "CRITICAL:", "Traceback")
 
 
@@ -95,7 +97,8 @@ class Soak:
         call = {k: getattr(log, k) for k in keep} | {"late_p99_ms": late}
         self.calls.append(call | {"start_s": round(start, 3), "end_s": round(self.now(), 3)})
 
-    def sample(self) -> None:
+    async def sample(self) -> None:
+        heap = await asyncio.to_thread(self.server.heap)  # over HTTP: off this loop, which paces the callers
         cpu, rss = self.server.usage()
         kinds = self.server.memory_kinds()
         fds = threads = 0
@@ -104,6 +107,8 @@ class Soak:
                 fds, threads = fds + p.num_fds(), threads + p.num_threads()
         self.samples.append({"t_s": round(self.now(), 2), "rss_mb": round(rss / MB, 2),
                              "anon_mb": round(kinds["anon"] / MB, 2), "file_mb": round(kinds["file"] / MB, 2),
+                             "heap_in_use_mb": round(heap.get("in_use", math.nan) / MB, 2),
+                             "heap_free_mb": round(heap.get("free", math.nan) / MB, 2),
                              "fds": fds,
                              "threads": threads, "cpu_s": round(cpu, 2), "active_calls": self.active,
                              "calls_done": len(self.calls),
@@ -128,7 +133,7 @@ class Soak:
         callers = asyncio.gather(*(self.caller(i) for i in range(self.args.calls)))
         tick = loop.time() + self.args.sample_s
         while True:
-            self.sample()
+            await self.sample()
             if callers.done():
                 break
             if not self.stop.is_set() and (loop.time() >= deadline or self.server.proc.poll() is not None):
@@ -194,6 +199,8 @@ def analyse(soak: Soak, args: argparse.Namespace) -> dict[str, Any]:
         "rss": fit(t[steady], np.asarray([x["rss_mb"] for x in s])[steady]),
         "anon": fit(t[steady], np.asarray([x["anon_mb"] for x in s])[steady]),
         "file": fit(t[steady], np.asarray([x["file_mb"] for x in s])[steady]),
+        "heap_in_use": fit(t[steady], np.asarray([x["heap_in_use_mb"] for x in s])[steady]),
+        "heap_free": fit(t[steady], np.asarray([x["heap_free_mb"] for x in s])[steady]),
         "fds": fit(t[steady], np.asarray([x["fds"] for x in s], dtype=float)[steady]),
         "threads": fit(t[steady], np.asarray([x["threads"] for x in s], dtype=float)[steady]),
         "range": {k: [min(x[k] for x in s), max(x[k] for x in s)] for k in RES},
@@ -273,6 +280,8 @@ def resources(a: dict[str, Any]) -> list[list[str]]:
     rows = []
     kinds = (("server RSS (MB)", "rss", "rss_mb", 1), ("… of it anonymous: heap (MB)", "anon", "anon_mb", 1),
              ("… of it file-backed: libraries, models (MB)", "file", "file_mb", 1),
+             ("C heap in use by live allocations (MB)", "heap_in_use", "heap_in_use_mb", 1),
+             ("C heap free, held by malloc for reuse (MB)", "heap_free", "heap_free_mb", 1),
              ("open fds", "fds", "fds", 0), ("threads", "threads", "threads", 0))  # fmt: skip
     for name, key, col, digits in kinds:
         at = a["at"][col]

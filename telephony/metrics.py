@@ -24,6 +24,9 @@ Metrics:
   went on).
 - `voicebot_transfers_total` (counter): transfer actions calls ended with (one per action, as call
   records keep them).
+- `voicebot_heap_bytes{kind}` (gauge, glibc only): the process's C heap at scrape time, `in_use` by live
+  allocations and `free` held by malloc for reuse; a climbing `in_use` is a leak, a climbing `free` is
+  fragmentation (`voicebot.memory`).
 """
 
 from __future__ import annotations
@@ -35,6 +38,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, gene
 
 from telephony.session import CallOutcome, Refusal
 from voicebot.frames import BotReply, CallEnded, Frame, SpeechStarted, StageError, TurnDone
+from voicebot.memory import heap_usage
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 PROTOCOLS = ("browser", "twilio", "audiosocket")
@@ -80,12 +84,17 @@ class MetricsObserver:
         self.barge_ins = Counter("voicebot_barge_ins", "Bot replies cut by caller speech", registry=reg)
         self.stage_errors = Counter("voicebot_stage_errors", "Stage failures", ["stage"], registry=reg)
         self.transfers = Counter("voicebot_transfers", "Transfer actions calls ended with", registry=reg)
+        self.heap = Gauge("voicebot_heap_bytes", "C heap (glibc malloc)", ["kind"], registry=reg)
         for protocol in PROTOCOLS:  # a scrape shows 0, not nothing, before the first call
             self.active.labels(protocol)
         self._live: dict[str, _Live] = {}
 
     def exposition(self) -> bytes:
         """The registry in the Prometheus text format (`CONTENT_TYPE`)."""
+        heap = heap_usage()
+        if heap is not None:
+            self.heap.labels("in_use").set(heap.in_use)
+            self.heap.labels("free").set(heap.free)
         return generate_latest(self.registry)
 
     def on_refusal(self, refusal: Refusal) -> None:

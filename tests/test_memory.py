@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from voicebot.memory import MemoryTrimmer, release_freed_memory
+from voicebot.memory import MemoryTrimmer, heap_usage, release_freed_memory
 
 glibc = pytest.mark.skipif(not release_freed_memory(), reason="malloc_trim is glibc's")
 
@@ -44,6 +44,28 @@ def test_freed_blocks_between_live_ones_go_back_to_the_os() -> None:
     for block in small:
         libc.free(block)
     assert held - after > 80, f"RssAnon {held:.1f} MB before trim, {after:.1f} MB after"
+
+
+@glibc
+def test_heap_usage_tells_live_bytes_from_free_ones() -> None:
+    """A leak moves `in_use`; freeing moves the same bytes to `free` (or back to the OS), not out of sight."""
+    libc = ctypes.CDLL(ctypes.util.find_library("c"))
+    libc.malloc.restype = ctypes.c_void_p
+    libc.malloc.argtypes = [ctypes.c_size_t]
+    libc.free.argtypes = [ctypes.c_void_p]
+    start = heap_usage()
+    assert start is not None and start.in_use > 0
+    blocks = [libc.malloc(16 * 1024) for _ in range(2000)]  # 32 MiB in small heap blocks
+    held = heap_usage()
+    assert held is not None and held.in_use - start.in_use >= 30 * 2**20
+    for block in blocks[1::2]:  # every other block: freed holes between live ones stay in the arena
+        libc.free(block)
+    holes = heap_usage()
+    assert holes is not None
+    assert held.in_use - holes.in_use >= 15 * 2**20
+    assert holes.free - held.free >= 15 * 2**20
+    for block in blocks[::2]:
+        libc.free(block)
 
 
 @glibc

@@ -111,6 +111,8 @@ async def test_metrics_count_calls_turns_latency_barge_ins_transfers_and_refusal
     assert 0 < voice < 30
     assert value(samples, "voicebot_turn_latency_seconds_bucket", stage="asr", le="+Inf") >= 2
     assert not any(name == "voicebot_stage_errors_total" for name, _ in samples)
+    assert value(samples, "voicebot_heap_bytes", kind="in_use") > 50 * 2**20  # the models' buffers
+    assert value(samples, "voicebot_heap_bytes", kind="free") > 0
 
 
 def test_voice_to_voice_adds_the_brain_once() -> None:

@@ -3,7 +3,8 @@
 Why: the models' native code (onnxruntime for Piper and Silero, CTranslate2, torch) allocates and frees
 large buffers of varying size from many threads. glibc keeps freed pages in its per-thread arenas, so RSS
 only ever climbs, by steps, as new peaks come (docs/reliability.md, soak). `malloc_trim(0)` gives the
-free pages of every arena back. It is glibc's; elsewhere this module does nothing.
+free pages of every arena back. `heap_usage` (glibc's `mallinfo2`) tells a leak (bytes in use climb) from
+fragmentation (free bytes held climb) when RSS moves. Both are glibc's; elsewhere this module does nothing.
 """
 
 from __future__ import annotations
@@ -14,24 +15,55 @@ import ctypes
 import ctypes.util
 import logging
 from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
 
 log = logging.getLogger(__name__)
 
 
-def _find_malloc_trim() -> Callable[[int], int] | None:
-    name = ctypes.util.find_library("c")
-    if name is None:
+class _Mallinfo2(ctypes.Structure):
+    """glibc's `struct mallinfo2` (2.33+), totals over every arena."""
+
+    _fields_ = [
+        (field, ctypes.c_size_t)
+        for field in ("arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks", "fsmblks", "uordblks",
+                      "fordblks", "keepcost")
+    ]  # fmt: skip
+
+
+def _libc(name: str, argtypes: list[Any], restype: Any) -> Callable[..., Any] | None:
+    """A glibc function, or None where the C library has no such function (musl, macOS, old glibc)."""
+    lib = ctypes.util.find_library("c")
+    if lib is None:
         return None
     try:
-        trim = ctypes.CDLL(name).malloc_trim
-    except (OSError, AttributeError):  # not glibc (musl, macOS): nothing to call
+        func = getattr(ctypes.CDLL(lib), name)
+    except (OSError, AttributeError):
         return None
-    trim.argtypes = [ctypes.c_size_t]
-    trim.restype = ctypes.c_int
-    return trim  # type: ignore[no-any-return]
+    func.argtypes = argtypes
+    func.restype = restype
+    return func  # type: ignore[no-any-return]
 
 
-_MALLOC_TRIM = _find_malloc_trim()
+_MALLOC_TRIM = _libc("malloc_trim", [ctypes.c_size_t], ctypes.c_int)
+_MALLINFO2 = _libc("mallinfo2", [], _Mallinfo2)
+
+
+@dataclass(frozen=True)
+class HeapUsage:
+    """malloc's view of the heap, in bytes: `in_use` by live allocations (mmapped ones included), `free`
+    held in the arenas for reuse (what fragmentation keeps; malloc_trim hands back only whole free pages)."""
+
+    in_use: int
+    free: int
+
+
+def heap_usage() -> HeapUsage | None:
+    """The C heap now (not Python's small-object pools, which mmap their own); None where glibc cannot say."""
+    if _MALLINFO2 is None:
+        return None
+    info = _MALLINFO2()
+    return HeapUsage(in_use=int(info.uordblks + info.hblkhd), free=int(info.fordblks))
 
 
 def release_freed_memory() -> bool:
