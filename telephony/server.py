@@ -27,6 +27,7 @@ from telephony import audiosocket
 from telephony.browser import browser_call
 from telephony.metrics import CONTENT_TYPE, MetricsObserver
 from telephony.session import CallHub, CallObserver
+from telephony.stallwatch import StallWatch
 from telephony.twilio import twilio_call
 from telephony.twiml import token_ok, voice_response
 from voicebot.brain import BrainFactory, EchoBrain, HasFixedPhrases
@@ -56,6 +57,7 @@ class Gateway:
         self._owns_services = services is None
         self._drained = False
         self.trimmer = MemoryTrimmer(config.server.memory_trim_s)
+        self.stallwatch = StallWatch(config.server.stall_warn_ms)
         self.warm: BackgroundWarm | None = None
 
     async def start(self) -> None:
@@ -86,6 +88,7 @@ class Gateway:
             log.info("AudioSocket listening on %s:%d", server.audiosocket_host, self.audiosocket_port)
         await self._lifecycle("on_serve_start")  # the call store's heartbeat and lost-instance reaper
         self.trimmer.start()
+        self.stallwatch.start()  # after the models load: that wait is expected
 
     async def drain(self, abort: Callable[[], bool] = lambda: False) -> None:
         """Stop taking calls and let running ones finish (up to `drain_s`); idempotent."""
@@ -110,6 +113,7 @@ class Gateway:
         await self.drain()
         await self._lifecycle("on_serve_stop")  # after the drain: every call's end is queued by now
         await self.trimmer.stop()
+        await self.stallwatch.stop()
         if self.warm is not None:
             await asyncio.to_thread(self.warm.stop)
         if self.audiosocket is not None:

@@ -185,6 +185,12 @@ class ServerConfig(_Section):
         description="every this often, freed native memory goes back to the OS (glibc "
         "malloc_trim, ~80 ms in a worker thread); null = never, and RSS keeps every past peak",
     )
+    stall_warn_ms: float | None = Field(
+        100.0,
+        gt=0,
+        description="log a warning, with the loop thread's stack, when the event loop stalls longer "
+        "than this (every call's audio pauses meanwhile); null = never",
+    )
     recordings_dir: Path | None = Field(
         None, description="keep each call's audio here (stereo WAV: caller left, bot right); None = none kept"
     )
