@@ -11,6 +11,7 @@ the call-record observers. `GatewayServer` lets running calls finish (`server.dr
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import os
 import socket
@@ -71,6 +72,11 @@ class Gateway:
             if isinstance(brain, HasFixedPhrases) and self.config.tts.warm_replies:
                 self.warm = BackgroundWarm(services.tts, brain.fixed_phrases(), [8_000])
                 self.warm.start()
+            # Everything alive now (models, app, libraries) lives as long as the process: out of the
+            # collector's reach, a full collection no longer walks it. One took 254 ms here, stopping every
+            # call's audio (docs/reliability.md, soak). Only when this gateway owns the process's models.
+            gc.collect()
+            gc.freeze()
         if os.name == "posix" and os.geteuid() == 0:
             log.warning("running as root: a gateway faces the public, run it as an unprivileged user")
         if server.audiosocket_port is not None:
