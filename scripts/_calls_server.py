@@ -13,7 +13,6 @@ import argparse
 import contextlib
 import json
 import os
-import re
 import shutil
 import signal
 import socket
@@ -28,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from prometheus_client.parser import text_string_to_metric_families
 
 from voicebot.config import VoicebotConfig
 
@@ -166,8 +166,12 @@ class Server:
                 text = r.read().decode()
         except OSError:
             return {}
-        found = re.findall(r'^voicebot_heap_bytes\{kind="(\w+)"\} (\S+)$', text, re.MULTILINE)
-        return {kind: float(value) for kind, value in found}
+        return {
+            sample.labels["kind"]: sample.value
+            for family in text_string_to_metric_families(text)
+            if family.name == "voicebot_heap_bytes"
+            for sample in family.samples
+        }
 
     def stop(self) -> None:
         """Ctrl-C: the server drains and flushes its call records, then exits."""

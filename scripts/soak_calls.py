@@ -42,7 +42,16 @@ from scipy import stats  # type: ignore[import-untyped]
 ROOT = Path(__file__).resolve().parent.parent
 MB = 1e6
 QS = ("p50", "p95", "p99")
-RES = ("rss_mb", "anon_mb", "file_mb", "heap_in_use_mb", "heap_free_mb", "fds", "threads")
+FITTED = (
+    ("rss", "rss_mb"),
+    ("anon", "anon_mb"),
+    ("file", "file_mb"),
+    ("heap_in_use", "heap_in_use_mb"),
+    ("heap_free", "heap_free_mb"),
+    ("fds", "fds"),
+    ("threads", "threads"),
+)  # (analysis key, sample column)
+RES = tuple(col for _, col in FITTED)
 ERROR_MARKS = (" ERROR ", " CRITICAL ", "ERROR:", "CRITICAL:", "Traceback")
 
 
@@ -196,13 +205,7 @@ def analyse(soak: Soak, args: argparse.Namespace) -> dict[str, Any]:
     return {
         "load_s": round(load_s, 1), "total_s": round(float(t[-1]), 1), "window_s": round(window, 1),
         "warmup_s": round(warmup, 1), "calls": len(soak.calls), "turns": len(lines),
-        "rss": fit(t[steady], np.asarray([x["rss_mb"] for x in s])[steady]),
-        "anon": fit(t[steady], np.asarray([x["anon_mb"] for x in s])[steady]),
-        "file": fit(t[steady], np.asarray([x["file_mb"] for x in s])[steady]),
-        "heap_in_use": fit(t[steady], np.asarray([x["heap_in_use_mb"] for x in s])[steady]),
-        "heap_free": fit(t[steady], np.asarray([x["heap_free_mb"] for x in s])[steady]),
-        "fds": fit(t[steady], np.asarray([x["fds"] for x in s], dtype=float)[steady]),
-        "threads": fit(t[steady], np.asarray([x["threads"] for x in s], dtype=float)[steady]),
+        **{key: fit(t[steady], np.asarray([x[col] for x in s], dtype=float)[steady]) for key, col in FITTED},
         "range": {k: [min(x[k] for x in s), max(x[k] for x in s)] for k in RES},
         "at": {k: {"warmup_end": _at(s, warmup, k), "load_end": _at(s, load_s, k)} for k in RES},
         "idle_fds": {"before": soak.idle_fds[0], "after": soak.idle_fds[-1]},

@@ -31,14 +31,24 @@ class _Mallinfo2(ctypes.Structure):
     ]  # fmt: skip
 
 
-def _libc(name: str, argtypes: list[Any], restype: Any) -> Callable[..., Any] | None:
-    """A glibc function, or None where the C library has no such function (musl, macOS, old glibc)."""
+def _load_libc() -> ctypes.CDLL | None:
+    """The C library, looked up once (`find_library` runs `ldconfig`): None where there is none to load."""
     lib = ctypes.util.find_library("c")
     if lib is None:
         return None
     try:
-        func = getattr(ctypes.CDLL(lib), name)
-    except (OSError, AttributeError):
+        return ctypes.CDLL(lib)
+    except OSError:
+        return None
+
+
+_LIBC = _load_libc()
+
+
+def _libc(name: str, argtypes: list[Any], restype: Any) -> Callable[..., Any] | None:
+    """A glibc function, or None where the C library has no such function (musl, macOS, old glibc)."""
+    func = getattr(_LIBC, name, None) if _LIBC is not None else None
+    if func is None:
         return None
     func.argtypes = argtypes
     func.restype = restype
