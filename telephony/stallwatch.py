@@ -1,7 +1,8 @@
 """Say when the gateway's event loop stops, and what stopped it.
 
 Why: every call's audio is paced by the one event loop, so a 0.3 s stall is a 0.3 s gap in every reply
-playing at that moment (docs/reliability.md, soak: 4 such stalls in 2 hours, cause unknown). A watcher thread
+playing at that moment (docs/reliability.md, soak: 4 such stalls in 2 hours; this watcher found them to be
+full garbage collections, now avoided by `gc.freeze()` at start-up, and stays on as a guard). A watcher thread
 sees the loop's heartbeat go late and takes the loop thread's stack *while it is stalled*; when the loop is
 back it logs one warning with the stall's length, the time Python's garbage collector ran inside it, and
 that stack. If the loop thread held the GIL the whole time (a C call that does not release it), the watcher
