@@ -24,6 +24,9 @@ Metrics:
   went on).
 - `voicebot_transfers_total` (counter): transfer actions calls ended with (one per action, as call
   records keep them).
+- `voicebot_loop_lag_seconds` (histogram, 5 ms-1 s buckets): how late the event loop ran a 25 ms heartbeat,
+  while the stall watcher is on (`server.stall_warn_ms`). Every call's audio is paced by that loop, so a
+  lag over 20 ms is a gap over 40 ms between two bot frames, even when it is too short to be warned about.
 - `voicebot_heap_bytes{kind}` (gauge, glibc only): the process's C heap at scrape time, `in_use` by live
   allocations and `free` held by malloc for reuse; a climbing `in_use` is a leak, a climbing `free` is
   fragmentation (`voicebot.memory`).
@@ -44,6 +47,7 @@ CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 PROTOCOLS = ("browser", "twilio", "audiosocket")
 STAGES = ("endpoint", "asr", "asr_decode", "nlu", "dialogue_step", "action", "dialogue", "tts_first_audio")
 BUCKETS = (0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 5.0)
+LAG_BUCKETS = (0.005, 0.01, 0.02, 0.03, 0.04, 0.06, 0.1, 0.25, 1.0)
 
 
 def voice_to_voice_ms(timings: dict[str, Any]) -> float | None:
@@ -84,6 +88,9 @@ class MetricsObserver:
         self.barge_ins = Counter("voicebot_barge_ins", "Bot replies cut by caller speech", registry=reg)
         self.stage_errors = Counter("voicebot_stage_errors", "Stage failures", ["stage"], registry=reg)
         self.transfers = Counter("voicebot_transfers", "Transfer actions calls ended with", registry=reg)
+        self.loop_lag = Histogram(
+            "voicebot_loop_lag_seconds", "Event-loop heartbeat lateness", buckets=LAG_BUCKETS, registry=reg
+        )
         self.heap = Gauge("voicebot_heap_bytes", "C heap (glibc malloc)", ["kind"], registry=reg)
         for protocol in PROTOCOLS:  # a scrape shows 0, not nothing, before the first call
             self.active.labels(protocol)

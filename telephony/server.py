@@ -143,6 +143,7 @@ def create_app(
     first) and `app.state.metrics` the app's own metrics."""
     metrics = MetricsObserver()
     gateway = Gateway(config, services, brain_factory, [metrics, *observers])
+    gateway.stallwatch.on_lag = metrics.loop_lag.observe
     hub = gateway.hub
 
     @asynccontextmanager

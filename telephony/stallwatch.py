@@ -19,17 +19,26 @@ import sys
 import threading
 import time
 import traceback
+from collections.abc import Callable
 from typing import Any
 
 log = logging.getLogger(__name__)
 
 
 class StallWatch:
-    """Warn about every event-loop stall longer than `warn_ms`; `warn_ms=None` turns it off."""
+    """Warn about every event-loop stall longer than `warn_ms`; `warn_ms=None` turns it off.
 
-    def __init__(self, warn_ms: float | None, beat_ms: float = 25.0) -> None:
+    `on_lag`, if set, hears every heartbeat's lateness in seconds (the loop's scheduling delay: what a paced
+    audio frame was late by); the metrics keep it as a histogram, because delays too short to warn about
+    still make gaps in the audio.
+    """
+
+    def __init__(
+        self, warn_ms: float | None, beat_ms: float = 25.0, on_lag: Callable[[float], None] | None = None
+    ) -> None:
         self.warn_s = None if warn_ms is None else warn_ms / 1000
         self.beat_s = beat_ms / 1000
+        self.on_lag = on_lag
         self.stalls = 0
         self.longest_ms = 0.0
         self._beat = time.monotonic()
@@ -75,8 +84,10 @@ class StallWatch:
 
     async def _heartbeat(self) -> None:
         while True:
-            self._beat = time.monotonic()
+            due = self._beat = time.monotonic()
             await asyncio.sleep(self.beat_s)
+            if self.on_lag is not None:
+                self.on_lag(max(0.0, time.monotonic() - due - self.beat_s))
 
     def _watch(self, warn_s: float) -> None:
         seen, gc_at_seen, stack = self._beat, self._gc_s, ""

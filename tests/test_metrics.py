@@ -113,6 +113,9 @@ async def test_metrics_count_calls_turns_latency_barge_ins_transfers_and_refusal
     assert not any(name == "voicebot_stage_errors_total" for name, _ in samples)
     assert value(samples, "voicebot_heap_bytes", kind="in_use") > 50 * 2**20  # the models' buffers
     assert value(samples, "voicebot_heap_bytes", kind="free") > 0
+    beats = value(samples, "voicebot_loop_lag_seconds_count")
+    assert beats > 20  # 40 heartbeats a second over several seconds of calls
+    assert value(samples, "voicebot_loop_lag_seconds_bucket", le="1.0") == beats  # no 1 s stalls
 
 
 def test_voice_to_voice_adds_the_brain_once() -> None:

@@ -72,3 +72,22 @@ def test_off_and_stop_are_clean() -> None:
     watch = StallWatch(warn_ms=50)
     asyncio.run(watched(watch, 0.0))
     assert watch.stalls == 0 and watch._thread is None
+
+
+def test_every_heartbeat_lateness_is_heard_short_delays_included() -> None:
+    lags: list[float] = []
+    watch = StallWatch(warn_ms=100, on_lag=lags.append)
+
+    async def run() -> None:
+        watch.start()
+        await asyncio.sleep(0.2)
+        blocking_handler(0.03)  # a delay under the warning: no stall, but a late beat
+        await asyncio.sleep(0.2)
+        await watch.stop()
+
+    asyncio.run(run())
+    assert watch.stalls == 0
+    assert len(lags) >= 10 and min(lags) >= 0.0
+    late = sorted(lags)[-1]
+    assert 0.02 <= late < 0.1, lags  # the 30 ms block, less what was left of the 25 ms beat
+    assert sorted(lags)[len(lags) // 2] < 0.01  # an idle loop is on time

@@ -88,6 +88,7 @@ class TTSConfig(_Section):
         description="piper: scales the voice's trained randomness (noise_scale, noise_w); "
         "0 = the same text always gives the same audio",
     )
+    threads: int = Field(0, ge=0, description="piper: onnxruntime threads per synthesis; 0 = number of cores")
     cache_size: int = Field(256, ge=0, description="synthesised prompts kept in memory")
     warm_replies: bool = Field(
         True,

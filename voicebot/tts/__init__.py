@@ -24,7 +24,9 @@ __all__ = [
 def make_backend(config: TTSConfig) -> TTSBackend:
     """The bare backend `config.backend` names; `config.voice` applies to Piper only."""
     if config.backend == "piper":
-        return PiperTTS(config.voice, length_scale=config.length_scale, variation=config.variation)
+        return PiperTTS(
+            config.voice, length_scale=config.length_scale, variation=config.variation, threads=config.threads
+        )
     if config.backend == "espeak-ng":
         return EspeakTTS(length_scale=config.length_scale)
     if config.backend == "flite":
