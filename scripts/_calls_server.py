@@ -158,20 +158,34 @@ class Server:
                         kinds[kind] += float(value.split()[0]) * 1024
         return kinds
 
-    def heap(self) -> dict[str, float]:
-        """The server's C heap in bytes from its `/metrics` (`in_use`, `free`; glibc's mallinfo2), or {} if
-        it cannot say. Blocking: call it from a thread."""
+    def _samples(self, family: str) -> list[Any]:
+        """One metric family's samples from the server's `/metrics`, or [] if it cannot say. Blocking."""
         try:
             with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/metrics", timeout=5) as r:
                 text = r.read().decode()
         except OSError:
-            return {}
-        return {
-            sample.labels["kind"]: sample.value
-            for family in text_string_to_metric_families(text)
-            if family.name == "voicebot_heap_bytes"
-            for sample in family.samples
+            return []
+        return [s for f in text_string_to_metric_families(text) if f.name == family for s in f.samples]
+
+    def heap(self) -> dict[str, float]:
+        """The server's C heap in bytes (`in_use`, `free`; glibc's mallinfo2), or {} if it cannot say.
+        Blocking: call it from a thread."""
+        return {s.labels["kind"]: s.value for s in self._samples("voicebot_heap_bytes")}
+
+    def loop_lag(self) -> dict[str, float]:
+        """The server's event-loop heartbeats so far (`beats`, one per 25 ms) and how many of them ran late
+        by over 20, 40 and 100 ms (`over_20ms`…): a lag over 20 ms is a gap over 40 ms in every reply
+        playing then. {} if it cannot say. Blocking."""
+        le = {
+            s.labels["le"]: s.value
+            for s in self._samples("voicebot_loop_lag_seconds")
+            if s.name.endswith("_bucket")
         }
+        if "+Inf" not in le:
+            return {}
+        beats = le["+Inf"]
+        over = {f"over_{ms}ms": beats - le[b] for ms, b in ((20, "0.02"), (40, "0.04"), (100, "0.1"))}
+        return {"beats": beats} | over
 
     def stop(self) -> None:
         """Ctrl-C: the server drains and flushes its call records, then exits."""

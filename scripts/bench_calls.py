@@ -104,6 +104,7 @@ def run_level(n: int, args: argparse.Namespace, clips: dict[str, list[str]]) -> 
                 sampled(server, play_calls(n, args.rounds, server.port, clips, args.seed))
             )
             mine_after = os.times()
+            lag = server.loop_lag()
         finally:
             server.stop()
         rows = [{"calls": n} | row for log in logs for row in turn_rows(log, t0 - log.wall0)]
@@ -128,6 +129,7 @@ def run_level(n: int, args: argparse.Namespace, clips: dict[str, list[str]]) -> 
         "errors": [log.error for log in logs if log.error],
         "bad_media": sum(log.bad_media for log in logs),
         "server_problems": problems,
+        "loop_lag": lag,
     }
 
 
@@ -261,6 +263,13 @@ def report(cmd: str, machine: str, levels: dict[int, dict[str, Any]], args: argp
         + f"; {s['server_empty_turns']} empty transcripts, {s['server_no_input_turns']} no-input reprompts)"
         for n, s in items
     )
+    lags = "; ".join(
+        f"{n}: {fmt(lag['over_20ms'], 0)} / {fmt(lag['over_40ms'], 0)} / {fmt(lag['over_100ms'], 0)} of "
+        f"{fmt(lag['beats'], 0)}"
+        for n, s in items
+        for lag in [s.get("loop_lag") or {}]
+        if lag
+    )
     problems = sorted({p.split(": ", 1)[-1][:160] for _, s in items for p in s["server_problems"]})
     errors = sorted({e for _, s in items for e in s["errors"]})
     ok, ran = [n for n, s in items if s["v2v_ms"]["p95"] <= 1500], ", ".join(str(n) for n, _ in items)
@@ -285,6 +294,9 @@ def report(cmd: str, machine: str, levels: dict[int, dict[str, Any]], args: argp
         + ("; ".join(f"`{p}`" for p in problems[:8]) if problems else "none")
         + (f". Client errors: {'; '.join(errors[:5])}" if errors else "")
         + ".",
+        "Server event-loop heartbeats (every 25 ms) late by over 20 / 40 / 100 ms, of all beats, per N "
+        f"(`voicebot_loop_lag_seconds`; a lag over 20 ms is a gap over 40 ms in every reply then playing): "
+        f"{lags or 'not measured'}.",
         "![voice-to-voice latency CDF](img/calls_v2v_cdf.png)",
         "![server-side stage medians](img/calls_breakdown.png)",
         "Raw per-turn rows: `docs/results/calls_<N>.csv`; summary: `docs/results/calls.json`.",

@@ -73,6 +73,7 @@ class Soak:
         self.active = 0
         self.server_died = False
         self.idle_fds: list[dict[str, int]] = []
+        self.loop_lag: dict[str, float] = {}
 
     def now(self) -> float:
         return time.time() - self.t0
@@ -154,6 +155,7 @@ class Soak:
             wake = tick if self.stop.is_set() else min(tick, deadline)
             await asyncio.wait([callers], timeout=max(0.0, wake - loop.time()))
         callers.result()
+        self.loop_lag = await asyncio.to_thread(self.server.loop_lag)
         self.idle_fds.append(self.fd_kinds())
 
 
@@ -217,6 +219,7 @@ def analyse(soak: Soak, args: argparse.Namespace) -> dict[str, Any]:
         "end_reasons": dict(Counter(str(r.get("end_reason")) for r in soak.rows if r["line"] < 0)),
         "barge_ins": sum(bool(r.get("bot_speaking")) for r in lines),
         "underruns": sum(r.get("gaps", 0) for r in soak.rows),
+        "loop_lag": soak.loop_lag,
         "matched_turns": sum("transcript" in r for r in lines),
         "client_late_p99_ms": _spread([c["late_p99_ms"] for c in calls if "late_p99_ms" in c]),
     }  # fmt: skip
@@ -304,6 +307,13 @@ def report(cmd: str, machine: str, a: dict[str, Any], args: argparse.Namespace) 
     windows = [[name, w["n"], *(bc.fmt(w[q], 0) for q in (*QS, "max"))] for name, w in named]
     warned = "; ".join(_code(w) for w in a["warning_examples"]) or "none"
     ends = ", ".join(f"“{k}” ×{v}" for k, v in sorted(a["end_reasons"].items()))
+    lags = a.get("loop_lag") or {}
+    lag = (
+        f"{lags['over_20ms']:.0f} / {lags['over_40ms']:.0f} / {lags['over_100ms']:.0f} of the server's "
+        f"{lags['beats']:.0f} event-loop heartbeats late by over 20 / 40 / 100 ms"
+        if lags
+        else "event-loop lag not measured"
+    )
     out = [
         "## Soak: looping calls on one server",
         f"Command: `{cmd}`",
@@ -333,10 +343,10 @@ def report(cmd: str, machine: str, a: dict[str, Any], args: argparse.Namespace) 
         "### Errors",
         bc.md_table(["kind", "count", "examples"], errors),
         f"Not counted as errors: {a['warnings']} server log warnings ({warned}), {a['underruns']} "
-        f"underruns (gaps over 40 ms inside a reply), {a['barge_ins']} barge-ins; {a['matched_turns']}/"
-        f"{a['turns']} caller turns matched to a server turn record. How calls ended (server record): "
-        f"{ends or 'none'}. Caller frame lateness p99 per call (did the load generator keep real time): "
-        f"median {bc.fmt(late['p50'])} ms, worst {bc.fmt(late['max'])} ms.",
+        f"underruns (gaps over 40 ms inside a reply), {lag}, {a['barge_ins']} barge-ins; "
+        f"{a['matched_turns']}/{a['turns']} caller turns matched to a server turn record. How calls "
+        f"ended (server record): {ends or 'none'}. Caller frame lateness p99 per call (did the load "
+        f"generator keep real time): median {bc.fmt(late['p50'])} ms, worst {bc.fmt(late['max'])} ms.",
         "![server RSS, open fds and threads over the run](img/soak_resources.png)",
         "![voice-to-voice latency over the run](img/soak_latency.png)",
         "![voice-to-voice latency CDF, first and last window](img/soak_v2v_cdf.png)",
