@@ -36,7 +36,7 @@ RATE = 8_000
 FRAME_S = 0.02
 QUIET_S = 0.6  # no bot audio this long after its last frame: the reply is over
 MARK_END_S = 0.1  # a mark with no audio after it this long was the reply's final mark
-GAP_S = 0.04  # inter-arrival gap inside one reply that counts as an underrun
+GAP_S = 0.04  # from one frame's playback start to the next's, inside one reply: over it is an underrun
 REPLY_WAIT_S = 20.0  # longest wait for the bot to start answering
 CLOSE_WAIT_S = 8.0  # after the last reply, how long the bot may take to hang up
 PAUSE_S = (0.4, 0.8)  # a person's pause before answering
@@ -103,6 +103,8 @@ class CallLog:
     wall0: float = 0.0
     started: float = float("nan")
     media: list[float] = field(default_factory=list)  # arrival time of each bot frame
+    play_at: list[float] = field(default_factory=list)  # when each frame starts playing (buffered playback)
+    sentence_no: list[int] = field(default_factory=list)  # marks received before each frame
     groups: list[str] = field(default_factory=list)  # reply of each frame ("r3"), from the mark after it
     marks: list[tuple[float, str]] = field(default_factory=list)
     clears: list[float] = field(default_factory=list)
@@ -245,6 +247,8 @@ class Caller:
             self.log.bad_media += 1
         self.unmarked.append(len(self.log.media))
         self.log.media.append(now)
+        self.log.play_at.append(max(self.play_end, now))
+        self.log.sentence_no.append(len(self.log.marks))
         self.log.groups.append("")
         self.last_media, self.play_end = now, max(self.play_end, now) + FRAME_S
         if not self.speaking:
@@ -344,16 +348,22 @@ class Caller:
 
 
 def _gaps(
-    times: list[float], groups: list[str], stalls: list[tuple[float, float]]
-) -> tuple[list[float], int]:
-    """Inter-arrival gaps over GAP_S between consecutive frames of one reply (ms), and how many of them
-    overlap a stall of our own event loop by a frame or more (those may be the client's, not the server's)."""
-    gaps, ours = [], 0
-    for a, b, ga, gb in zip(times, times[1:], groups, groups[1:], strict=False):
+    plays: list[float], groups: list[str], stalls: list[tuple[float, float]], sentences: list[int]
+) -> tuple[list[float], int, int]:
+    """Gaps over GAP_S between the playback starts of consecutive frames of one reply (ms): the caller's
+    buffer ran dry for over a frame. A frame plays on arrival, or when the one before it has played if the
+    server sent it ahead; so for a server sending in real time this is the gap between arrivals. Also how
+    many overlap a stall of our own event loop by a frame or more (those may be the client's, not the
+    server's), and how many fall between two sentences (a mark came in between: the next one was late)."""
+    gaps, ours, between = [], 0, 0
+    for a, b, ga, gb, sa, sb in zip(
+        plays, plays[1:], groups, groups[1:], sentences, sentences[1:], strict=False
+    ):
         if ga == gb and b - a > GAP_S:
             gaps.append(round((b - a) * 1000, 1))
             ours += any(min(b, s1) - max(a + FRAME_S, s0) >= FRAME_S for s0, s1 in stalls)
-    return gaps, ours
+            between += sa != sb
+    return gaps, ours, between
 
 
 def turn_rows(log: CallLog, t0: float) -> list[dict[str, Any]]:
@@ -387,8 +397,10 @@ def turn_rows(log: CallLog, t0: float) -> list[dict[str, Any]]:
             key = "first_audio_ms" if said is None else "v2v_ms"
             row[key] = round((first - start) * 1000, 1)
             row["reply_ms"] = round((float(media[reply[-1]]) - first + FRAME_S) * 1000, 1)
-            gaps, ours = _gaps([log.media[i] for i in reply], [log.groups[i] for i in reply], log.stalls)
-            row |= {"gaps": len(gaps), "worst_gap_ms": max(gaps, default=0.0), "gaps_client_stalled": ours}
+            pick = [log.play_at[i] for i in reply], [log.groups[i] for i in reply]
+            gaps, ours, between = _gaps(*pick, log.stalls, [log.sentence_no[i] for i in reply])
+            row |= {"gaps": len(gaps), "worst_gap_ms": max(gaps, default=0.0), "gaps_client_stalled": ours,
+                    "gaps_between_sentences": between}  # fmt: skip
         row["wall_end"] = log.wall0 + (start if said is None else said.end)
         rows.append(row)
     return rows

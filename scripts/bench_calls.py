@@ -157,6 +157,7 @@ def summarise(level: dict[str, Any]) -> dict[str, Any]:
         "matched_turns": sum("transcript" in r for r in lines),
         "underruns": sum(r.get("gaps", 0) for r in rows),
         "underruns_client_stalled": sum(r.get("gaps_client_stalled", 0) for r in rows),
+        "underruns_between_sentences": sum(r.get("gaps_between_sentences", 0) for r in rows),
         "server_empty_turns": sum(r.get("srv_empty_turns", 0) for r in rows),
         "server_no_input_turns": sum(r.get("srv_no_input_turns", 0) for r in rows),
         "end_reasons": dict(Counter(str(r["end_reason"]) for r in rows if r["line"] < 0)),
@@ -216,7 +217,7 @@ def target_rows(levels: dict[int, dict[str, Any]]) -> list[list[str]]:
 
 LEVEL_HEAD = ["calls", "turns (no reply)", "v2v p50 ms", "p95", "p99",
               "barge-in stop p50 / p95 ms (n, not stopped)", "media stop p50 / p95 ms",
-              "underruns (worst gap ms; in client stalls)", "server CPU % mean (max)",
+              "underruns (worst gap ms; in client stalls; between sentences)", "server CPU % mean (max)",
               "RSS idle / mean / peak MB", "RSS MB per call",
               "client lateness p99 ms / CPU %"]  # fmt: skip
 STAGE_HEAD = ["calls", "endpoint", "ASR final", "NLU", "dialogue step", "action", "TTS first audio",
@@ -233,11 +234,15 @@ finish (the reply's final mark, or 600 ms without bot audio) and pauses 400–80
 **Voice-to-voice**: the caller sends the frame holding its last speech sample → the first bot `media` frame
 received after it (after the `clear`, for a barge-in). **Barge-in stop**: the frame holding the caller's
 first speech sample, sent while bot audio was playing → `clear` received (media stop: → the last bot frame
-before it). **Underruns**: gaps over 40 ms between consecutive bot frames of one reply (frames grouped by the
-mark that follows them). **Server CPU**: CPU time of the server process and its children over the level's
-wall time (100 % = one core of {cores}), sampled every {sample} s. **RSS**: resident memory; idle = models
-loaded, before the first call; per call = (peak − idle) / N. The client's frame lateness p99 and CPU say
-whether the load generator kept real time. Stage times are the server's own turn records (`timings_ms`)."""
+before it). **Underruns**: the caller's playback ran dry inside one reply (frames grouped by the mark
+that follows them): a bot frame started playing over 40 ms after the one before it. A frame plays on arrival,
+or once the frame before it has played when the server sent it ahead (`pipeline.send_ahead_ms`, as Twilio
+buffers it); for audio sent in real time this is a gap over 40 ms between arrivals. *Between sentences*: a
+sentence's mark came in the gap, so the next sentence's audio was late (its synthesis), not the event loop.
+**Server CPU**: CPU time of the server process and its children over the level's wall time (100 % = one core
+of {cores}), sampled every {sample} s. **RSS**: resident memory; idle = models loaded, before the first call;
+per call = (peak − idle) / N. The client's frame lateness p99 and CPU say whether the load generator kept real
+time. Stage times are the server's own turn records (`timings_ms`)."""
 
 
 def report(cmd: str, machine: str, levels: dict[int, dict[str, Any]], args: argparse.Namespace) -> str:
@@ -250,7 +255,8 @@ def report(cmd: str, machine: str, levels: dict[int, dict[str, Any]], args: argp
          " / ".join(fmt(s[f"rss_{k}_mb"], 0) for k in ("idle", "mean", "peak")), fmt(s["rss_per_call_mb"]),
          f"{fmt(s['client_late_ms']['p99'])} / {fmt(s['client_cpu_pct'], 0)}"]
         for n, s in items for b, m in [(s["barge_clear_ms"], s["barge_media_stop_ms"])]
-        for under in [f"{s['underruns']} ({fmt(s['worst_gap_ms'], 0)}; {s['underruns_client_stalled']})"]
+        for under in [f"{s['underruns']} ({fmt(s['worst_gap_ms'], 0)}; {s['underruns_client_stalled']}; "
+                      f"{s.get('underruns_between_sentences', 0)})"]
     ]  # fmt: skip
     keys = (*STAGES, "asr_decode", "dialogue")
     stages = [[n, *(fmt(s["stages_ms"][k]) for k in keys), fmt(s["v2v_ms"]["p50"], 0),

@@ -219,6 +219,8 @@ def analyse(soak: Soak, args: argparse.Namespace) -> dict[str, Any]:
         "end_reasons": dict(Counter(str(r.get("end_reason")) for r in soak.rows if r["line"] < 0)),
         "barge_ins": sum(bool(r.get("bot_speaking")) for r in lines),
         "underruns": sum(r.get("gaps", 0) for r in soak.rows),
+        "underruns_between_sentences": sum(r.get("gaps_between_sentences", 0) for r in soak.rows),
+        "worst_gap_ms": max((r.get("worst_gap_ms", 0.0) for r in soak.rows), default=0.0),
         "loop_lag": soak.loop_lag,
         "matched_turns": sum("transcript" in r for r in lines),
         "client_late_p99_ms": _spread([c["late_p99_ms"] for c in calls if "late_p99_ms" in c]),
@@ -343,7 +345,9 @@ def report(cmd: str, machine: str, a: dict[str, Any], args: argparse.Namespace) 
         "### Errors",
         bc.md_table(["kind", "count", "examples"], errors),
         f"Not counted as errors: {a['warnings']} server log warnings ({warned}), {a['underruns']} "
-        f"underruns (gaps over 40 ms inside a reply), {lag}, {a['barge_ins']} barge-ins; "
+        f"underruns (gaps over 40 ms inside a reply; worst {a['worst_gap_ms']:.0f} ms; "
+        f"{a['underruns_between_sentences']} between two sentences: the next one's audio was late), {lag}, "
+        f"{a['barge_ins']} barge-ins; "
         f"{a['matched_turns']}/{a['turns']} caller turns matched to a server turn record. How calls "
         f"ended (server record): {ends or 'none'}. Caller frame lateness p99 per call (did the load "
         f"generator keep real time): median {bc.fmt(late['p50'])} ms, worst {bc.fmt(late['max'])} ms.",

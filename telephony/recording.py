@@ -1,8 +1,9 @@
 """Call audio for the records: both sides on one timeline, as the caller experienced the call.
 
 Caller audio arrives continuously, so its track is just the frames in order. Bot audio is placed at the
-moment it was sent (the speak stage paces it in real time), which keeps pauses and barge-ins where they
-happened. Only kept when `server.recordings_dir` is set: recordings hold the caller's unmasked voice.
+moment it was sent (the speak stage paces it in real time), back to back, which keeps pauses and barge-ins
+where they happened; what was sent ahead and dropped by a barge-in's clear is taken off again, as the caller
+never heard it. Only kept when `server.recordings_dir` is set: recordings hold the caller's unmasked voice.
 """
 
 from __future__ import annotations
@@ -32,6 +33,14 @@ class CallRecorder:
             at = max(at, last_at + last.size)
         self._bot.append((at, pcm.copy()))
 
+    def cleared(self) -> None:
+        """Barge-in: frames that were still to play (sent ahead) were dropped on the way; so here too."""
+        now = int((time.monotonic() - self._start) * self.rate)
+        while self._bot and self._bot[-1][0] >= now:
+            self._bot.pop()
+        if self._bot and (at := self._bot[-1][0]) + self._bot[-1][1].size > now:
+            self._bot[-1] = (at, self._bot[-1][1][: now - at])
+
     def tracks(self) -> tuple[PCM, PCM]:
         caller = np.concatenate(self._caller) if self._caller else np.zeros(0, np.int16)
         end = max([caller.size] + [at + pcm.size for at, pcm in self._bot])
@@ -52,4 +61,5 @@ class RecordingSink:
         await self.sink.send_audio(frame)
 
     async def clear(self) -> None:
+        self.recorder.cleared()
         await self.sink.clear()

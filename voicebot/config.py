@@ -100,6 +100,14 @@ class TTSConfig(_Section):
 class PipelineConfig(_Section):
     channel_rate: int = Field(16_000, description="sample rate of the caller's audio and of the bot's audio")
     frame_ms: int = Field(20, description="transport frame length")
+    send_ahead_ms: float = Field(
+        100.0,
+        ge=0,
+        le=1000,
+        description="live calls: bot audio goes out this far ahead of the caller's playback, a jitter buffer "
+        "on the caller's side against a late next sentence or a busy moment of the event loop; barge-in "
+        "is not slowed (the transport's clear drops it)",
+    )
     barge_in: bool = Field(True, description="caller speech-start (vad.min_speech_ms of speech) cuts the bot")
     workers: int = Field(0, ge=0, description="thread pool for model calls; 0 = number of cores")
     greeting: bool = True

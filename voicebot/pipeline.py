@@ -86,6 +86,7 @@ class CallPipeline:
             barge_in=cfg.pipeline.barge_in,
             publish=self.events.put,
             feedback=self.brain_stage.put,
+            send_ahead_ms=cfg.pipeline.send_ahead_ms,
         )
         self.stages = (self.vad, self.asr, self.brain_stage, self.speak)
         for upstream, downstream in zip(self.stages, self.stages[1:], strict=False):

@@ -1,9 +1,13 @@
 """Deciding and speaking: the brain stage, and the speak stage that streams TTS to the transport.
 
 The speak stage synthesises sentence by sentence (the next sentence is made while the current one plays),
-sends 20 ms frames to the transport's `AudioSink` paced in real time (or as fast as possible offline), and
-stops within one frame when the caller starts talking over an interruptible reply. How much of the reply was
-actually played goes back to the brain as a `BotStopped`, so the dialogue history holds what the caller heard.
+sends 20 ms frames to the transport's `AudioSink` paced in real time, `send_ahead_ms` ahead of the caller's
+playback (or as fast as possible offline), and stops when the caller starts talking over an interruptible
+reply; the transport's `clear` drops what was sent ahead. The lead is a jitter buffer on the caller's side
+(Twilio's, Asterisk's queue, the browser page's): a next sentence that is a little late, or an event loop
+busy for a moment, no longer puts a gap in the bot's voice. How much of the reply was actually played (the
+time since its first frame, not the audio sent) goes back to the brain as a `BotStopped`, so the dialogue
+history holds what the caller heard.
 """
 
 from __future__ import annotations
@@ -12,6 +16,7 @@ import asyncio
 import time
 from collections.abc import Awaitable, Callable
 from concurrent.futures import Executor
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from voicebot.audio import split_frames
@@ -44,6 +49,32 @@ class AudioSink(Protocol):
     async def clear(self) -> None:
         """Barge-in: drop whatever audio is buffered on the way to the caller."""
         ...
+
+
+@dataclass
+class _Playout:
+    """One reply as the caller hears it: from its first frame on, in real time, never past what was sent."""
+
+    started: float | None = None  # monotonic time of the first frame
+    sent_ms: float = 0.0
+    sentences: list[tuple[str, float, float]] = field(default_factory=list)  # (text, start ms, length ms)
+
+    def played_ms(self, now: float | None) -> float:
+        """`now=None`: offline, where everything sent counts as played."""
+        if self.started is None:
+            return 0.0
+        return self.sent_ms if now is None else min(self.sent_ms, (now - self.started) * 1000.0)
+
+    def heard(self, played_ms: float) -> str:
+        """Sentences fully played, then the words of the cut one in proportion to its audio played."""
+        done: list[str] = []
+        for text, start, length in self.sentences:
+            if played_ms < start + length:
+                words = text.split()
+                share = max(0.0, (played_ms - start) / length) if length else 0.0
+                return " ".join([*done, *words[: int(len(words) * share)]]).strip()
+            done.append(text)
+        return " ".join(done).strip()
 
 
 class BrainStage(Stage):
@@ -136,16 +167,17 @@ class SpeakStage(Stage):
         barge_in: bool,
         publish: Callable[[Frame], Awaitable[None]],
         feedback: Callable[[Frame], Awaitable[None]],
+        send_ahead_ms: float = 0.0,
     ) -> None:
         super().__init__()
         self.tts, self.sink, self.executor = tts, sink, executor
         self.rate, self.frame_ms, self.paced, self.barge_in = rate, frame_ms, paced, barge_in
+        self.send_ahead_ms = send_ahead_ms
         self.publish, self.feedback = publish, feedback
         self._reply_id = 0
         self._playing: asyncio.Task[None] | None = None
         self._current: BotReply | None = None
-        self._played_ms = 0.0
-        self._progress: tuple[list[str], str, float] = ([], "", 0.0)  # done sentences, current, share played
+        self._playout = _Playout()
         self.ended = False
 
     async def on_frame(self, frame: Frame) -> None:
@@ -183,25 +215,28 @@ class SpeakStage(Stage):
         if self.ended:
             return
         self._reply_id += 1
-        self._current, self._played_ms, self._progress = reply, 0.0, ([], "", 0.0)
+        self._current, playout = reply, _Playout()
+        self._playout = playout
         self._playing = asyncio.create_task(self._stream(reply, self._reply_id))
         interrupted = False
+        played_ms = 0.0
         try:
             await asyncio.shield(self._playing)
+            played_ms = playout.sent_ms  # played to its end (the transport's buffer still plays the lead)
         except asyncio.CancelledError:
             me = asyncio.current_task()
             if not self._playing.cancelled() or (me is not None and me.cancelling()):
                 raise  # this job itself is cancelled (the call is torn down), not just its playback
             interrupted = True
+            played_ms = round(playout.played_ms(time.monotonic() if self.paced else None), 1)
             await self.sink.clear()
         finally:
             self._current = None
-        heard = _heard_text(*self._progress) if interrupted else reply.text
         stopped = BotStopped(
             reply_id=self._reply_id,
             interrupted=interrupted,
-            played_ms=self._played_ms,
-            heard=heard,
+            played_ms=played_ms,
+            heard=playout.heard(played_ms) if interrupted else reply.text,
             text=reply.text,
         )
         if reply.text:
@@ -211,7 +246,7 @@ class SpeakStage(Stage):
             "actions": [{"kind": a.kind, "target": a.target, "reason": a.reason} for a in reply.actions],
             "timings_ms": reply.timings_ms,
             "interrupted": interrupted,
-            "played_ms": round(self._played_ms, 1),
+            "played_ms": played_ms,
         }
         await self.publish(TurnDone(record=record))
         final = [a for a in reply.actions if a.kind in ("hangup", "transfer")]
@@ -224,7 +259,7 @@ class SpeakStage(Stage):
             return
         await self.publish(reply)
         started = time.perf_counter()
-        clock = time.monotonic()
+        playout, ahead_s, frame_s = self._playout, self.send_ahead_ms / 1000.0, self.frame_ms / 1000.0
         sent = 0
         upcoming: asyncio.Future[PCM] = in_pool(
             self.executor, self.tts.synthesize_at, sentences[0], self.rate
@@ -234,18 +269,20 @@ class SpeakStage(Stage):
             if index + 1 < len(sentences):  # make the next sentence while this one plays
                 upcoming = in_pool(self.executor, self.tts.synthesize_at, sentences[index + 1], self.rate)
             frames = split_frames(pcm, self.rate, self.frame_ms)
+            playout.sentences.append((sentence, sent * self.frame_ms, len(frames) * self.frame_ms))
             for n, chunk in enumerate(frames):
                 if sent == 0:
                     reply.timings_ms["tts_first_audio"] = round((time.perf_counter() - started) * 1000.0, 1)
+                    playout.started = time.monotonic()
                 last = index + 1 == len(sentences) and n + 1 == len(frames)
                 await self.sink.send_audio(
                     BotAudio(pcm=chunk, sentence=sentence, reply_id=reply_id, last=last)
                 )
                 sent += 1
-                self._played_ms = sent * self.frame_ms
-                self._progress = (sentences[:index], sentence, (n + 1) / len(frames))
-                if self.paced:
-                    delay = clock + sent * self.frame_ms / 1000.0 - time.monotonic()
+                playout.sent_ms = sent * self.frame_ms
+                if self.paced and playout.started is not None:
+                    # frame `sent` is due once the caller has heard all but `ahead_s` of what went before
+                    delay = playout.started + sent * frame_s - ahead_s - time.monotonic()
                     if delay > 0:
                         await asyncio.sleep(delay)
 
@@ -253,9 +290,3 @@ class SpeakStage(Stage):
         if not self.ended:
             self.ended = True
             await self.publish(CallEnded(reason=reason, actions=actions))
-
-
-def _heard_text(done: list[str], current: str, share: float) -> str:
-    """Sentences fully played, then the words of the cut sentence in proportion to its audio played."""
-    words = current.split()
-    return " ".join([*done, *words[: int(len(words) * share)]]).strip()
