@@ -220,6 +220,7 @@ def analyse(soak: Soak, args: argparse.Namespace) -> dict[str, Any]:
         "barge_ins": sum(bool(r.get("bot_speaking")) for r in lines),
         "underruns": sum(r.get("gaps", 0) for r in soak.rows),
         "underruns_between_sentences": sum(r.get("gaps_between_sentences", 0) for r in soak.rows),
+        "underruns_client_stalled": sum(r.get("gaps_client_stalled", 0) for r in soak.rows),
         "worst_gap_ms": max((r.get("worst_gap_ms", 0.0) for r in soak.rows), default=0.0),
         "loop_lag": soak.loop_lag,
         "matched_turns": sum("transcript" in r for r in lines),
@@ -346,6 +347,7 @@ def report(cmd: str, machine: str, a: dict[str, Any], args: argparse.Namespace) 
         bc.md_table(["kind", "count", "examples"], errors),
         f"Not counted as errors: {a['warnings']} server log warnings ({warned}), {a['underruns']} "
         f"underruns (gaps over 40 ms inside a reply; worst {a['worst_gap_ms']:.0f} ms; "
+        f"{a['underruns_client_stalled']} while the load generator's own loop stalled; "
         f"{a['underruns_between_sentences']} between two sentences: the next one's audio was late), {lag}, "
         f"{a['barge_ins']} barge-ins; "
         f"{a['matched_turns']}/{a['turns']} caller turns matched to a server turn record. How calls "
