@@ -366,6 +366,16 @@ def _gaps(
     return gaps, ours, between
 
 
+def underruns(rows: list[dict[str, Any]]) -> dict[str, float]:
+    """The underruns of `turn_rows` rows, summed: all, in our own stalls, between sentences; the worst gap."""
+    return {
+        "underruns": sum(r.get("gaps", 0) for r in rows),
+        "underruns_client_stalled": sum(r.get("gaps_client_stalled", 0) for r in rows),
+        "underruns_between_sentences": sum(r.get("gaps_between_sentences", 0) for r in rows),
+        "worst_gap_ms": max((r.get("worst_gap_ms", 0.0) for r in rows), default=0.0),
+    }
+
+
 def turn_rows(log: CallLog, t0: float) -> list[dict[str, Any]]:
     """The greeting and each caller line as a row of measures; times in s from `t0`, latencies in ms."""
     media = np.asarray(log.media)

@@ -234,6 +234,11 @@ def server_turns(db: Path) -> dict[str, dict[str, Any]]:
     return calls
 
 
+def lag_counts(lag: dict[str, float]) -> str:
+    """`Server.loop_lag` as "late over 20 / over 40 / over 100 ms of all beats" counts, for the reports."""
+    return f"{lag['over_20ms']:.0f} / {lag['over_40ms']:.0f} / {lag['over_100ms']:.0f} of {lag['beats']:.0f}"
+
+
 def join(rows: list[dict[str, Any]], calls: dict[str, dict[str, Any]]) -> None:
     """Each caller line gets the first unused server turn written after its speech ended (the turn record
     is written once the reply has played) and before the line after next ended."""

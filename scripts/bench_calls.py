@@ -27,8 +27,8 @@ from typing import Any
 
 import _bench_common as bc
 import numpy as np
-from _calls_client import SCRIPTS, Caller, CallLog, speech_frames, turn_rows
-from _calls_server import SERVER_KEYS, Server, add_server_args, free_port, join, server_turns
+from _calls_client import SCRIPTS, Caller, CallLog, speech_frames, turn_rows, underruns
+from _calls_server import SERVER_KEYS, Server, add_server_args, free_port, join, lag_counts, server_turns
 
 from voicebot.audio import read_audio, write_wav
 from voicebot.config import TTSConfig
@@ -155,13 +155,10 @@ def summarise(level: dict[str, Any]) -> dict[str, Any]:
         "lines": len(lines),
         "no_reply": sum("v2v_ms" not in r for r in lines),
         "matched_turns": sum("transcript" in r for r in lines),
-        "underruns": sum(r.get("gaps", 0) for r in rows),
-        "underruns_client_stalled": sum(r.get("gaps_client_stalled", 0) for r in rows),
-        "underruns_between_sentences": sum(r.get("gaps_between_sentences", 0) for r in rows),
+        **underruns(rows),
         "server_empty_turns": sum(r.get("srv_empty_turns", 0) for r in rows),
         "server_no_input_turns": sum(r.get("srv_no_input_turns", 0) for r in rows),
         "end_reasons": dict(Counter(str(r["end_reason"]) for r in rows if r["line"] < 0)),
-        "worst_gap_ms": max((r.get("worst_gap_ms", 0.0) for r in rows), default=0.0),
         "stages_ms": {
             k: round(bc.pct([r[f"srv_{k}"] for r in lines if f"srv_{k}" in r], 50), 1) for k in SERVER_KEYS
         },
@@ -256,7 +253,7 @@ def report(cmd: str, machine: str, levels: dict[int, dict[str, Any]], args: argp
          f"{fmt(s['client_late_ms']['p99'])} / {fmt(s['client_cpu_pct'], 0)}"]
         for n, s in items for b, m in [(s["barge_clear_ms"], s["barge_media_stop_ms"])]
         for under in [f"{s['underruns']} ({fmt(s['worst_gap_ms'], 0)}; {s['underruns_client_stalled']}; "
-                      f"{s.get('underruns_between_sentences', 0)})"]
+                      f"{s['underruns_between_sentences']})"]
     ]  # fmt: skip
     keys = (*STAGES, "asr_decode", "dialogue")
     stages = [[n, *(fmt(s["stages_ms"][k]) for k in keys), fmt(s["v2v_ms"]["p50"], 0),
@@ -269,13 +266,7 @@ def report(cmd: str, machine: str, levels: dict[int, dict[str, Any]], args: argp
         + f"; {s['server_empty_turns']} empty transcripts, {s['server_no_input_turns']} no-input reprompts)"
         for n, s in items
     )
-    lags = "; ".join(
-        f"{n}: {fmt(lag['over_20ms'], 0)} / {fmt(lag['over_40ms'], 0)} / {fmt(lag['over_100ms'], 0)} of "
-        f"{fmt(lag['beats'], 0)}"
-        for n, s in items
-        for lag in [s.get("loop_lag") or {}]
-        if lag
-    )
+    lags = "; ".join(f"{n}: {lag_counts(s['loop_lag'])}" for n, s in items if s.get("loop_lag"))
     problems = sorted({p.split(": ", 1)[-1][:160] for _, s in items for p in s["server_problems"]})
     errors = sorted({e for _, s in items for e in s["errors"]})
     ok, ran = [n for n, s in items if s["v2v_ms"]["p95"] <= 1500], ", ".join(str(n) for n, _ in items)

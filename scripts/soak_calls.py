@@ -33,8 +33,8 @@ from typing import Any
 
 import _bench_common as bc
 import numpy as np
-from _calls_client import SCRIPTS, Caller, CallLog, turn_rows
-from _calls_server import Server, add_server_args, free_port, join, server_turns
+from _calls_client import SCRIPTS, Caller, CallLog, turn_rows, underruns
+from _calls_server import Server, add_server_args, free_port, join, lag_counts, server_turns
 from _soak_plots import plots
 from bench_calls import _no_nan, _spread, caller_clips
 from scipy import stats  # type: ignore[import-untyped]
@@ -218,10 +218,7 @@ def analyse(soak: Soak, args: argparse.Namespace) -> dict[str, Any]:
         "warnings": len(warned), "warning_examples": sorted({w.split(": ", 1)[-1][:160] for w in warned})[:5],
         "end_reasons": dict(Counter(str(r.get("end_reason")) for r in soak.rows if r["line"] < 0)),
         "barge_ins": sum(bool(r.get("bot_speaking")) for r in lines),
-        "underruns": sum(r.get("gaps", 0) for r in soak.rows),
-        "underruns_between_sentences": sum(r.get("gaps_between_sentences", 0) for r in soak.rows),
-        "underruns_client_stalled": sum(r.get("gaps_client_stalled", 0) for r in soak.rows),
-        "worst_gap_ms": max((r.get("worst_gap_ms", 0.0) for r in soak.rows), default=0.0),
+        **underruns(soak.rows),
         "loop_lag": soak.loop_lag,
         "matched_turns": sum("transcript" in r for r in lines),
         "client_late_p99_ms": _spread([c["late_p99_ms"] for c in calls if "late_p99_ms" in c]),
@@ -310,11 +307,9 @@ def report(cmd: str, machine: str, a: dict[str, Any], args: argparse.Namespace) 
     windows = [[name, w["n"], *(bc.fmt(w[q], 0) for q in (*QS, "max"))] for name, w in named]
     warned = "; ".join(_code(w) for w in a["warning_examples"]) or "none"
     ends = ", ".join(f"“{k}” ×{v}" for k, v in sorted(a["end_reasons"].items()))
-    lags = a.get("loop_lag") or {}
     lag = (
-        f"{lags['over_20ms']:.0f} / {lags['over_40ms']:.0f} / {lags['over_100ms']:.0f} of the server's "
-        f"{lags['beats']:.0f} event-loop heartbeats late by over 20 / 40 / 100 ms"
-        if lags
+        f"{lag_counts(a['loop_lag'])} server event-loop heartbeats late by over 20 / 40 / 100 ms"
+        if a.get("loop_lag")
         else "event-loop lag not measured"
     )
     out = [

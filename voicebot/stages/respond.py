@@ -177,7 +177,6 @@ class SpeakStage(Stage):
         self._reply_id = 0
         self._playing: asyncio.Task[None] | None = None
         self._current: BotReply | None = None
-        self._playout = _Playout()
         self.ended = False
 
     async def on_frame(self, frame: Frame) -> None:
@@ -216,8 +215,7 @@ class SpeakStage(Stage):
             return
         self._reply_id += 1
         self._current, playout = reply, _Playout()
-        self._playout = playout
-        self._playing = asyncio.create_task(self._stream(reply, self._reply_id))
+        self._playing = asyncio.create_task(self._stream(reply, self._reply_id, playout))
         interrupted = False
         played_ms = 0.0
         try:
@@ -253,13 +251,13 @@ class SpeakStage(Stage):
         if final and not interrupted:
             await self._end(final[0].reason or final[0].kind, tuple(final))
 
-    async def _stream(self, reply: BotReply, reply_id: int) -> None:
+    async def _stream(self, reply: BotReply, reply_id: int, playout: _Playout) -> None:
         sentences = split_sentences(reply.text, quick_start=True)
         if not sentences:
             return
         await self.publish(reply)
         started = time.perf_counter()
-        playout, ahead_s, frame_s = self._playout, self.send_ahead_ms / 1000.0, self.frame_ms / 1000.0
+        ahead_s, frame_s = self.send_ahead_ms / 1000.0, self.frame_ms / 1000.0
         sent = 0
         upcoming: asyncio.Future[PCM] = in_pool(
             self.executor, self.tts.synthesize_at, sentences[0], self.rate
