@@ -14,6 +14,7 @@ import copy
 import json
 import math
 import random
+import sys
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -239,6 +240,9 @@ class JointTrainer:
                 bar.set_postfix(loss=f"{loss.item():.3f}")
             metrics = self.validate() | {"epoch": epoch + 1}
             history.append(metrics)
+            if self.progress:  # one line per epoch even where the bar is off (a log file, CI)
+                scores = ", ".join(f"{k} {v:.4f}" for k, v in metrics.items() if k != "epoch")
+                tqdm.write(f"epoch {epoch + 1}/{cfg.epochs}: {scores}", file=sys.stderr)
             if metrics["score"] > best[0]:
                 best = (metrics["score"], copy.deepcopy(self.model.state_dict()), epoch + 1)
             elif epoch + 1 - best[2] >= cfg.patience:

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 from pydub import AudioSegment
 
+from tests.conftest import needs_data
 from voicebot.config import load_config
 
 
@@ -96,3 +97,18 @@ def test_config_layers(tmp_path: Path) -> None:
     assert cfg.asr.model == "tiny.en" and cfg.asr.hotwords == ["Zyntra"]
     assert cfg.vad.end_silence_ms == 400 and cfg.tts.backend == "flite"
     assert load_config(environ={}).asr.model == "base"
+
+
+@needs_data
+def test_eval_nlu_trains_reports_and_logs_each_epoch(tmp_path: Path) -> None:
+    out = tmp_path / "snips"
+    proc = voicebot("eval-nlu", "--dataset", "snips", "--epochs", "2", "--limit", "48", "--out", str(out))
+    assert proc.returncode == 0, proc.stderr
+    # stderr is a pipe here, so the bar is off; the per-epoch line is what a log file keeps
+    assert "epoch 1/2: intent_acc" in proc.stderr and "epoch 2/2: intent_acc" in proc.stderr
+    assert proc.stdout.startswith("snips: intent acc ") and "entity_f1" in proc.stdout
+    report = json.loads((out / "report.json").read_text())
+    assert report["train_size"] == 48 and report["test_size"] == 48
+    assert 0.0 <= report["typed"]["entity_f1"] <= 1.0 and len(report["history"]) == 2
+    assert (out / "confusion.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert (out / "model" / "metrics.json").is_file()
