@@ -110,5 +110,7 @@ def test_eval_nlu_trains_reports_and_logs_each_epoch(tmp_path: Path) -> None:
     report = json.loads((out / "report.json").read_text())
     assert report["train_size"] == 48 and report["test_size"] == 48
     assert 0.0 <= report["typed"]["entity_f1"] <= 1.0 and len(report["history"]) == 2
+    for epoch in report["history"]:  # the epoch kept is the one with the best intent + entity F1 mean
+        assert epoch["score"] == pytest.approx((epoch["intent_acc"] + epoch["entity_f1"]) / 2)
     assert (out / "confusion.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert (out / "model" / "metrics.json").is_file()

@@ -166,6 +166,20 @@ def test_training_is_deterministic_for_a_seed(tmp_path: Path) -> None:
     assert np.allclose(outs[0], outs[1], atol=1e-5)
 
 
+def test_epoch_is_chosen_on_intent_accuracy_and_entity_f1() -> None:
+    data = load_dataset("bitext")
+    train = data.train[:32]
+    with_entities = [e for e in data.valid if e.tags and any(t != "O" for t in e.tags)][:12]
+    intents = sorted({e.intent for e in train + with_entities})
+    cfg = JointTrainConfig(epochs=1)
+    metrics = JointTrainer(train, with_entities, intents, data.entity_types, cfg, progress=False).validate()
+    assert set(metrics) == {"intent_acc", "tag_sentence_acc", "entity_f1", "score"}
+    assert metrics["score"] == pytest.approx((metrics["intent_acc"] + metrics["entity_f1"]) / 2)
+    no_entities = [replace(e, tags=["O"] * len(e.tags or [])) for e in with_entities]
+    metrics = JointTrainer(train, no_entities, intents, data.entity_types, cfg, progress=False).validate()
+    assert "entity_f1" not in metrics and metrics["score"] == metrics["intent_acc"]
+
+
 async def test_understanding_brain_fills_the_turn_record(
     tiny_model: Path, services: Services, speech_files: dict[str, Path]
 ) -> None:
