@@ -56,3 +56,17 @@ def bio_to_spans(tokens: Sequence[str], tags: Sequence[str], strict: bool = True
     if strict and (err := bio_error(tags)):
         raise ValueError(err)
     return bio_spans(list(tags))
+
+
+def predicted_tags(
+    names: Sequence[str], rows: Sequence[Sequence[int]], gold: Sequence[Sequence[str]]
+) -> list[list[str]]:
+    """Predicted tag ids as names, each row cut to its gold sequence's length (validation and test alike)."""
+    return [[names[i] for i in row[: len(g)]] for row, g in zip(rows, gold, strict=True)]
+
+
+def entity_f1(gold: list[list[str]], pred: list[list[str]]) -> float:
+    """Entity-level F1 as published for SNIPS/CoNLL (seqeval: an entity counts if type and span match)."""
+    from seqeval.metrics import f1_score
+
+    return float(f1_score(gold, pred))

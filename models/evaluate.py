@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from models.bio import entity_f1, predicted_tags
 from models.train_joint import example_words
 from voicebot.nlu.infer import run
 from voicebot.nlu.model import OOS, JointNLU
@@ -36,13 +37,9 @@ def intent_metrics(model: JointNLU, tokenizer: object, test: list[Any]) -> dict[
         metrics["oos_precision"] = float((gold[pred == oos] == oos).mean()) if (pred == oos).any() else 0.0
     tagged = [i for i, e in enumerate(test) if e.tags is not None]
     if tagged and len(labels.tags) > 1:
-        from seqeval.metrics import f1_score
-
         gold_tags = [list(test[i].tags) for i in tagged]
-        pred_tags = [
-            [labels.tags[t] for t in out.tags[i]][: len(g)] for i, g in zip(tagged, gold_tags, strict=True)
-        ]
-        metrics["entity_f1"] = float(f1_score(gold_tags, pred_tags))
+        pred_tags = predicted_tags(labels.tags, [out.tags[i] for i in tagged], gold_tags)
+        metrics["entity_f1"] = entity_f1(gold_tags, pred_tags)
         same = [p == g and pred[i] == gold[i] for i, p, g in zip(tagged, pred_tags, gold_tags, strict=True)]
         metrics["sentence_acc"] = float(np.mean(same))
     metrics["_pred"], metrics["_gold"] = pred, gold

@@ -26,6 +26,7 @@ from torch import nn
 from tqdm import tqdm
 
 from models.augment import augment
+from models.bio import entity_f1, predicted_tags
 from models.calibrate import answer_threshold, best_f1_threshold, fit_temperature, oos_threshold
 from models.data import Example, SentimentExample
 from voicebot.nlu.infer import logits_for_calibration, run
@@ -195,17 +196,14 @@ class JointTrainer:
         pred = out.intent_probs.argmax(1)
         gold = np.array([self.intent_index[e.intent] for e in self.valid])
         metrics = {"intent_acc": float((pred == gold).mean())}
-        rows = zip(self.valid, out.tags, strict=True)
-        tagged = [(list(e.tags), t[: len(e.tags)]) for e, t in rows if e.tags]
-        if tagged:
-            gold_tags = [g for g, _ in tagged]
-            pred_tags = [[self.labels.tags[i] for i in t] for _, t in tagged]
+        gold_tags = [list(e.tags) for e in self.valid if e.tags is not None]
+        if gold_tags:
+            rows = [t for e, t in zip(self.valid, out.tags, strict=True) if e.tags is not None]
+            pred_tags = predicted_tags(self.labels.tags, rows, gold_tags)
             same = [p == g for p, g in zip(pred_tags, gold_tags, strict=True)]
             metrics["tag_sentence_acc"] = float(np.mean(same))
             if any(tag != "O" for g in gold_tags for tag in g):
-                from seqeval.metrics import f1_score
-
-                metrics["entity_f1"] = float(f1_score(gold_tags, pred_tags))
+                metrics["entity_f1"] = entity_f1(gold_tags, pred_tags)
         metrics["score"] = (metrics["intent_acc"] + metrics.get("entity_f1", metrics["intent_acc"])) / 2
         return metrics
 
