@@ -38,7 +38,7 @@ def eval_nlu(
         intents.append("oos")
     trainer = JointTrainer(train, valid, intents, data.entity_types, config, progress=progress)
     training = trainer.fit(out_dir / "model")
-    title = f"{dataset} ({config.encoder.name}, {training['best_epoch']} epochs)"
+    title = f"{dataset} ({config.encoder.name}, {training['kept']})"
     report = {
         "dataset": dataset,
         "encoder": str(config.encoder),

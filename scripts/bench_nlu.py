@@ -138,6 +138,11 @@ def _latest(reports: dict[str, dict[str, Any]]) -> str:
     return max(lines, key=when, default="")
 
 
+def kept(training: dict[str, Any]) -> str:
+    """Which weights a row's model kept; rows from before checkpoint averaging name only their best epoch."""
+    return str(training.get("kept", f"epoch {training['best_epoch']}"))
+
+
 def rows(reports: dict[str, dict[str, Any]]) -> list[list[str]]:
     out = []
     for key in sorted(reports, key=lambda k: (_place(k, reports[k]["dataset"]), k)):
@@ -163,7 +168,7 @@ def rows(reports: dict[str, dict[str, Any]]) -> list[list[str]]:
                 PUBLISHED.get(name, ""),
                 f"{lat['p50_ms']:.1f} / {lat['p95_ms']:.1f}",
                 f"{typed['model_mb']}",
-                f"{rep['training']['train_seconds']:.0f} s ({rep['training']['best_epoch']} ep.)",
+                f"{rep['training']['train_seconds']:.0f} s ({kept(rep['training'])})",
                 f"`{rep.get('command', 'python scripts/bench_nlu.py')}`",
             ]
         )

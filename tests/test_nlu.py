@@ -8,10 +8,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from models.data import Example, load_dataset, load_sentiment
 from models.eval_nlu import spoken_example
-from models.train_joint import FAQ, JointTrainConfig, JointTrainer
+from models.train_joint import FAQ, JointTrainConfig, JointTrainer, TailAverage
 from tests.conftest import needs_data
 from voicebot.filecall import FileCall
 from voicebot.nlu.brain import UnderstandingBrain
@@ -179,6 +180,60 @@ def test_epoch_is_chosen_on_intent_accuracy_and_entity_f1() -> None:
     trainer.valid = [replace(e, tags=["O"] * len(e.tags or [])) for e in with_entities]
     metrics = trainer.validate()
     assert "entity_f1" not in metrics and metrics["score"] == metrics["intent_acc"]
+
+
+def test_tail_average_is_the_mean_of_the_last_epochs_weights() -> None:
+    tail = TailAverage(first=2)
+    for epoch, w in ((1, 100.0), (2, 1.0), (3, 2.0), (4, 6.0)):
+        tail.add(epoch, {"w": torch.full((2,), w), "ids": torch.tensor([epoch])})
+    state = tail.state()
+    assert tail.count == 3 and torch.equal(state["w"], torch.full((2,), 3.0))
+    assert torch.equal(state["ids"], torch.tensor([4]))  # integer buffers come from the latest epoch
+
+
+def _small_trainer(cfg: JointTrainConfig) -> JointTrainer:
+    data = load_dataset("snips")
+    train, valid = data.train[:48], data.valid[:16]
+    intents = sorted({e.intent for e in train + valid})
+    return JointTrainer(train, valid, intents, data.entity_types, cfg, progress=False)
+
+
+def test_the_schedule_runs_to_its_end_and_the_last_epochs_are_averaged(tmp_path: Path) -> None:
+    trainer = _small_trainer(JointTrainConfig(epochs=4, batch_size=16, average_last=3, tolerance=1.0))
+    snapshots: list[dict[str, torch.Tensor]] = []
+    validate = trainer.validate
+
+    def validate_and_snapshot() -> dict[str, float]:
+        snapshots.append({k: v.clone() for k, v in trainer.model.state_dict().items()})
+        return validate()
+
+    trainer.validate = validate_and_snapshot  # type: ignore[method-assign]
+    result = trainer.fit(tmp_path / "avg")
+    # 3 asked for, but only the second half of a 4-epoch schedule is averaged
+    assert result["kept"] == "epochs 3-4 averaged" and len(result["history"]) == 4
+    assert len(snapshots) == 5  # four epochs, then the average itself
+    for name in ("intent.weight", "tagger.bias"):  # a head and, below, an encoder weight
+        mean = (snapshots[2][name] + snapshots[3][name]) / 2
+        assert torch.allclose(trainer.model.state_dict()[name], mean)
+        assert torch.equal(snapshots[4][name], mean)
+        assert not torch.allclose(snapshots[3][name], mean)
+    encoder = next(k for k in snapshots[0] if k.startswith("encoder.") and "layer.0." in k and "weight" in k)
+    mean = (snapshots[2][encoder] + snapshots[3][encoder]) / 2
+    assert torch.allclose(trainer.model.state_dict()[encoder], mean)
+    saved = (tmp_path / "avg" / "metrics.json").read_text()
+    assert '"kept": "epochs 3-4 averaged"' in saved
+
+
+def test_without_averaging_the_best_epoch_is_kept_and_a_falling_score_stops_early(tmp_path: Path) -> None:
+    result = _small_trainer(JointTrainConfig(epochs=3, batch_size=16, average_last=0)).fit(tmp_path / "a")
+    scores = [h["score"] for h in result["history"]]
+    assert result["kept"] == f"epoch {result['best_epoch']}" and len(scores) == 3
+    assert scores[result["best_epoch"] - 1] == max(scores)
+    # a negative tolerance makes every epoch count as "behind the best": patience 1 stops after epoch 1,
+    # and an unfinished schedule is never averaged
+    cfg = JointTrainConfig(epochs=3, batch_size=16, patience=1, tolerance=-1.0)
+    result = _small_trainer(cfg).fit(tmp_path / "b")
+    assert len(result["history"]) == 1 and result["kept"] == "epoch 1"
 
 
 async def test_understanding_brain_fills_the_turn_record(
