@@ -124,13 +124,10 @@ class TailAverage:
             return
         self.count += 1
         for name, value in state.items():
-            value = value.detach()
-            if not value.is_floating_point():
-                self.sums[name] = value.clone()
-            elif name in self.sums:
-                self.sums[name] += value
+            if value.is_floating_point() and name in self.sums:
+                self.sums[name] += value.detach()
             else:
-                self.sums[name] = value.clone()
+                self.sums[name] = value.detach().clone()
 
     def state(self) -> dict[str, torch.Tensor]:
         return {n: v / self.count if v.is_floating_point() else v for n, v in self.sums.items()}
