@@ -4,7 +4,8 @@ as extra tasks on the same encoder (so inference stays one forward pass).
 Each step takes one batch of domain utterances (intent cross-entropy + tag cross-entropy where tags exist)
 and, when given, one batch of GoEmotions (3-class sentiment + frustration) and one batch of FAQ
 (question, answer) pairs with an in-batch-negatives contrastive loss. The encoder gets a smaller learning
-rate than the fresh heads, decayed per layer, under a linear warm-up and decay to zero.
+rate than the fresh heads, decayed per layer, under a linear warm-up and decay to zero. With a `teacher`,
+its softened intent and tag distributions are added as targets (distillation, see distill.py).
 
 Which weights are kept: the schedule is run to its end, and the weights of its last `average_last` epochs
 (at most its second half) are averaged (checkpoint averaging): with a decaying rate the late epochs generalise
@@ -36,6 +37,7 @@ from models.augment import augment
 from models.bio import entity_f1, predicted_tags
 from models.calibrate import answer_threshold, best_f1_threshold, fit_temperature, oos_threshold
 from models.data import Example, SentimentExample
+from models.distill import SoftTargets, distill_loss, teacher_targets
 from voicebot.nlu.infer import logits_for_calibration, run
 from voicebot.nlu.model import OOS, SENTIMENTS, JointNLU, Labels, default_encoder
 from voicebot.nlu.tokens import IGNORE, align_tags, encode, word_lists
@@ -64,6 +66,9 @@ class JointTrainConfig:
     match_weight: float = 0.5
     match_temperature: float = 0.05
     threads: int = 0  # 0 = all cores
+    teacher: Path | None = None  # a trained model directory on the same labels: distil from it (distill.py)
+    distill_weight: float = 1.0
+    distill_temperature: float = 2.0
 
 
 @dataclass
@@ -174,6 +179,7 @@ class JointTrainer:
         self.tag_index = {name: i for i, name in enumerate(self.labels.tags)}
         self.model, self.tokenizer = JointNLU.create(cfg.encoder, self.labels)
         self.rng = random.Random(cfg.seed)
+        self.soft: SoftTargets | None = None
 
     def _tag_ids(self, example: Example) -> list[int] | None:
         if example.tags is None:
@@ -186,10 +192,14 @@ class JointTrainer:
     def _domain_loss(self, batch: list[Example]) -> torch.Tensor:
         if self.cfg.augment:
             batch = [augment(e, self.rng) if self.rng.random() < self.cfg.augment else e for e in batch]
-        enc = encode(self.tokenizer, [example_words(e) for e in batch], self.cfg.max_length)
+        words = [example_words(e) for e in batch]
+        enc = encode(self.tokenizer, words, self.cfg.max_length)
         out = self.model(enc.input_ids, enc.attention_mask)
         gold = torch.tensor([self.intent_index[e.intent] for e in batch])
         loss = nn.functional.cross_entropy(out["intent"], gold, label_smoothing=self.cfg.label_smoothing)
+        if self.soft is not None:
+            soft = distill_loss(self.soft, words, enc, out, self.cfg.distill_temperature)
+            loss = loss if soft is None else loss + self.cfg.distill_weight * soft
         tags = align_tags(enc.word_ids, [self._tag_ids(e) for e in batch], enc.input_ids.shape[1])
         if (tags != IGNORE).any():
             loss = loss + nn.functional.cross_entropy(
@@ -240,6 +250,8 @@ class JointTrainer:
     def fit(self, out_dir: Path) -> dict[str, Any]:
         cfg = self.cfg
         started = time.perf_counter()
+        if cfg.teacher is not None:
+            self.soft = teacher_targets(cfg.teacher, [example_words(e) for e in self.train], self.labels)
         steps_per_epoch = max(1, math.ceil(len(self.train) / cfg.batch_size))
         total = steps_per_epoch * cfg.epochs
         optim = _optimizer(self.model, cfg)
@@ -298,7 +310,7 @@ class JointTrainer:
             "validation": score,
             "history": history,
             "train_seconds": round(elapsed, 1),
-        }
+        } | ({"teacher": str(cfg.teacher)} if cfg.teacher is not None else {})
         self.save(out_dir, result)
         return result
 

@@ -138,6 +138,14 @@ def _latest(reports: dict[str, dict[str, Any]]) -> str:
     return max(lines, key=when, default="")
 
 
+def teacher_encoder(teacher: Path) -> str:
+    """The encoder a teacher model was fine-tuned from, which names its distilled rows."""
+    config = teacher / "train_config.json"
+    if not config.is_file():
+        raise SystemExit(f"{teacher}: no train_config.json, not a trained model folder")
+    return Path(json.loads(config.read_text())["encoder"]).name
+
+
 def kept(training: dict[str, Any]) -> str:
     """Which weights a row's model kept; rows from before checkpoint averaging name only their best epoch."""
     return str(training.get("kept", f"epoch {training['best_epoch']}"))
@@ -160,7 +168,9 @@ def rows(reports: dict[str, dict[str, Any]]) -> list[list[str]]:
         lat = typed["latency"]
         label = f"{name} ({key} domain model)" if key == "shop" else name
         if key.startswith(f"{name}-"):
-            label = f"{name} (encoder {key[len(name) + 1 :]})"
+            encoder, _, teacher = key[len(name) + 1 :].partition("distilled-")
+            parts = [f"encoder {encoder.rstrip('-')}"] if encoder else []
+            label = f"{name} ({', '.join(parts + ([f'distilled from {teacher}'] if teacher else []))})"
         out.append(
             [
                 label,
@@ -188,18 +198,24 @@ def main() -> int:
     parser.add_argument("--work", type=Path, default=Path("out/bench_nlu"), help="models and reports")
     parser.add_argument("--out", type=Path, default=Path("docs"))
     parser.add_argument("--encoder", type=Path, help="another Hugging Face encoder folder (own table rows)")
+    parser.add_argument(
+        "--teacher", type=Path, help="a trained model folder of the same dataset to distil from (own rows)"
+    )
     args = parser.parse_args()
     info = machine_info()
     command = ("python scripts/bench_nlu.py " + " ".join(sys.argv[1:])).strip()
     cfg = JointTrainConfig(epochs=args.epochs)
     if args.encoder is not None:
         cfg.encoder = args.encoder
+    cfg.teacher = args.teacher
     results = args.out / "results"
     results.mkdir(parents=True, exist_ok=True)
     (args.out / "img").mkdir(parents=True, exist_ok=True)
     done: dict[str, dict[str, Any]] = {}
     for name in args.datasets:
         key = name if args.encoder is None else f"{name}-{args.encoder.name}"
+        if args.teacher is not None:
+            key += f"-distilled-{teacher_encoder(args.teacher)}"
         print(f"== {key}", flush=True)
         done[key] = eval_nlu(name, args.work / key, cfg)
         shutil.copy(args.work / key / "confusion.png", args.out / "img" / f"nlu_{key}_confusion.png")

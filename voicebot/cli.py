@@ -212,6 +212,7 @@ def cmd_eval_nlu(args: argparse.Namespace) -> int:
     config = JointTrainConfig(epochs=args.epochs, seed=args.seed)
     if args.encoder:
         config.encoder = args.encoder
+    config.teacher = args.teacher
     out = args.out or Path("out") / f"eval-{args.dataset}"
     report = eval_nlu(args.dataset, out, config, args.data_dir, args.limit, progress=not args.quiet)
     print(summary_line(report))
@@ -330,6 +331,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dataset", required=True, choices=("banking77", "clinc150", "snips", "nlupp", "bitext"))
     p.add_argument("--epochs", type=int, default=8, help="maximum epochs (early stopping on validation)")
     p.add_argument("--encoder", type=Path, help="Hugging Face encoder directory (default: MiniLM-L6)")
+    p.add_argument("--teacher", type=Path, help="a model trained on the same dataset to distil from")
     p.add_argument("--data-dir", type=Path, help="datasets folder (default ../shared/data, $VOICEBOT_DATA)")
     p.add_argument("--out", type=Path, help="output folder (default: out/eval-DATASET)")
     p.add_argument("--seed", type=int, default=13)
