@@ -4,8 +4,11 @@ and write the NLU table of docs/benchmarks.md beside the published numbers.
     python scripts/bench_nlu.py                       # all datasets (about an hour on 2 cores)
     python scripts/bench_nlu.py --datasets snips --epochs 2
     python scripts/bench_nlu.py --datasets snips --epochs 3 --encoder "$(python scripts/get_mpnet.py)"
+    python scripts/bench_nlu.py --datasets snips --teacher out/bench_nlu/snips-all-mpnet-base-v2/model
+    python scripts/bench_nlu.py --datasets snips --augment 0.3
 
-A run with another encoder is its own row (`snips-all-mpnet-base-v2`), beside the default MiniLM row.
+A run with another encoder, a teacher or augmentation is its own row (`snips-all-mpnet-base-v2`,
+`snips-distilled-all-mpnet-base-v2`, `snips-augment-0.3`), beside the default MiniLM row.
 """
 
 from __future__ import annotations
@@ -146,6 +149,22 @@ def teacher_encoder(teacher: Path) -> str:
     return Path(json.loads(config.read_text())["encoder"]).name
 
 
+def row_key(name: str, encoder: Path | None, teacher: Path | None, augment: float) -> str:
+    """A run's own row: the dataset, then what differs from the default recipe (read back by row_label)."""
+    key = name if encoder is None else f"{name}-{encoder.name}"
+    key += f"-distilled-{teacher_encoder(teacher)}" if teacher is not None else ""
+    return key + (f"-augment-{augment:g}" if augment else "")
+
+
+def row_label(name: str, key: str) -> str:
+    rest, _, augment = key[len(name) + 1 :].partition("augment-")
+    encoder, _, teacher = rest.rstrip("-").partition("distilled-")
+    parts = [f"encoder {encoder.rstrip('-')}"] if encoder.rstrip("-") else []
+    parts += [f"distilled from {teacher}"] if teacher else []
+    parts += [f"ASR-style augmentation {augment}"] if augment else []
+    return f"{name} ({', '.join(parts)})" if parts else name
+
+
 def kept(training: dict[str, Any]) -> str:
     """Which weights a row's model kept; rows from before checkpoint averaging name only their best epoch."""
     return str(training.get("kept", f"epoch {training['best_epoch']}"))
@@ -166,11 +185,7 @@ def rows(reports: dict[str, dict[str, Any]]) -> list[list[str]]:
                 )
                 scores.append(f"{metric} {pct(typed[metric])}{mark} / spoken {pct(spoken[metric])}")
         lat = typed["latency"]
-        label = f"{name} ({key} domain model)" if key == "shop" else name
-        if key.startswith(f"{name}-"):
-            encoder, _, teacher = key[len(name) + 1 :].partition("distilled-")
-            parts = [f"encoder {encoder.rstrip('-')}"] if encoder else []
-            label = f"{name} ({', '.join(parts + ([f'distilled from {teacher}'] if teacher else []))})"
+        label = f"{name} ({key} domain model)" if key == "shop" else row_label(name, key)
         out.append(
             [
                 label,
@@ -201,21 +216,22 @@ def main() -> int:
     parser.add_argument(
         "--teacher", type=Path, help="a trained model folder of the same dataset to distil from (own rows)"
     )
+    parser.add_argument(
+        "--augment", type=float, default=0.0, help="share of training text rewritten ASR-style (own rows)"
+    )
     args = parser.parse_args()
     info = machine_info()
     command = ("python scripts/bench_nlu.py " + " ".join(sys.argv[1:])).strip()
     cfg = JointTrainConfig(epochs=args.epochs)
     if args.encoder is not None:
         cfg.encoder = args.encoder
-    cfg.teacher = args.teacher
+    cfg.teacher, cfg.augment = args.teacher, args.augment
     results = args.out / "results"
     results.mkdir(parents=True, exist_ok=True)
     (args.out / "img").mkdir(parents=True, exist_ok=True)
     done: dict[str, dict[str, Any]] = {}
     for name in args.datasets:
-        key = name if args.encoder is None else f"{name}-{args.encoder.name}"
-        if args.teacher is not None:
-            key += f"-distilled-{teacher_encoder(args.teacher)}"
+        key = row_key(name, args.encoder, args.teacher, args.augment)
         print(f"== {key}", flush=True)
         done[key] = eval_nlu(name, args.work / key, cfg)
         shutil.copy(args.work / key / "confusion.png", args.out / "img" / f"nlu_{key}_confusion.png")

@@ -209,7 +209,7 @@ def cmd_eval_nlu(args: argparse.Namespace) -> int:
     from models.eval_nlu import eval_nlu, summary_line
     from models.train_joint import JointTrainConfig
 
-    config = JointTrainConfig(epochs=args.epochs, seed=args.seed)
+    config = JointTrainConfig(epochs=args.epochs, seed=args.seed, augment=args.augment)
     if args.encoder:
         config.encoder = args.encoder
     config.teacher = args.teacher
@@ -332,6 +332,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--epochs", type=int, default=8, help="maximum epochs (early stopping on validation)")
     p.add_argument("--encoder", type=Path, help="Hugging Face encoder directory (default: MiniLM-L6)")
     p.add_argument("--teacher", type=Path, help="a model trained on the same dataset to distil from")
+    p.add_argument("--augment", type=float, default=0.0, help="share of training text rewritten ASR-style")
     p.add_argument("--data-dir", type=Path, help="datasets folder (default ../shared/data, $VOICEBOT_DATA)")
     p.add_argument("--out", type=Path, help="output folder (default: out/eval-DATASET)")
     p.add_argument("--seed", type=int, default=13)
