@@ -157,6 +157,7 @@ def row_key(name: str, encoder: Path | None, teacher: Path | None, augment: floa
 
 
 def row_label(name: str, key: str) -> str:
+    """The table's name for a row key: "snips (encoder X, distilled from Y, ASR-style augmentation P)"."""
     rest, _, augment = key[len(name) + 1 :].partition("augment-")
     encoder, _, teacher = rest.rstrip("-").partition("distilled-")
     parts = [f"encoder {encoder.rstrip('-')}"] if encoder.rstrip("-") else []
