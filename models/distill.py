@@ -31,6 +31,11 @@ class SoftTargets:
     tags: dict[Words, torch.Tensor] = field(default_factory=dict)  # (words seen, tags)
 
 
+def _word_columns(batch: Batch, row: int, n_words: int) -> list[int]:
+    """Where each word's first sub-token sits in `row` (the column its tag is read from)."""
+    return [col for _, col in first_subtokens(batch.word_ids[row], n_words)]
+
+
 def _same_labels(teacher: Labels, student: Labels, where: Path) -> None:
     for what in ("intents", "tags"):
         if getattr(teacher, what) != getattr(student, what):
@@ -55,8 +60,7 @@ def teacher_targets(
         logits = teacher(batch.input_ids, batch.attention_mask)
         for i, words in enumerate(chunk):
             out.intent[words] = logits["intent"][i].clone()
-            columns = [col for _, col in first_subtokens(batch.word_ids[i], len(words))]
-            out.tags[words] = logits["tags"][i, columns].clone()
+            out.tags[words] = logits["tags"][i, _word_columns(batch, i, len(words))].clone()
     return out
 
 
@@ -84,7 +88,7 @@ def distill_loss(
     loss = _kl(out["intent"][rows], torch.stack([targets.intent[k] for k in keys]), temperature)
     student_tags, teacher_tags = [], []
     for i, key in zip(rows, keys, strict=True):
-        columns = [col for _, col in first_subtokens(batch.word_ids[i], len(key))]
+        columns = _word_columns(batch, i, len(key))
         n = min(len(columns), len(targets.tags[key]))  # either tokenizer may cut a long utterance
         student_tags.append(out["tags"][i, columns[:n]])
         teacher_tags.append(targets.tags[key][:n])

@@ -223,10 +223,9 @@ def main() -> int:
     args = parser.parse_args()
     info = machine_info()
     command = ("python scripts/bench_nlu.py " + " ".join(sys.argv[1:])).strip()
-    cfg = JointTrainConfig(epochs=args.epochs)
+    cfg = JointTrainConfig(epochs=args.epochs, teacher=args.teacher, augment=args.augment)
     if args.encoder is not None:
         cfg.encoder = args.encoder
-    cfg.teacher, cfg.augment = args.teacher, args.augment
     results = args.out / "results"
     results.mkdir(parents=True, exist_ok=True)
     (args.out / "img").mkdir(parents=True, exist_ok=True)

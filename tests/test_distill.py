@@ -8,29 +8,21 @@ from pathlib import Path
 import pytest
 import torch
 
-from models.data import Example, load_dataset
+from models.data import load_dataset
 from models.distill import distill_loss, teacher_targets
-from models.train_joint import JointTrainConfig, JointTrainer, example_words
+from models.train_joint import JointTrainConfig, example_words
 from tests.conftest import needs_data
+from tests.test_nlu import snips_trainer
 from voicebot.nlu.model import JointNLU
 from voicebot.nlu.tokens import encode
 
 pytestmark = needs_data
 
 
-def _trainer(cfg: JointTrainConfig, drop: str | None = None) -> tuple[JointTrainer, list[Example]]:
-    data = load_dataset("snips")
-    train = [e for e in data.train[:64] if e.intent != drop]
-    valid = [e for e in data.valid[:16] if e.intent != drop]
-    intents = sorted({e.intent for e in data.train[:64] + data.valid[:16]} - {drop})
-    return JointTrainer(train, valid, intents, data.entity_types, cfg, progress=False), train
-
-
 @pytest.fixture(scope="module")
 def teacher(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("teacher") / "model"
-    trainer, _ = _trainer(JointTrainConfig(epochs=1, batch_size=16, seed=3))
-    trainer.fit(out)
+    snips_trainer(JointTrainConfig(epochs=1, batch_size=16, seed=3), n_train=64).fit(out)
     return out
 
 
@@ -58,7 +50,8 @@ def test_soft_targets_cost_nothing_for_the_teacher_itself_and_something_for_anot
 
 def test_a_student_trains_on_the_teachers_targets_and_says_so(teacher: Path, tmp_path: Path) -> None:
     cfg = JointTrainConfig(epochs=1, batch_size=16, teacher=teacher)
-    student, train = _trainer(cfg)
+    student = snips_trainer(cfg, n_train=64)
+    train = student.train
     result = student.fit(tmp_path / "student")
     assert result["teacher"] == str(teacher)
     assert '"teacher"' in (tmp_path / "student" / "train_config.json").read_text()
@@ -80,6 +73,6 @@ def test_a_student_trains_on_the_teachers_targets_and_says_so(teacher: Path, tmp
 
 def test_a_teacher_with_other_labels_is_a_clear_error(teacher: Path, tmp_path: Path) -> None:
     cfg = JointTrainConfig(epochs=1, batch_size=16, teacher=teacher)
-    student, _ = _trainer(cfg, drop="PlayMusic")
+    student = snips_trainer(cfg, n_train=64, drop="PlayMusic")
     with pytest.raises(ValueError, match=r"labels\.json: the teacher's intents differ"):
         student.fit(tmp_path / "student")

@@ -209,10 +209,9 @@ def cmd_eval_nlu(args: argparse.Namespace) -> int:
     from models.eval_nlu import eval_nlu, summary_line
     from models.train_joint import JointTrainConfig
 
-    config = JointTrainConfig(epochs=args.epochs, seed=args.seed, augment=args.augment)
+    config = JointTrainConfig(epochs=args.epochs, seed=args.seed, teacher=args.teacher, augment=args.augment)
     if args.encoder:
         config.encoder = args.encoder
-    config.teacher = args.teacher
     out = args.out or Path("out") / f"eval-{args.dataset}"
     report = eval_nlu(args.dataset, out, config, args.data_dir, args.limit, progress=not args.quiet)
     print(summary_line(report))
