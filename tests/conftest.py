@@ -83,3 +83,17 @@ def make_store(tmp_path: Path) -> Iterator[Callable[..., CallStore]]:
     yield make
     for store in stores:
         store.close()
+
+
+# --- the two tiers: `pytest -m "not models"` runs without a real model -------------------------------------
+
+MODEL_FIXTURES = frozenset({"services", "speech", "speech_files", "piper", "tiny_model", "teacher"})
+"""Fixtures that load a real model: this file's, test_tts.py's Piper voice, and the NLU models test_nlu.py and
+test_distill.py train. A test that uses one, directly or through another fixture, is marked `models`."""
+
+
+@pytest.hookimpl(tryfirst=True)  # before `-m` deselects
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if MODEL_FIXTURES.intersection(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.models)

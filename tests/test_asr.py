@@ -90,6 +90,7 @@ def test_guard_rules() -> None:
     assert judge(Transcription(text="Cancel it"), cfg, speech_ms=40).rejected == "too little speech"
 
 
+@pytest.mark.models
 def test_hotwords_and_prompt_reach_the_decoder(tmp_path: Path) -> None:
     cfg = ASRConfig(model="tiny.en", initial_prompt="Acme Shop orders.", hotwords=["Zyntra", "Kelpo"])
     assert decoder_prompt(cfg, "order number") == "Acme Shop orders. Zyntra, Kelpo order number"
@@ -110,6 +111,7 @@ def test_encoder_window_grows_with_the_audio(services: Services) -> None:
     assert asr.window_seconds(60 * RATE) == 30.0
 
 
+@pytest.mark.models
 def test_tiny_en_is_selectable() -> None:
     asr = make_asr(ASRConfig(model="tiny.en"), VoicebotConfig().cache_dir)
     assert asr.name == "faster-whisper:tiny.en"

@@ -69,6 +69,7 @@ def test_transcribe_lines_and_json(speech_files: dict[str, Path], mp3: Path) -> 
 
 
 @pytest.mark.parametrize("content", [b"", b"this is not audio at all\n" * 10])
+@pytest.mark.models
 def test_bad_files_give_a_clear_error(tmp_path: Path, content: bytes) -> None:
     bad = tmp_path / "bad.wav"
     bad.write_bytes(content)
@@ -100,6 +101,7 @@ def test_config_layers(tmp_path: Path) -> None:
 
 
 @needs_data
+@pytest.mark.models
 def test_eval_nlu_trains_reports_and_logs_each_epoch(tmp_path: Path) -> None:
     out = tmp_path / "snips"
     proc = voicebot("eval-nlu", "--dataset", "snips", "--epochs", "2", "--limit", "48", "--out", str(out))

@@ -131,6 +131,7 @@ def test_entities_are_normalised(tiny_model: Path) -> None:
             assert entity.value == "457219"
 
 
+@pytest.mark.models
 def test_unknown_intent_and_bad_tags_are_clear_errors(tmp_path: Path) -> None:
     cfg = JointTrainConfig(epochs=1)
     bad = [Example(text="hi", intent="greet", source="train.jsonl:7")]
@@ -153,6 +154,7 @@ def test_spoken_test_examples_keep_tags_aligned() -> None:
         assert spoken.text == spoken.text.lower()
 
 
+@pytest.mark.models
 def test_training_is_deterministic_for_a_seed(tmp_path: Path) -> None:
     data = load_dataset("bitext")
     train = [replace(e) for e in data.train[:32]]
@@ -167,6 +169,7 @@ def test_training_is_deterministic_for_a_seed(tmp_path: Path) -> None:
     assert np.allclose(outs[0], outs[1], atol=1e-5)
 
 
+@pytest.mark.models
 def test_epoch_is_chosen_on_intent_accuracy_and_entity_f1() -> None:
     data = load_dataset("bitext")
     train = data.train[:32]
@@ -200,6 +203,7 @@ def snips_trainer(cfg: JointTrainConfig, n_train: int = 48, drop: str | None = N
     return JointTrainer(train, valid, intents, data.entity_types, cfg, progress=False)
 
 
+@pytest.mark.models
 def test_the_schedule_runs_to_its_end_and_the_last_epochs_are_averaged(tmp_path: Path) -> None:
     trainer = snips_trainer(JointTrainConfig(epochs=4, batch_size=16, average_last=3, tolerance=1.0))
     snapshots: list[dict[str, torch.Tensor]] = []
@@ -226,6 +230,7 @@ def test_the_schedule_runs_to_its_end_and_the_last_epochs_are_averaged(tmp_path:
     assert '"kept": "epochs 3-4 averaged"' in saved
 
 
+@pytest.mark.models
 def test_without_averaging_the_best_epoch_is_kept_and_a_falling_score_stops_early(tmp_path: Path) -> None:
     result = snips_trainer(JointTrainConfig(epochs=3, batch_size=16, average_last=0)).fit(tmp_path / "a")
     scores = [h["score"] for h in result["history"]]

@@ -27,6 +27,7 @@ def unavailable(reason: str) -> None:
     pytest.skip(f"scale-out test: {reason}")
 
 
+@pytest.mark.models
 def test_two_instances_behind_nginx_lose_only_the_killed_instance_s_calls(tmp_path: Path) -> None:
     if shutil.which("nginx") is None and not Path("/usr/sbin/nginx").is_file():
         unavailable("nginx is not installed (apt-get install nginx)")

@@ -75,6 +75,7 @@ def test_piper_variation_zero_is_deterministic(piper: PiperTTS) -> None:
     assert not all(np.array_equal(takes[0], t) for t in takes[1:])
 
 
+@pytest.mark.models
 def test_make_tts_passes_variation() -> None:
     tts = make_tts(TTSConfig.model_validate({"variation": 0.0, "cache_size": 0}))
     assert isinstance(tts.backend, PiperTTS) and tts.backend.variation == 0.0
@@ -261,6 +262,7 @@ def test_cache_concurrent_misses_share_one_synthesis(piper: PiperTTS) -> None:
 # ---------------------------------------------------------------- factory
 
 
+@pytest.mark.models
 def test_make_tts_piper_default() -> None:
     tts = make_tts(TTSConfig.model_validate({"cache_size": 3}))
     assert isinstance(tts, CachedTTS) and isinstance(tts.backend, PiperTTS)
