@@ -97,3 +97,64 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if MODEL_FIXTURES.intersection(getattr(item, "fixturenames", ())):
             item.add_marker(pytest.mark.models)
+
+
+class RealModelInFastTier(RuntimeError):
+    """Raised by a model loader called from a test without the `models` mark."""
+
+
+_refused: list[str] = []  # loads refused during the current test, in case the code under test swallowed one
+
+
+def _refuse(what: str) -> Callable[..., Any]:
+    def refuse(*args: Any, **kwargs: Any) -> Any:
+        message = f"this test loads a real model ({what}): mark it @pytest.mark.models"
+        _refused.append(message)
+        raise RealModelInFastTier(message)
+
+    return refuse
+
+
+def _guard_model_loaders(mp: pytest.MonkeyPatch) -> None:
+    """Every real model is built by one of these: Silero VAD and Piper are onnxruntime sessions, Whisper a
+    ctranslate2 model (openai-whisper: `whisper.load_model`), the NLU encoder a Hugging Face `from_pretrained`
+    (`NLU`, `JointTrainer`, `train_domain`). Checks that come before them (a missing file) still run. A child
+    process (`voicebot` run by test_cli.py, scripts/scaleout.py) is out of reach: mark such tests by hand."""
+    import ctranslate2
+    import onnxruntime
+    import transformers
+
+    mp.setattr(onnxruntime, "InferenceSession", _refuse("an onnxruntime session: Silero VAD or Piper"))
+    mp.setattr(ctranslate2.models, "Whisper", _refuse("faster-whisper"))
+    encoder = _refuse("a Hugging Face from_pretrained: the NLU encoder")
+    mp.setattr(transformers.PreTrainedModel, "from_pretrained", classmethod(encoder))
+    try:
+        import whisper
+    except ImportError:  # the openai-whisper extra is optional
+        return
+    mp.setattr(whisper, "load_model", _refuse("openai-whisper"))
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> Iterator[None]:
+    """Around setup, call and teardown (module and session fixtures included) of a test without the mark."""
+    _refused.clear()
+    if item.get_closest_marker("models"):
+        yield
+        return
+    with pytest.MonkeyPatch.context() as mp:
+        _guard_model_loaders(mp)
+        yield
+
+
+def _fail_if_refused() -> Iterator[None]:
+    """A refused load fails the test even where the code under test caught the error and went on."""
+    yield
+    if _refused:
+        message = _refused[0]
+        _refused.clear()
+        pytest.fail(message, pytrace=False)
+
+
+pytest_runtest_setup = pytest.hookimpl(wrapper=True)(_fail_if_refused)
+pytest_runtest_call = pytest.hookimpl(wrapper=True)(_fail_if_refused)
