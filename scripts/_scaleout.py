@@ -1,11 +1,11 @@
 """The processes of the scale-out check: PostgreSQL, nginx and gateway instances, none of them as root.
 
-PostgreSQL is the throwaway cluster of `tests/pg.py` (run as `postgres` under root). nginx and the gateway
-instances run as an unprivileged user (`nobody` under root, else the caller), as a deployment should. That
-user needs to read the venv and the models: where the Python runtime sits somewhere it cannot reach (pyenv
-under a 0700 /root), the runtime is hard-linked into a temp dir (no copy of the data, ~1 s) and a venv
-whose site-packages is the real one is made around it; the Whisper files are hard-linked into a temp
-model cache the user owns (it also holds the records spool). Nothing is installed or changed outside it.
+PostgreSQL is the throwaway cluster of `voicebot/testing/pg.py` (run as `postgres` under root). nginx and
+the gateway instances run as an unprivileged user (`nobody` under root, else the caller), as a deployment
+should. That user needs to read the venv and the models: where the Python runtime sits somewhere it cannot
+reach (pyenv under a 0700 /root), the runtime is hard-linked into a temp dir (no copy of the data, ~1 s)
+and a venv whose site-packages is the real one is made around it; the Whisper files are hard-linked into a
+temp model cache the user owns (it also holds the records spool). Nothing is installed or changed outside it.
 """
 
 from __future__ import annotations
@@ -26,11 +26,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
+from voicebot.config import VoicebotConfig
+
 ROOT = Path(__file__).resolve().parent.parent
 TEMPLATE = ROOT / "scripts" / "deploy" / "nginx.conf"
-sys.path.insert(0, str(ROOT))  # tests.pg, run as a script
-
-from voicebot.config import VoicebotConfig  # noqa: E402
 
 
 def free_port() -> int:

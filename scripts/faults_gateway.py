@@ -6,12 +6,13 @@ end, a full recordings disk and a records-database outage; counts crashes, leaks
 
 Everything is real and in one process: the gateway app on loopback with the real models and the shop's
 dialogue engine (its quick NLU model) on a back end whose `order_status` hangs or raises for two order
-numbers (tests/faultdomain.py), callers over AudioSocket, Twilio Media Streams and the browser WebSocket
-(tests/faultkit.py), a 256 KiB tmpfs as the full disk and a throwaway PostgreSQL cluster stopped mid-call
-(tests/faultenv.py). Each part counts crashes (tracebacks logged, exceptions no task, callback or thread
-handled), leaked tasks and file descriptors (before/after, after a settle loop), calls left running and
-started calls without a stored record and end reason. Results: docs/results/reliability_faults.json and the
-`faults` section of docs/reliability.md. `tests/test_faults.py` is the fast version (in `make test`).
+numbers (voicebot/testing/faults/domain.py), callers over AudioSocket, Twilio Media Streams and the browser
+WebSocket (voicebot/testing/faults/callers.py), a 256 KiB tmpfs as the full disk and a throwaway PostgreSQL
+cluster stopped mid-call (voicebot/testing/faults/env.py). Each part counts crashes (tracebacks logged,
+exceptions no task, callback or thread handled), leaked tasks and file descriptors (before/after, after a
+settle loop), calls left running and started calls without a stored record and end reason. Results:
+docs/results/reliability_faults.json and the `faults` section of docs/reliability.md. `tests/test_faults.py`
+is the fast version (in `make test`).
 """
 
 from __future__ import annotations
@@ -28,12 +29,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))  # the fault harness lives with the tests it is shared with
+import _bench_common as bc
 
-import _bench_common as bc  # noqa: E402
-
-from tests.faultdomain import (  # noqa: E402
+from voicebot.config import VoicebotConfig
+from voicebot.frames import PCM
+from voicebot.pipeline import Services
+from voicebot.records import CallStore
+from voicebot.testing.faults.callers import mixed_callers, until
+from voicebot.testing.faults.domain import (
     ACTION_TIMEOUT_S,
     FAIL_ORDER,
     HANG_ORDER,
@@ -42,7 +45,7 @@ from tests.faultdomain import (  # noqa: E402
     phrases,
     shop_nlu,
 )
-from tests.faultenv import (  # noqa: E402
+from voicebot.testing.faults.env import (
     call_of,
     fault_config,
     fill,
@@ -54,13 +57,10 @@ from tests.faultenv import (  # noqa: E402
     small_disk,
     talk,
 )
-from tests.faultkit import mixed_callers, until  # noqa: E402
-from tests.faultplan import POINTS, fault_run, make_plans, run_plans  # noqa: E402
-from tests.pg import Unavailable, throwaway_cluster  # noqa: E402
-from voicebot.config import VoicebotConfig  # noqa: E402
-from voicebot.frames import PCM  # noqa: E402
-from voicebot.pipeline import Services  # noqa: E402
-from voicebot.records import CallStore  # noqa: E402
+from voicebot.testing.faults.plans import POINTS, fault_run, make_plans, run_plans
+from voicebot.testing.pg import Unavailable, throwaway_cluster
+
+ROOT = Path(__file__).resolve().parent.parent
 
 DOC = ROOT / "docs" / "reliability.md"
 RESULTS = ROOT / "docs" / "results" / "reliability_faults.json"

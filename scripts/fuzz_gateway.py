@@ -3,15 +3,16 @@
     nice -n 10 .venv/bin/python scripts/fuzz_gateway.py                                   # 10,000 each
     nice -n 10 .venv/bin/python scripts/fuzz_gateway.py --per-protocol 300 --no-write     # a smoke run
 
-Inputs are drawn by Hypothesis (tests/fuzzing.py, fixed seed) for Twilio Media Streams JSON, Asterisk
-AudioSocket frames and browser `/ws` traffic, then each one is played as one call over loopback against the
-real app (`create_app` under uvicorn, in this process, so its log is ours to audit), `--concurrency` at a
-time, while good calls with real speech (one per protocol in turn) run alongside and must get their replies
-(tests/fuzz_campaign.py). Judged per call: the server closed it itself with a readable reason, or closed it
-cleanly when the caller hung up (tests/fuzz_driver.py). Judged per run: /health never failed, no ERROR
-record or traceback in the log, no calls, file descriptors or asyncio tasks left, every admitted call stored
-with an end reason. Writes docs/results/reliability_fuzz.json and the `fuzz` section of docs/reliability.md;
-exits 1 when any check failed.
+Inputs are drawn by Hypothesis (voicebot/testing/fuzz/cases.py, fixed seed) for Twilio Media Streams
+JSON, Asterisk AudioSocket frames and browser `/ws` traffic, then each one is played as one call over
+loopback against the real app (`create_app` under uvicorn, in this process, so its log is ours to audit),
+`--concurrency` at a time, while good calls with real speech (one per protocol in turn) run alongside and
+must get their replies (voicebot/testing/fuzz/campaign.py). Judged per call: the server closed it itself
+with a readable reason, or closed it cleanly when the caller hung up (voicebot/testing/fuzz/driver.py).
+Judged per run: /health never failed, no ERROR record or traceback in the log, no calls, file descriptors
+or asyncio tasks left, every admitted call stored with an end reason. Writes
+docs/results/reliability_fuzz.json and the `fuzz` section of docs/reliability.md; exits 1 when any check
+failed.
 """
 
 from __future__ import annotations
@@ -27,13 +28,12 @@ from typing import Any
 
 import _bench_common as bc
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))  # the fuzz strategies and driver live with the tests
+from voicebot.config import VoicebotConfig
+from voicebot.pipeline import Services
+from voicebot.testing.fuzz.campaign import Result, run_campaign
+from voicebot.testing.fuzz.cases import LIMIT, STRATEGIES, Case, generate
 
-from tests.fuzz_campaign import Result, run_campaign  # noqa: E402
-from tests.fuzzing import LIMIT, STRATEGIES, Case, generate  # noqa: E402
-from voicebot.config import VoicebotConfig  # noqa: E402
-from voicebot.pipeline import Services  # noqa: E402
+ROOT = Path(__file__).resolve().parent.parent
 
 DOC = ROOT / "docs" / "reliability.md"
 HEADERS = [
@@ -72,9 +72,9 @@ FOUND = [
 ]
 WHAT = (
     "connection to the live gateway (the real app under uvicorn on loopback, echo brain, no greeting, "
-    f"`max_message_bytes` {LIMIT}, a token), drawn by Hypothesis from `tests/fuzzing.py`: structurally "
-    "valid but wrong JSON, wrong types in every field, huge, deeply nested, non-Unicode and binary "
-    "messages, events out of order, bad base64 and media formats, other streams' messages, floods of "
+    f"`max_message_bytes` {LIMIT}, a token), drawn by Hypothesis from `voicebot/testing/fuzz/cases.py`: "
+    "structurally valid but wrong JSON, wrong types in every field, huge, deeply nested, non-Unicode and "
+    "binary messages, events out of order, bad base64 and media formats, other streams' messages, floods of "
     "ignored events; AudioSocket frames of unknown kinds, wrong and oversized lengths, cut short, before "
     "the UUID, odd audio byte counts, in random TCP chunks; `/ws` binary of odd and oversized lengths, "
     "garbage text, JSON of wrong shapes, bad DTMF, rates and tokens out of range. Most cases start with a "

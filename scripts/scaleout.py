@@ -36,11 +36,11 @@ import _scaleout as so
 from _calls_client import Caller, CallLog, Line, Script, speech_frames
 from sqlalchemy import Engine, create_engine, select
 
-from tests.pg import throwaway_cluster
 from voicebot.config import TTSConfig
 from voicebot.records import LOST_REASON
 from voicebot.records.instances import HEARTBEAT_S, LOST_AFTER_S
 from voicebot.records.models import CallRow, InstanceRow, utc
+from voicebot.testing.pg import throwaway_cluster
 
 ROOT = so.ROOT
 LINES = (

@@ -6,18 +6,19 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pytest
 
 from models.data import data_root
-from tests.pg import PostgresCluster, postgres_fixture  # noqa: F401  (a fixture: one cluster per session)
 from voicebot.audio import write_wav
 from voicebot.config import VoicebotConfig
 from voicebot.frames import PCM
 from voicebot.pipeline import Services
 from voicebot.records import CallStore
+from voicebot.testing.pg import PostgresCluster, postgres_fixture  # noqa: F401  (a fixture: one cluster per session)
+from voicebot.testing.speech import RATE as RATE  # re-exported (RATE, silence): test_pipeline.py
+from voicebot.testing.speech import silence as silence
+from voicebot.testing.speech import spoken
 
-RATE = 16_000
 needs_data = pytest.mark.skipif(
     not data_root().is_dir(), reason=f"public datasets not found at {data_root()} (set VOICEBOT_DATA)"
 )
@@ -37,17 +38,10 @@ def services() -> Iterator[Services]:
     svc.close()
 
 
-def silence(seconds: float, rate: int = RATE) -> PCM:
-    return np.zeros(int(seconds * rate), np.int16)
-
-
 @pytest.fixture(scope="session")
 def speech(services: Services) -> dict[str, PCM]:
     """Each phrase at 16 kHz with 0.3 s of silence on both sides."""
-    return {
-        key: np.concatenate([silence(0.3), services.tts.synthesize_at(text, RATE), silence(0.3)])
-        for key, text in PHRASES.items()
-    }
+    return spoken(services, PHRASES, RATE)
 
 
 @pytest.fixture(scope="session")

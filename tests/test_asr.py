@@ -8,7 +8,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.conftest import RATE, silence
 from voicebot.asr import make_asr
 from voicebot.asr.base import Transcription, compression_ratio, decoder_prompt, judge, repetition_loop
 from voicebot.asr.faster_whisper_backend import FasterWhisperASR
@@ -17,6 +16,7 @@ from voicebot.audio import resample, to_float, ulaw_decode, ulaw_encode, write_w
 from voicebot.config import ASRConfig, VoicebotConfig
 from voicebot.frames import PCM
 from voicebot.pipeline import Services
+from voicebot.testing.speech import RATE, silence
 from voicebot.transcribe import transcribe_file
 
 

@@ -20,11 +20,12 @@ import numpy as np
 import pytest
 
 from telephony.session import WireStats
-from tests.test_gateway import Recorder, caller_audio, running_gateway
 from voicebot.audio import resample, split_frames
 from voicebot.config import ServerConfig, VoicebotConfig
 from voicebot.frames import PCM, BotReply, FinalTranscript, TurnDone
 from voicebot.pipeline import Services
+from voicebot.testing.gateway import Recorder, running_gateway
+from voicebot.testing.speech import caller_audio
 
 HANGUP, UUID, DTMF, AUDIO, AUDIO_16K, ERROR = 0x00, 0x01, 0x03, 0x10, 0x12, 0xFF
 

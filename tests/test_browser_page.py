@@ -23,11 +23,11 @@ import numpy as np
 import pytest
 import websockets
 
-from tests.conftest import silence
-from tests.test_gateway import running_gateway
 from voicebot.audio import write_wav
 from voicebot.config import ServerConfig, VoicebotConfig
 from voicebot.pipeline import Services
+from voicebot.testing.gateway import running_gateway
+from voicebot.testing.speech import silence
 
 CALLER_RATE = 48_000  # what a browser's microphone usually runs at
 CHROMIUM_NAMES = ("chromium", "chromium-browser")  # Debian's binary; Ubuntu's older name

@@ -19,7 +19,12 @@ import pytest
 
 import voicebot.dialogue.actions as actions_module
 from tests.conftest import needs_data
-from tests.faultdomain import (
+from voicebot.dialogue.actions import ActionFailed, ActionResult, Actions
+from voicebot.frames import PCM
+from voicebot.pipeline import Services
+from voicebot.records import CallStore
+from voicebot.testing.faults.callers import AudioSocketCaller, BrowserCaller, Caller, TwilioCaller, until
+from voicebot.testing.faults.domain import (
     ACTION_TIMEOUT_S,
     FAIL_ORDER,
     HANG_ORDER,
@@ -28,7 +33,7 @@ from tests.faultdomain import (
     phrases,
     shop_nlu,
 )
-from tests.faultenv import (
+from voicebot.testing.faults.env import (
     call_of,
     fault_config,
     fill,
@@ -38,13 +43,8 @@ from tests.faultenv import (
     small_disk,
     talk,
 )
-from tests.faultkit import AudioSocketCaller, BrowserCaller, Caller, TwilioCaller, until
-from tests.faultplan import Run, fault_run, make_plans, run_plans
-from tests.pg import PostgresCluster, Unavailable, postgres_fixture  # noqa: F401  (a fixture)
-from voicebot.dialogue.actions import ActionFailed, ActionResult, Actions
-from voicebot.frames import PCM
-from voicebot.pipeline import Services
-from voicebot.records import CallStore
+from voicebot.testing.faults.plans import Run, fault_run, make_plans, run_plans
+from voicebot.testing.pg import PostgresCluster, Unavailable, postgres_fixture  # noqa: F401  (a fixture)
 
 SEED = 7
 

@@ -22,8 +22,9 @@ from hypothesis import strategies as st
 from telephony.audiosocket import FrameError, read_frame
 from telephony.twilio import WireError, _int, parse, parse_start
 from telephony.websocket import MAX_REASON_BYTES, close_reason
-from tests.fuzz_campaign import fuzz_config, quiet, run_campaign
-from tests.fuzzing import (
+from voicebot.pipeline import Services
+from voicebot.testing.fuzz.campaign import fuzz_config, quiet, run_campaign
+from voicebot.testing.fuzz.cases import (
     JSON,
     LIMIT,
     SCALAR,
@@ -37,8 +38,7 @@ from tests.fuzzing import (
     start_message,
     twilio_message,
 )
-from tests.test_gateway import running_gateway
-from voicebot.pipeline import Services
+from voicebot.testing.gateway import running_gateway
 
 PER_PROTOCOL = 250
 FAST = settings(

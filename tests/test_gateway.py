@@ -1,83 +1,27 @@
 """The gateway over real loopback sockets: the page, /health, a whole /ws voice call, graceful shutdown.
 
-Also the helpers the Twilio and AudioSocket tests share: an in-process gateway, a recording observer and
-caller phrases spoken by the real TTS at the telephone rate.
+The in-process gateway, the recording observer and the caller phrases other tests share live in
+voicebot.testing (`gateway`, `speech`).
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
-from collections import defaultdict
-from collections.abc import AsyncIterator, Sequence
-from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
 import websockets
-from fastapi import FastAPI
 
-from telephony.server import GatewayServer, create_app, uvicorn_config
-from telephony.session import CallHub, CallObserver
-from tests.conftest import RATE, silence
-from voicebot.audio import split_frames, write_wav
-from voicebot.brain import BrainFactory, EchoBrain
+from voicebot.audio import split_frames
 from voicebot.config import ServerConfig, VoicebotConfig
 from voicebot.frames import PCM, Frame
 from voicebot.pipeline import Services
-
-PHONE_RATE = 8_000
-CALLER_PHRASES = {
-    "hours": "What are your opening hours?",
-    "agent": "Can I speak to a human agent please?",
-    "bye": "No thanks, goodbye.",
-}
-
-
-def caller_audio(services: Services, rate: int = PHONE_RATE) -> dict[str, PCM]:
-    """Each caller phrase from the real TTS at `rate`, with 0.3 s of silence on both sides."""
-    pad = silence(0.3, rate)
-    return {
-        key: np.concatenate([pad, services.tts.synthesize_at(text, rate), pad])
-        for key, text in CALLER_PHRASES.items()
-    }
-
-
-def caller_wavs(services: Services, folder: Path) -> dict[str, Path]:
-    paths = {}
-    for key, pcm in caller_audio(services).items():
-        paths[key] = folder / f"{key}.wav"
-        write_wav(paths[key], pcm, PHONE_RATE)
-    return paths
-
-
-class Recorder:
-    """A real `CallObserver` that keeps everything it is told, for assertions."""
-
-    def __init__(self) -> None:
-        self.starts: dict[str, tuple[str, dict[str, Any]]] = {}
-        self.events: dict[str, list[Frame]] = defaultdict(list)
-        self.ends: dict[str, str] = {}
-
-    def on_start(self, call_id: str, protocol: str, meta: dict[str, Any]) -> None:
-        self.starts[call_id] = (protocol, meta)
-
-    def on_event(self, call_id: str, frame: Frame) -> None:
-        self.events[call_id].append(frame)
-
-    def on_end(self, call_id: str, reason: str) -> None:
-        self.ends[call_id] = reason
-
-    def of(self, call_id: str, kind: type[Any]) -> list[Any]:
-        return [f for f in self.events[call_id] if isinstance(f, kind)]
-
-    async def ended(self, count: int = 1, timeout: float = 30) -> None:
-        async with asyncio.timeout(timeout):
-            while len(self.ends) < count:
-                await asyncio.sleep(0.02)
+from voicebot.testing.gateway import Recorder, http_get, receive_until, running_gateway
+from voicebot.testing.speech import RATE, silence
 
 
 class AsyncObserver:
@@ -96,48 +40,6 @@ class AsyncObserver:
         self.recorder.on_end(call_id, reason)
 
 
-@dataclass
-class Gateway:
-    """A gateway running in this process on loopback, with the addresses tests need."""
-
-    http: str  # host:port
-    audiosocket_port: int | None
-    app: FastAPI
-    server: GatewayServer
-
-    @property
-    def hub(self) -> CallHub:
-        return self.app.state.gateway.hub  # type: ignore[no-any-return]
-
-
-@asynccontextmanager
-async def running_gateway(
-    config: VoicebotConfig,
-    services: Services,
-    brain_factory: BrainFactory = EchoBrain,
-    observers: Sequence[CallObserver] = (),
-    ping_s: float | None = None,
-) -> AsyncIterator[Gateway]:
-    """Start `create_app` under `GatewayServer` on free loopback ports; shut it down (drain) after.
-    `ping_s`: uvicorn's WebSocket keepalive instead of the gateway's (the fault tests' half-open lines)."""
-    app = create_app(config, services, brain_factory, observers)
-    uv = uvicorn_config(app, config.server.model_copy(update={"host": "127.0.0.1", "port": 0}), "warning")
-    if ping_s is not None:
-        uv.ws_ping_interval = uv.ws_ping_timeout = ping_s
-    server = GatewayServer(uv, app.state.gateway)
-    task = asyncio.create_task(server.serve())
-    while not server.started:
-        if task.done():
-            task.result()
-        await asyncio.sleep(0.02)
-    port = server.servers[0].sockets[0].getsockname()[1]
-    try:
-        yield Gateway(f"127.0.0.1:{port}", app.state.gateway.audiosocket_port, app, server)
-    finally:
-        server.should_exit = True
-        await task
-
-
 @pytest.fixture
 async def gateway(services: Services) -> AsyncIterator[str]:
     config = VoicebotConfig(
@@ -147,40 +49,11 @@ async def gateway(services: Services) -> AsyncIterator[str]:
         yield running.http
 
 
-async def http_get(
-    host: str, path: str, method: str = "GET", form: str = "", headers: dict[str, str] | None = None
-) -> tuple[str, str]:
-    """A plain HTTP/1.1 request (a form body for POST); returns the status line and the body."""
-    name, port = host.split(":")
-    reader, writer = await asyncio.open_connection(name, int(port))
-    head = [f"{method} {path} HTTP/1.1", f"Host: {host}", "Connection: close", f"Content-Length: {len(form)}"]
-    head += [f"{k}: {v}" for k, v in (headers or {}).items()]
-    head += ["Content-Type: application/x-www-form-urlencoded"] if form else []
-    writer.write(("\r\n".join(head) + "\r\n\r\n" + form).encode())
-    data = (await reader.read()).decode()
-    writer.close()
-    status, _, body = data.partition("\r\n\r\n")
-    return status.splitlines()[0], body
-
-
 async def test_page_and_health(gateway: str) -> None:
     status, body = await http_get(gateway, "/")
     assert "200" in status and "getUserMedia" in body
     status, body = await http_get(gateway, "/health")
     assert json.loads(body) == {"status": "ok", "active_calls": 0, "max_calls": 1, "warming_tts": False}
-
-
-async def receive_until(ws: Any, kind: str, audio: list[bytes], timeout: float = 30) -> list[dict[str, Any]]:
-    events: list[dict[str, Any]] = []
-    async with asyncio.timeout(timeout):
-        while True:
-            message = await ws.recv()
-            if isinstance(message, bytes):
-                audio.append(message)
-                continue
-            events.append(json.loads(message))
-            if events[-1]["type"] == kind:
-                return events
 
 
 async def test_browser_call_end_to_end(gateway: str, speech: dict[str, PCM]) -> None:

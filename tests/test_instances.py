@@ -14,25 +14,15 @@ from typing import Any
 
 from sqlalchemy import create_engine, inspect, select, text, update
 
-from tests.pg import PostgresCluster
-from tests.recordkit import (  # noqa: F401  (fixtures)
-    CARD,
-    EMAIL,
-    GREETING,
-    PHONE,
-    SECRETS,
-    TRANSFER,
-    TWILIO,
-    assert_no_secrets,
-    full_call,
-    greeting,
-    handoff,
-    raw_rows,
-    track,
-)
 from voicebot.frames import TurnDone
 from voicebot.records import LOST_REASON, CallStore
 from voicebot.records.models import Base, CallRow, InstanceRow
+from voicebot.testing.pg import PostgresCluster
+from voicebot.testing.records import (
+    TWILIO,
+    full_call,
+    greeting,
+)
 
 # --- several gateway instances on one database -------------------------------------------------------------
 

@@ -17,13 +17,13 @@ from prometheus_client.parser import text_string_to_metric_families
 from telephony.logs import NO_CALL, CallIdFilter, JsonFormatter
 from telephony.metrics import voice_to_voice_ms
 from telephony.session import NullObserver
-from tests.conftest import RATE, silence
-from tests.test_gateway import Recorder, receive_until, running_gateway
 from voicebot.audio import split_frames
 from voicebot.brain import BrainInput, EchoBrain
 from voicebot.config import ServerConfig, VoicebotConfig
 from voicebot.frames import PCM, Action, BotReply, DTMFDigit, Frame
 from voicebot.pipeline import Services
+from voicebot.testing.gateway import Recorder, receive_until, running_gateway
+from voicebot.testing.speech import RATE, silence
 
 Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
 

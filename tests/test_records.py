@@ -16,14 +16,17 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.faultenv import frozen
-from tests.pg import PostgresCluster, free_port
-from tests.recordkit import (  # noqa: F401  (fixtures)
+from voicebot.cli import main
+from voicebot.config import load_config
+from voicebot.frames import Action, CallEnded, TurnDone
+from voicebot.records import CallStore
+from voicebot.testing.faults.env import frozen
+from voicebot.testing.pg import PostgresCluster, free_port
+from voicebot.testing.records import (
     CARD,
     EMAIL,
     GREETING,
     PHONE,
-    SECRETS,
     TRANSFER,
     TWILIO,
     assert_no_secrets,
@@ -33,10 +36,6 @@ from tests.recordkit import (  # noqa: F401  (fixtures)
     raw_rows,
     track,
 )
-from voicebot.cli import main
-from voicebot.config import load_config
-from voicebot.frames import Action, CallEnded, TurnDone
-from voicebot.records import CallStore
 
 # --- tests -------------------------------------------------------------------------------------------------
 

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.pg import find_bin_dir, in_ci
+from voicebot.testing.pg import find_bin_dir, in_ci
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -21,9 +21,9 @@ import websockets
 
 from telephony.limits import TokenBucket, address_allowed, networks
 from telephony.twiml import signature
-from tests.test_gateway import Recorder, http_get, running_gateway
 from voicebot.config import ServerConfig, VoicebotConfig
 from voicebot.pipeline import Services
+from voicebot.testing.gateway import Recorder, http_get, running_gateway
 
 TOKEN = "s3cret"
 

@@ -33,8 +33,6 @@ import websockets
 
 from telephony.logs import JsonFormatter, install_call_ids
 from telephony.server import GatewayServer, create_app, uvicorn_config
-from tests.conftest import RATE, silence
-from tests.test_gateway import Recorder, http_get, running_gateway
 from tests.test_twilio import no_greeting
 from voicebot.audio import split_frames
 from voicebot.brain import EchoBrain
@@ -44,6 +42,8 @@ from voicebot.pii import PIIFilter, install_log_masking, mask_mapping, mask_text
 from voicebot.pipeline import Services
 from voicebot.records import CallStore
 from voicebot.records.views import CallDetail
+from voicebot.testing.gateway import Recorder, http_get, running_gateway
+from voicebot.testing.speech import RATE, silence
 
 SERVER_TOKEN = "gwTok-9QxV7mZ2pL"
 TWILIO_AUTH_TOKEN = "5e8a1c0d94b7f3621a0b9c8d7e6f5a4b"  # 32 hex digits, as Twilio's are

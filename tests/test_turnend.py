@@ -12,12 +12,12 @@ import asyncio
 import numpy as np
 import pytest
 
-from tests.conftest import RATE, silence
 from voicebot.asr.turnend import sounds_complete
 from voicebot.config import VoicebotConfig
 from voicebot.frames import PCM, FinalTranscript, Frame, SpeechStarted
 from voicebot.pipeline import Services
 from voicebot.stages.listen import ASRStage
+from voicebot.testing.speech import RATE, silence
 from voicebot.vad import WINDOW, Endpointer
 
 

@@ -30,12 +30,13 @@ from streamdouble.scenario import parse as parse_scenario  # type: ignore[import
 from streamdouble.session import SessionConfig  # type: ignore[import-untyped]
 
 from telephony.session import Playback, WireStats
-from tests.test_gateway import Recorder, caller_audio, caller_wavs, http_get, running_gateway
 from voicebot.audio import split_frames, ulaw_encode
 from voicebot.brain import BrainInput, EchoBrain
 from voicebot.config import ServerConfig, VoicebotConfig
 from voicebot.frames import PCM, Action, BotReply, FinalTranscript, TurnDone
 from voicebot.pipeline import Services
+from voicebot.testing.gateway import Recorder, http_get, running_gateway
+from voicebot.testing.speech import caller_audio, caller_wavs
 
 TOKEN = "s3cret"
 

@@ -5,11 +5,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from tests.conftest import RATE, silence
 from voicebot.audio import Upsampler, resample, ulaw_decode, ulaw_encode
 from voicebot.config import VADConfig
 from voicebot.frames import PCM, BargeIn, Frame, SpeechAudio, SpeechEnded, SpeechStarted
 from voicebot.pipeline import Services
+from voicebot.testing.speech import RATE, silence
 from voicebot.vad import WINDOW, Endpointer, SileroVAD, VADState
 
 

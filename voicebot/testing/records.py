@@ -1,5 +1,5 @@
-"""Shared pieces of the call-record tests: sample calls, the database fixtures (SQLite and a real
-PostgreSQL), and raw-row checks."""
+"""Shared pieces of the call-record tests: sample calls and raw-row checks (the database fixtures are
+tests/conftest.py's `db_url` and `make_store`, and `voicebot.testing.pg`'s `postgres`)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,6 @@ from typing import Any
 
 from sqlalchemy import create_engine, select
 
-from tests.pg import PostgresCluster, free_port, postgres_fixture  # noqa: F401  (a fixture)
 from voicebot.frames import Action, CallEnded, TurnDone
 from voicebot.records import CallStore
 from voicebot.records.models import Base

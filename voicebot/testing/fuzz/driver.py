@@ -1,11 +1,12 @@
-"""Plays fuzz `Case`s (tests.fuzzing) against the live gateway and judges how each call ended.
+"""Plays fuzz `Case`s (`cases`) against the live gateway and judges how each call ended.
 
 One case is one real connection over loopback to the real app (`create_app` under uvicorn, as
-tests.test_gateway.running_gateway starts it): no part of the server is replaced. The server must close every
-bad call itself with a reason the caller can read (WebSocket close code and reason; for AudioSocket, which has
-no reason field, a hang-up frame and a reason in the call record or the log), and close a tolerated one
-cleanly once the caller hangs up. `Judge` collects per-protocol tallies; `LogAudit` catches every log record
-at ERROR level or with a traceback, which is what an unhandled exception in the server leaves behind.
+`voicebot.testing.gateway.running_gateway` starts it): no part of the server is replaced. The server must
+close every bad call itself with a reason the caller can read (WebSocket close code and reason; for
+AudioSocket, which has no reason field, a hang-up frame and a reason in the call record or the log), and
+close a tolerated one cleanly once the caller hangs up. `Judge` collects per-protocol tallies; `LogAudit`
+catches every log record at ERROR level or with a traceback, which is what an unhandled exception in the
+server leaves behind.
 """
 
 from __future__ import annotations
@@ -23,8 +24,8 @@ from typing import Any
 import websockets
 from websockets.asyncio.client import ClientConnection
 
-from tests.fuzzing import HANGUP, KNOWN, Case
 from voicebot.frames import BotReply, FinalTranscript, Frame
+from voicebot.testing.fuzz.cases import HANGUP, KNOWN, Case
 
 WAIT_S = 20.0  # longest wait for the server to close after the caller's last word (a busy 2-core box)
 REFUSED = re.compile(r"audiosocket connection from [^:]+:(\d+) refused: (.*)")

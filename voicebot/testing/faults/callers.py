@@ -5,7 +5,7 @@ silence), counts the bot's audio frames, and can leave in the ways real lines fa
 connection with no protocol goodbye (no close frame, no hang-up frame), `freeze()` goes silent with the socket
 left open (a half-open connection: the peer vanished without a FIN), `stop_reading()` keeps talking but never
 reads the bot's audio (a slow reader), and `handshake_abort()` dies before the call is set up. The helpers
-`until`/`call_id` let a test hang up at an exact point of the call; see tests/faultplan.py for the plans.
+`until`/`call_id` let a test hang up at an exact point of the call; see `plans` for the plans.
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ from voicebot.audio import split_frames, ulaw_encode
 from voicebot.frames import PCM
 
 if TYPE_CHECKING:
-    from tests.test_gateway import Gateway
+    from voicebot.testing.gateway import Gateway
 
 RATE, FRAME_S = 8_000, 0.02
 SILENCE = np.zeros(int(RATE * FRAME_S), np.int16)

@@ -1,9 +1,9 @@
 """The fault tests' surroundings: the gateway, a real full disk, a database that can be stopped, call steps.
 
 `small_disk` mounts a real tmpfs of a few hundred KiB (root only) and `fill` fills it, so a recording
-meets ENOSPC from the kernel, not from a mock. PostgreSQL is tests/pg.py's `throwaway_cluster` (outside
-pytest too, for scripts/faults_gateway.py); `frozen` makes it hang instead of refusing. The call steps
-place, drive and drop one call of a `Caller`.
+meets ENOSPC from the kernel, not from a mock. PostgreSQL is `voicebot.testing.pg.throwaway_cluster`
+(outside pytest too, for scripts/faults_gateway.py); `frozen` makes it hang instead of refusing. The call
+steps place, drive and drop one call of a `Caller`.
 """
 
 from __future__ import annotations
@@ -19,11 +19,11 @@ from typing import Any
 
 import psutil  # type: ignore[import-untyped]
 
-from tests.faultkit import Caller, until
-from tests.pg import PostgresCluster, Unavailable
-from tests.test_gateway import Gateway
 from voicebot.config import ServerConfig, VoicebotConfig
 from voicebot.frames import PCM
+from voicebot.testing.faults.callers import Caller, until
+from voicebot.testing.gateway import Gateway
+from voicebot.testing.pg import PostgresCluster, Unavailable
 
 CALL_S = 90.0  # the longest a whole fault call may take on two busy cores
 

@@ -19,16 +19,15 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-import numpy as np
-
 from telephony.logs import CALL_ID
 from voicebot.dialogue.actions import ActionFn, ActionResult, Actions
 from voicebot.dialogue.brain import DialogueFactory
 from voicebot.frames import PCM
 from voicebot.nlu.parser import NLU
 from voicebot.pipeline import Services
+from voicebot.testing.speech import PHONE_RATE, spoken
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[3]  # the repository
 SHOP = ROOT / "domains" / "shop"
 HANG_ORDER, FAIL_ORDER = "351609", "229107"
 ACTION_TIMEOUT_S = 1.5  # the copy's `timeouts.action_s` (the shop says 5 s): a hang costs the tests less
@@ -37,9 +36,8 @@ PHRASES = {
     "fail": "I would like to track my order. The number is two two nine one zero seven.",
     "agent": "Can I speak to a human agent please?",
 }
-PHONE_RATE = 8_000
-_ACTIONS_PY = '"""The shop\'s actions, with faults: see tests/faultdomain.py."""\n\n' + (
-    "from tests.faultdomain import register  # noqa: F401\n"
+_ACTIONS_PY = '"""The shop\'s actions, with faults: see voicebot/testing/faults/domain.py."""\n\n' + (
+    "from voicebot.testing.faults.domain import register  # noqa: F401\n"
 )
 
 
@@ -158,8 +156,4 @@ def shop_nlu(services: Services) -> NLU:
 
 def phrases(services: Services) -> dict[str, PCM]:
     """The caller's lines from the real TTS at the telephone rate, 0.3 s of silence on both sides."""
-    pad = np.zeros(int(0.3 * PHONE_RATE), np.int16)
-    return {
-        key: np.concatenate([pad, services.tts.synthesize_at(text, PHONE_RATE), pad])
-        for key, text in PHRASES.items()
-    }
+    return spoken(services, PHRASES, PHONE_RATE)

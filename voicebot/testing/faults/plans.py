@@ -24,14 +24,14 @@ from typing import Any
 
 import psutil  # type: ignore[import-untyped]
 
-from tests.faultdomain import FAIL_ORDER, HANG_ORDER, FaultGate
-from tests.faultkit import CALLERS, PROTOCOLS, Caller, until
-from tests.test_gateway import Gateway, running_gateway
 from voicebot.brain import BrainFactory
 from voicebot.config import VoicebotConfig
 from voicebot.frames import PCM, FinalTranscript, Frame
 from voicebot.pipeline import Services
 from voicebot.records import CallStore
+from voicebot.testing.faults.callers import CALLERS, PROTOCOLS, Caller, until
+from voicebot.testing.faults.domain import FAIL_ORDER, HANG_ORDER, FaultGate
+from voicebot.testing.gateway import Gateway, running_gateway
 
 POINTS = ("handshake", "start", "greeting", "utterance", "action", "reply", "anytime")
 HOWS = ("reset", "vanish")

@@ -1,6 +1,6 @@
 """One fuzz campaign against one live gateway, shared by tests/test_fuzz.py and scripts/fuzz_gateway.py.
 
-The fuzz cases (tests.fuzzing) are played by tests.fuzz_driver while good calls with real speech run
+The fuzz cases (`cases`) are played by the `driver` while good calls with real speech run
 alongside (one per protocol in turn, each must get its reply and end cleanly) and /health is polled. After:
 the log audit (no ERROR records, no tracebacks), the calls, file descriptors and asyncio tasks left once the
 server settles, and the call records (every admitted call stored with an end reason).
@@ -25,8 +25,12 @@ from typing import Any
 import numpy as np
 import websockets
 
-from tests.fuzz_driver import LogAudit, ProtocolTally, Tally, play_all
-from tests.fuzzing import (
+from voicebot.audio import split_frames, ulaw_encode
+from voicebot.config import ServerConfig, VoicebotConfig
+from voicebot.frames import PCM
+from voicebot.pipeline import Services
+from voicebot.records import CallStore
+from voicebot.testing.fuzz.cases import (
     AUDIO,
     BROWSER_HANGUP,
     HANGUP,
@@ -38,12 +42,8 @@ from tests.fuzzing import (
     start_message,
     twilio_stop,
 )
-from tests.test_gateway import http_get, receive_until, running_gateway
-from voicebot.audio import split_frames, ulaw_encode
-from voicebot.config import ServerConfig, VoicebotConfig
-from voicebot.frames import PCM
-from voicebot.pipeline import Services
-from voicebot.records import CallStore
+from voicebot.testing.fuzz.driver import LogAudit, ProtocolTally, Tally, play_all
+from voicebot.testing.gateway import http_get, receive_until, running_gateway
 
 PHRASE = "Can I speak to a human agent please?"
 GOOD_TIMEOUT_S = 120.0  # one good call, Whisper included, on a busy 2-core machine

@@ -1,0 +1,13 @@
+"""The test harness, importable: what tests/ and scripts/ share to drive a real gateway from outside.
+
+- `speech`: caller phrases from the real TTS, silence, the rates.
+- `gateway`: the gateway app on loopback in this process, a recording observer, plain HTTP and `/ws` reads.
+- `pg`: a throwaway PostgreSQL cluster (and its pytest fixture).
+- `records`: sample calls and raw-row checks for the call-record tests.
+- `faults`: callers that misbehave on purpose, a failing back end, a full disk, fault plans and the run
+  that measures crashes, leaks and lost records (tests/test_faults.py, scripts/faults_gateway.py).
+- `fuzz`: Hypothesis strategies for hostile input, the driver that plays them against the live gateway and
+  the campaign around it (tests/test_fuzz.py, scripts/fuzz_gateway.py).
+
+It needs the development dependencies (pytest, Hypothesis, psutil): nothing outside this package imports it.
+"""
