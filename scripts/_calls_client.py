@@ -1,11 +1,12 @@
 """The caller side of the capacity benchmark: a Twilio Media Streams peer that plays a conversation.
 
-Written from Twilio's "Media Streams — WebSocket Messages" reference so the server sees what a real Twilio
-stream sends: `connected`, `start` (audio/x-mulaw 8000 Hz), 20 ms `media` frames paced in real time for the
-whole call (silence when the caller is not talking, as Twilio streams the line, not the voice), each `mark`
-echoed once the audio before it would have played, `clear` dropping the playout buffer (and echoing the
-marks still in it), `stop` when the caller hangs up. No permessage-deflate: Twilio does not use it, and
-compressing would charge both sides CPU that a real deployment never spends.
+The wire is `voicebot.testing.twilio.TwilioStream` (written from Twilio's "Media Streams — WebSocket
+Messages" reference), so the server sees what a real Twilio stream sends: `connected`, `start`
+(audio/x-mulaw 8000 Hz), 20 ms `media` frames paced in real time for the whole call (silence when the
+caller is not talking, as Twilio streams the line, not the voice), each `mark` echoed once the audio before
+it would have played, `clear` dropping the playout buffer (and echoing the marks still in it), `stop` when
+the caller hangs up. No permessage-deflate: Twilio does not use it, and compressing would charge both sides
+CPU that a real deployment never spends.
 
 The caller also behaves like a person: it lets the bot finish (its reply's final mark, or 600 ms without
 bot audio), waits a human 400–800 ms, then speaks; a barge-in line starts a set time into the bot's reply.
@@ -16,9 +17,7 @@ per-turn measures afterwards, so the live path does no more work than a real pee
 from __future__ import annotations
 
 import asyncio
-import base64
 import contextlib
-import json
 import random
 import time
 from collections import deque
@@ -29,18 +28,16 @@ from typing import Any
 import numpy as np
 import websockets
 
-from voicebot.audio import split_frames, ulaw_encode
+from voicebot.audio import split_frames
 from voicebot.frames import PCM
+from voicebot.testing.twilio import FRAME_S, RATE, SILENCE, TwilioStream, payload
 
-RATE = 8_000
-FRAME_S = 0.02
 QUIET_S = 0.6  # no bot audio this long after its last frame: the reply is over
 MARK_END_S = 0.1  # a mark with no audio after it this long was the reply's final mark
 GAP_S = 0.04  # from one frame's playback start to the next's, inside one reply: over it is an underrun
 REPLY_WAIT_S = 20.0  # longest wait for the bot to start answering
 CLOSE_WAIT_S = 8.0  # after the last reply, how long the bot may take to hang up
 PAUSE_S = (0.4, 0.8)  # a person's pause before answering
-SILENCE = base64.b64encode(ulaw_encode(np.zeros(RATE // 50, np.int16))).decode("ascii")
 
 
 @dataclass(frozen=True)
@@ -77,7 +74,7 @@ def speech_frames(pcm: PCM) -> list[str]:
     db = 10 * np.log10(np.mean(frames**2, axis=1) + 1e-9)
     loud = np.nonzero(db > db.max() - 35)[0]
     speech = pcm[loud[0] * step : (loud[-1] + 1) * step]
-    return [base64.b64encode(ulaw_encode(f)).decode("ascii") for f in split_frames(speech, RATE)]
+    return [payload(f) for f in split_frames(speech, RATE)]
 
 
 @dataclass
@@ -118,40 +115,21 @@ class CallLog:
     error: str | None = None
 
 
-class Caller:
+class Caller(TwilioStream):
     """One Twilio stream playing `script`; `run()` returns its `CallLog`."""
 
     def __init__(self, url: str, script: Script, clips: dict[str, list[str]], log: CallLog, seed: str):
+        super().__init__(None, "MZ" + log.call_sid[2:], log.call_sid)
         self.url, self.script, self.clips, self.log = url, script, clips, log
         self.rng = random.Random(seed)
-        self.stream_sid = "MZ" + log.call_sid[2:]
         self.loop = asyncio.get_running_loop()
-        self.ws: Any = None
-        self.sequence = self.chunk = 0
         self.talk: deque[tuple[str, int, int]] = deque()  # (payload, index, count) of the line speaking
         self.spoken = asyncio.Event()
         self.changed = asyncio.Event()  # bot speaking state or the line changed
         self.speaking = False
-        self.spell_start = self.spell_end = self.play_end = self.last_media = float("-inf")
+        self.spell_start = self.spell_end = self.last_media = float("-inf")
         self.unmarked: list[int] = []
-        self.pending: dict[str, asyncio.TimerHandle] = {}
-        self.tasks: set[asyncio.Task[None]] = set()
         self.quiet_check: asyncio.TimerHandle | None = None
-
-    # --- the wire ------------------------------------------------------------------------------------
-
-    async def send(self, event: str, body: str) -> None:
-        self.sequence += 1
-        message = (
-            f'{{"event":"{event}","sequenceNumber":"{self.sequence}",{body},"streamSid":"{self.stream_sid}"}}'
-        )
-        with contextlib.suppress(websockets.ConnectionClosed):
-            await self.ws.send(message)
-
-    def spawn(self, coro: Any) -> None:
-        task = asyncio.ensure_future(coro)
-        self.tasks.add(task)
-        task.add_done_callback(self.tasks.discard)
 
     async def run(self) -> CallLog:
         log = self.log
@@ -159,27 +137,19 @@ class Caller:
         try:
             async with websockets.connect(self.url, compression=None, max_size=None) as ws:
                 self.ws = ws
-                await ws.send('{"event":"connected","protocol":"Call","version":"1.0.0"}')
-                media_format = '"mediaFormat":{"encoding":"audio/x-mulaw","sampleRate":8000,"channels":1}'
-                start = (f'"start":{{"accountSid":"AC{"0" * 32}","streamSid":"{self.stream_sid}",'
-                         f'"callSid":"{log.call_sid}","tracks":["inbound"],"customParameters":{{}},'
-                         f"{media_format}}}")  # fmt: skip
-                await self.send("start", start)
+                await self.start()
                 log.started = self.loop.time()
                 reader = asyncio.create_task(self.read())
                 pacer = asyncio.create_task(self.pace())
                 try:
                     await self.converse()
                 finally:
-                    for handle in self.pending.values():
-                        handle.cancel()
+                    self.hush()
                     if self.quiet_check is not None:
                         self.quiet_check.cancel()
                     if log.closed_at is None:
                         pacer.cancel()
-                        await self.send(
-                            "stop", f'"stop":{{"accountSid":"AC{"0" * 32}","callSid":"{log.call_sid}"}}'
-                        )
+                        await self.stop()
                         log.ended_by = log.ended_by or "caller"
                         await ws.close()
                     for task in (reader, pacer, *self.tasks):
@@ -194,14 +164,8 @@ class Caller:
         """20 ms frames on an absolute clock, speech when the caller talks and line silence otherwise."""
         t0, n = self.loop.time(), 0
         while self.log.closed_at is None:
-            payload, index, count = self.talk.popleft() if self.talk else (SILENCE, -1, 0)
-            self.chunk += 1
-            stamp = (self.chunk - 1) * 20  # ms since the stream started
-            media = (
-                f'"media":{{"track":"inbound","chunk":"{self.chunk}","timestamp":"{stamp}",'
-                f'"payload":"{payload}"}}'
-            )
-            await self.send("media", media)
+            media, index, count = self.talk.popleft() if self.talk else (SILENCE, -1, 0)
+            await self.media(media)
             now = self.loop.time()
             if index == 0:
                 self.log.said[-1].onset = now
@@ -220,18 +184,7 @@ class Caller:
 
     async def read(self) -> None:
         try:
-            async for message in self.ws:
-                now = self.loop.time()
-                data = json.loads(message)
-                event = data.get("event")
-                if event == "media":
-                    self.on_media(now, str(data.get("media", {}).get("payload", "")))
-                elif event == "mark":
-                    self.on_mark(now, str(data.get("mark", {}).get("name", "")))
-                elif event == "clear":
-                    self.on_clear(now)
-        except websockets.ConnectionClosed:
-            pass
+            await self.listen()
         finally:
             self.log.closed_at = self.loop.time()
             if self.ws.close_code is not None:
@@ -240,17 +193,17 @@ class Caller:
             self.end_spell(self.play_end)
             self.spoken.set()
 
-    # --- what the caller hears ---------------------------------------------------------------------------
+    # --- what the caller hears (the playout clock and the mark echoes are `TwilioStream`'s) ---------------
 
-    def on_media(self, now: float, payload: str) -> None:
-        if len(payload) != 216:  # 160 bytes of μ-law in base64
+    def on_media(self, now: float, media_payload: str, at: float) -> None:
+        if len(media_payload) != 216:  # 160 bytes of μ-law in base64
             self.log.bad_media += 1
         self.unmarked.append(len(self.log.media))
         self.log.media.append(now)
-        self.log.play_at.append(max(self.play_end, now))
+        self.log.play_at.append(at)
         self.log.sentence_no.append(len(self.log.marks))
         self.log.groups.append("")
-        self.last_media, self.play_end = now, max(self.play_end, now) + FRAME_S
+        self.last_media = now
         if not self.speaking:
             self.speaking, self.spell_start = True, now
             self.changed.set()
@@ -268,7 +221,6 @@ class Caller:
     def on_mark(self, now: float, name: str) -> None:
         self.log.marks.append((now, name))
         self.assign(name.split("-")[0])
-        self.pending[name] = self.loop.call_at(self.play_end, self.echo, name)  # once its audio has played
         if self.speaking:
             frames = len(self.log.media)
             self.loop.call_at(now + MARK_END_S, self.check_final, frames)
@@ -280,20 +232,12 @@ class Caller:
     def on_clear(self, now: float) -> None:
         self.log.clears.append(now)
         self.assign(f"cut{len(self.log.clears)}")
-        for name, handle in list(self.pending.items()):  # Twilio returns the marks it dropped
-            handle.cancel()
-            self.echo(name)
-        self.play_end = now
         self.end_spell(now)
 
     def assign(self, group: str) -> None:
         for i in self.unmarked:
             self.log.groups[i] = group
         self.unmarked.clear()
-
-    def echo(self, name: str) -> None:
-        self.pending.pop(name, None)
-        self.spawn(self.send("mark", f'"mark":{{"name":"{name}"}}'))
 
     def end_spell(self, at: float) -> None:
         if self.speaking:

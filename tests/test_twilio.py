@@ -1,9 +1,9 @@
 """Twilio Media Streams and the /twilio/voice webhook, over real loopback sockets with real models.
 
 Two Twilio-side peers: streamdouble (a Media Streams simulator, written by others) for whole calls and its
-protocol-violation report, and `TwilioPeer` below, written from Twilio's "Media Streams — WebSocket
-Messages" reference, for what streamdouble cannot script: exact counters, timestamp gaps, bad input and
-watching individual messages.
+protocol-violation report, and `TwilioPeer` below (voicebot.testing.twilio's `TwilioStream`, written from
+Twilio's "Media Streams — WebSocket Messages" reference, keeping every message), for what streamdouble
+cannot script: exact counters, timestamp gaps, bad input and watching individual messages.
 """
 
 from __future__ import annotations
@@ -30,13 +30,13 @@ from streamdouble.scenario import parse as parse_scenario  # type: ignore[import
 from streamdouble.session import SessionConfig  # type: ignore[import-untyped]
 
 from telephony.session import Playback, WireStats
-from voicebot.audio import split_frames, ulaw_encode
 from voicebot.brain import BrainInput, EchoBrain
 from voicebot.config import ServerConfig, VoicebotConfig
 from voicebot.frames import PCM, Action, BotReply, FinalTranscript, TurnDone
 from voicebot.pipeline import Services
 from voicebot.testing.gateway import Recorder, http_get, running_gateway
 from voicebot.testing.speech import caller_audio, caller_wavs
+from voicebot.testing.twilio import TwilioStream
 
 TOKEN = "s3cret"
 
@@ -161,61 +161,18 @@ async def test_streamdouble_barge_in_then_goodbye(services: Services, wavs: dict
 # --- protocol details, TwilioPeer as Twilio ------------------------------------------------------------
 
 
-class TwilioPeer:
-    """Twilio's side of one stream, per the WebSocket Messages reference: string counters, 20 ms μ-law."""
+class TwilioPeer(TwilioStream):
+    """Twilio's side of one stream, keeping every message the app sent with its arrival time."""
 
     def __init__(self, ws: Any, stream_sid: str = "MZ" + "0" * 32) -> None:
-        self.ws, self.stream_sid = ws, stream_sid
-        self.sequence = self.chunk = self.timestamp = 0
+        super().__init__(ws, stream_sid, "CA" + "2" * 32)
         self.received: list[tuple[float, dict[str, Any]]] = []
-        self.echo_marks = True
-        self._reader = asyncio.create_task(self._read())
+        self._reader = asyncio.create_task(self.listen())
 
-    async def send(self, event: str, **body: Any) -> None:
-        self.sequence += 1
-        message = {"event": event, "sequenceNumber": str(self.sequence), "streamSid": self.stream_sid}
-        with contextlib.suppress(websockets.ConnectionClosed):  # the app may close at any time
-            await self.ws.send(json.dumps(message | body))
-
-    async def start(self, parameters: dict[str, str], rate: int = 8000) -> None:
-        await self.ws.send(json.dumps({"event": "connected", "protocol": "Call", "version": "1.0.0"}))
-        start = {
-            "accountSid": "AC" + "1" * 32,
-            "streamSid": self.stream_sid,
-            "callSid": "CA" + "2" * 32,
-            "tracks": ["inbound"],
-            "customParameters": parameters,
-            "mediaFormat": {"encoding": "audio/x-mulaw", "sampleRate": rate, "channels": 1},
-        }
-        await self.send("start", start=start)
-
-    async def media(self, pcm: PCM, lose_ms: int = 0) -> None:
-        self.timestamp += lose_ms
-        self.chunk += 1
-        payload = base64.b64encode(ulaw_encode(pcm)).decode()
-        media = {
-            "track": "inbound",
-            "chunk": str(self.chunk),
-            "timestamp": str(self.timestamp),
-            "payload": payload,
-        }
-        await self.send("media", media=media)
-        self.timestamp += len(pcm) // 8
-
-    async def play(self, pcm: PCM) -> None:
-        """Send audio in real time, 20 ms per message, as Twilio does."""
-        clock = asyncio.get_running_loop().time()
-        for n, frame in enumerate(split_frames(pcm, 8000, 20)):
-            await self.media(frame)
-            await asyncio.sleep(max(0.0, clock + (n + 1) * 0.02 - asyncio.get_running_loop().time()))
-
-    async def _read(self) -> None:
-        with contextlib.suppress(websockets.ConnectionClosed):
-            async for message in self.ws:
-                data = json.loads(message)
-                self.received.append((asyncio.get_running_loop().time(), data))
-                if data["event"] == "mark" and self.echo_marks:
-                    await self.send("mark", mark=data["mark"])
+    def handle(self, message: str | bytes) -> dict[str, Any]:
+        data = super().handle(message)
+        self.received.append((asyncio.get_running_loop().time(), data))
+        return data
 
     def events(self, kind: str) -> list[dict[str, Any]]:
         return [m for _, m in self.received if m["event"] == kind]
@@ -256,7 +213,8 @@ async def test_stream_counters_marks_barge_in_and_transfer(
         peer = TwilioPeer(ws)
         await peer.start({"token": TOKEN, "caller": "+15550100"})
         await peer.play(np.zeros(8000, np.int16))  # 1 s of line noise while the greeting plays
-        await peer.media(np.zeros(160, np.int16), lose_ms=100)  # 100 ms lost before Twilio
+        peer.timestamp += 100  # 100 ms lost before Twilio
+        await peer.audio(np.zeros(160, np.int16))
         peer.sequence += 1  # and a sequence number we never see
         await peer.play(phrases["agent"])  # barge in: "Can I speak to a human agent please?"
         while not peer.events("clear"):
@@ -358,7 +316,7 @@ async def test_bad_input_ends_only_that_call(
             async with asyncio.timeout(20):
                 while not healthy.events("media"):  # its reply, unaffected by the others' failures
                     await healthy.play(np.zeros(1600, np.int16))
-            await healthy.send("stop", stop={"accountSid": "AC", "callSid": "CA"})
+            await healthy.stop()
             await healthy.closed()
         await recorder.ended(count=4)
     assert got["malformed JSON"] == (1007, "protocol error: malformed JSON")

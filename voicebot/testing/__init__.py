@@ -2,6 +2,7 @@
 
 - `speech`: caller phrases from the real TTS, silence, the rates.
 - `gateway`: the gateway app on loopback in this process, a recording observer, plain HTTP and `/ws` reads.
+- `twilio`: Twilio's side of a Media Streams WebSocket (the one client for tests, benchmarks and soak).
 - `pg`: a throwaway PostgreSQL cluster (and its pytest fixture).
 - `records`: sample calls and raw-row checks for the call-record tests.
 - `faults`: callers that misbehave on purpose, a failing back end, a full disk, fault plans and the run

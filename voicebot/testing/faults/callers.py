@@ -11,7 +11,6 @@ reads the bot's audio (a slow reader), and `handshake_abort()` dies before the c
 from __future__ import annotations
 
 import asyncio
-import base64
 import contextlib
 import json
 import socket
@@ -19,15 +18,16 @@ import struct
 import uuid
 from collections import deque
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 import websockets
 from websockets.asyncio.client import ClientConnection, connect
 
 from telephony.session import Call, CallHub
-from voicebot.audio import split_frames, ulaw_encode
+from voicebot.audio import split_frames
 from voicebot.frames import PCM
+from voicebot.testing.twilio import TwilioStream
 
 if TYPE_CHECKING:
     from voicebot.testing.gateway import Gateway
@@ -256,56 +256,43 @@ class _WebSocketCaller(Caller):
 
 
 class TwilioCaller(_WebSocketCaller):
-    """Twilio's side: `connected`, `start`, μ-law `media` every 20 ms, marks echoed as if played."""
+    """Twilio's side (`TwilioStream`): `connected`, `start`, μ-law `media` every 20 ms, marks echoed once
+    their audio has played."""
 
     protocol = "twilio"
     path = "/twilio/stream"
 
     def __init__(self) -> None:
         super().__init__()
-        self.stream_sid = "MZ" + uuid.uuid4().hex
-        self._sequence = self._timestamp = 0
-
-    async def _message(self, event: str, **body: Any) -> None:
-        assert self.ws is not None
-        self._sequence += 1
-        message = {"event": event, "sequenceNumber": str(self._sequence), "streamSid": self.stream_sid}
-        await self.ws.send(json.dumps(message | body))
+        self.stream = TwilioStream()  # on the connection once it is open
 
     async def _open(self, gw: Gateway) -> None:
-        await self._connect(gw)
-        await self._message("connected", protocol="Call", version="1.0.0")
-        media_format = {"encoding": "audio/x-mulaw", "sampleRate": RATE, "channels": 1}
-        call_sid = "CA" + uuid.uuid4().hex
-        start = {"accountSid": "AC" + "1" * 32, "streamSid": self.stream_sid, "callSid": call_sid,
-                 "tracks": ["inbound"], "customParameters": {}, "mediaFormat": media_format}  # fmt: skip
-        await self._message("start", start=start)
+        self.stream.ws = await self._connect(gw)
+        await self.stream.start()
 
     async def _send(self, pcm: PCM) -> None:
-        payload = base64.b64encode(ulaw_encode(pcm)).decode()
-        media = {"track": "inbound", "chunk": str(self.sent + 1), "timestamp": str(self._timestamp)}
-        await self._message("media", media=media | {"payload": payload})
-        self._timestamp += len(pcm) * 1000 // RATE
+        await self.stream.audio(pcm)
 
     async def _key(self, key: str) -> None:
-        await self._message("dtmf", dtmf={"track": "inbound_track", "digit": key})
+        await self.stream.dtmf(key)
 
     async def _receive(self) -> None:
         assert self.ws is not None
         async for message in self.ws:
-            data = json.loads(message)
-            if data.get("event") == "media":
+            if self.stream.handle(message).get("event") == "media":
                 self.bot_frames += 1
-            elif data.get("event") == "mark":
-                await self._message("mark", mark=data["mark"])
+
+    def _quiet(self) -> None:
+        super()._quiet()
+        self.stream.hush()  # a dead or frozen line returns no marks
 
     def owns(self, call: Call) -> bool:
-        return call.meta.get("streamSid") == self.stream_sid
+        return call.meta.get("streamSid") == self.stream.stream_sid
 
     async def handshake_abort(self, gw: Gateway) -> None:
         """`connected`, then gone before `start`: no call is set up."""
-        await self._connect(gw)
-        await self._message("connected", protocol="Call", version="1.0.0")
+        self.stream.ws = await self._connect(gw)
+        await self.stream.connected()
         self._drop()
 
 

@@ -9,7 +9,6 @@ server settles, and the call records (every admitted call stored with an end rea
 from __future__ import annotations
 
 import asyncio
-import base64
 import contextlib
 import json
 import os
@@ -25,7 +24,7 @@ from typing import Any
 import numpy as np
 import websockets
 
-from voicebot.audio import split_frames, ulaw_encode
+from voicebot.audio import split_frames
 from voicebot.config import ServerConfig, VoicebotConfig
 from voicebot.frames import PCM
 from voicebot.pipeline import Services
@@ -44,6 +43,7 @@ from voicebot.testing.fuzz.cases import (
 )
 from voicebot.testing.fuzz.driver import LogAudit, ProtocolTally, Tally, play_all
 from voicebot.testing.gateway import http_get, receive_until, running_gateway
+from voicebot.testing.twilio import TwilioStream
 
 PHRASE = "Can I speak to a human agent please?"
 GOOD_TIMEOUT_S = 120.0  # one good call, Whisper included, on a busy 2-core machine
@@ -97,20 +97,20 @@ async def good_browser(http: str, pcm: PCM, tally: Tally) -> str | None:
 
 
 async def good_twilio(http: str, pcm: PCM, tally: Tally) -> str | None:
-    sid = "MZgood" + uuid.uuid4().hex
+    """A Twilio stream that asks its question (sent at once), hears half a second of the reply, stops."""
     async with websockets.connect(f"ws://{http}/twilio/stream") as ws:
-        await ws.send(json.dumps(start_message(sid)))
-        for n, chunk in enumerate(split_frames(pcm, 8_000, 20)):
-            media = {"track": "inbound", "chunk": str(n + 1), "timestamp": str(20 * n)}
-            media["payload"] = base64.b64encode(ulaw_encode(chunk)).decode()
-            await ws.send(json.dumps({"event": "media", "streamSid": sid, "media": media}))
+        stream = TwilioStream(ws, "MZgood" + uuid.uuid4().hex)
+        await stream.start({"token": TOKEN})
+        for chunk in split_frames(pcm, 8_000, 20):
+            await stream.audio(chunk)
         replies = 0
         async with asyncio.timeout(GOOD_TIMEOUT_S):
             while replies < 25:  # half a second of the bot's reply
-                replies += json.loads(await ws.recv())["event"] == "media"
-        await ws.send(twilio_stop(sid))
+                replies += stream.handle(await ws.recv()).get("event") == "media"
+        await stream.stop()
+        stream.hush()
         with_close = await _closed(ws)
-    call = tally.find("streamSid", sid)
+    call = tally.find("streamSid", stream.stream_sid)
     return _judge(*_heard_said(tally, call), with_close)
 
 
