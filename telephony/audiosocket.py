@@ -5,7 +5,8 @@ Per Asterisk's AudioSocket documentation and `res_audiosocket.h`, every message 
 DTMF (one ASCII digit); 0x10 audio, signed linear 16-bit little-endian mono at 8 kHz (0x11–0x18 carry 12,
 16, 24, 32, 44.1, 48, 96 and 192 kHz and are resampled to 8 kHz here); 0xff error (one code byte:
 0x01 hang-up, 0x02 frame forwarding, 0x04 memory). Asterisk plays what it receives at once, so the app
-paces itself: one 320-byte 0x10 frame every 20 ms, and on barge-in it drops everything still queued.
+paces itself: one 320-byte 0x10 frame every 20 ms, and on barge-in it drops everything still queued. What
+the pacer has written of a reply is what the caller heard of it (`played_ms`).
 
 The protocol has no authentication and no reason field: keep the port private (connections from outside
 `server.audiosocket_allow` are hung up at once); a refused or broken call gets a hang-up frame, and the
@@ -86,7 +87,8 @@ class AudioSocketTransport:
         self.reader, self.writer, self.config = reader, writer, config
         self.gone = False
         self.stats: dict[str, float] = dict.fromkeys(("frames_in", "frames_out", "dropped_on_barge_in"), 0)
-        self._queue: asyncio.Queue[bytes] = asyncio.Queue()
+        self._queue: asyncio.Queue[tuple[int, bytes]] = asyncio.Queue()  # (reply_id, frame)
+        self._written: dict[int, float] = {}  # reply_id → ms of it written onto the line
         self._epoch = 0  # bumped by clear(): a frame taken before it is not sent after it
         self._idle = asyncio.Event()
         self._idle.set()
@@ -95,14 +97,14 @@ class AudioSocketTransport:
 
     # --- bot → caller -------------------------------------------------------------------------------
 
-    async def send_audio(self, frame: BotAudio) -> None:
+    async def play(self, frame: BotAudio) -> None:
         if self.gone:
             return
         if self._queue.qsize() >= MAX_QUEUED:  # the pacer is stuck on a peer that stopped reading
             self.stats["dropped_unread"] = self.stats.get("dropped_unread", 0) + 1
             return
         self._idle.clear()
-        self._queue.put_nowait(encode(KIND_AUDIO, frame.pcm.astype("<i2").tobytes()))
+        self._queue.put_nowait((frame.reply_id, encode(KIND_AUDIO, frame.pcm.astype("<i2").tobytes())))
 
     async def clear(self) -> None:
         """Barge-in: whatever is queued is never sent."""
@@ -112,12 +114,16 @@ class AudioSocketTransport:
             self.stats["dropped_on_barge_in"] += 1
         self._idle.set()
 
+    def played_ms(self, reply_id: int, clock_ms: float) -> float:
+        """Exactly what the pacer wrote of the reply: Asterisk plays it as it arrives."""
+        return self._written.get(reply_id, 0.0)
+
     async def _pace(self) -> None:
         """Send one frame per frame-length on an absolute clock; restart the clock after a pause."""
         loop = asyncio.get_running_loop()
         due = 0.0
         while True:
-            data = await self._queue.get()
+            reply_id, data = await self._queue.get()
             epoch, now = self._epoch, loop.time()
             length = (len(data) - 3) / 2 / RATE
             if now - due > length:  # idle or far behind: start a new clock
@@ -127,6 +133,7 @@ class AudioSocketTransport:
             if epoch == self._epoch:
                 await self._write(data)
                 self.stats["frames_out"] += 1
+                self._written[reply_id] = self._written.get(reply_id, 0.0) + length * 1000.0
             due += length
             if self._queue.empty():
                 self._idle.set()
@@ -171,7 +178,7 @@ class AudioSocketTransport:
                 return Ending(f"asterisk error: {name}", "caller" if code == 0x01 else "error", code=1011)
             if kind in AUDIO_RATES:
                 self.stats["frames_in"] += 1
-                await call.send_audio(self._to_channel_rate(AUDIO_RATES[kind], payload))
+                await call.caller_audio(self._to_channel_rate(AUDIO_RATES[kind], payload))
             elif kind == KIND_DTMF and chr(payload[0]) in DTMF_DIGITS:
                 await call.send_dtmf(chr(payload[0]))
             else:

@@ -47,9 +47,9 @@ def event_json(frame: Frame) -> dict[str, Any] | None:
     if isinstance(frame, FinalTranscript):
         return {"type": "transcript", "text": frame.text, "timings_ms": frame.timings_ms}
     if isinstance(frame, BotReply):
-        return {"type": "reply", "text": frame.text}
+        return {"type": "reply", "text": frame.text} if frame.text else None
     if isinstance(frame, TurnDone):
-        return {"type": "turn", "record": frame.record}
+        return {"type": "turn", "record": frame.record.as_json()}
     if isinstance(frame, StageError):
         return {"type": "error", "stage": frame.stage, "message": frame.message}
     if isinstance(frame, CallEnded):
@@ -69,12 +69,16 @@ class BrowserTransport:
         self.max_bytes = max_bytes
         self.stats: dict[str, float] = {"frames_in": 0, "frames_out": 0, "bad_messages": 0}
 
-    async def send_audio(self, frame: BotAudio) -> None:
+    async def play(self, frame: BotAudio) -> None:
         self.stats["frames_out"] += 1
         await self.line.send_bytes(frame.pcm.astype("<i2").tobytes())
 
     async def clear(self) -> None:
         await self.line.send_json({"type": "clear"})
+
+    def played_ms(self, reply_id: int, clock_ms: float) -> float:
+        """The page plays what arrives at once (after its small buffer): the clock is the best we know."""
+        return clock_ms
 
     async def on_event(self, frame: Frame) -> None:
         message = event_json(frame)
@@ -93,7 +97,7 @@ class BrowserTransport:
                     )
                     continue
                 self.stats["frames_in"] += 1
-                await call.send_audio(np.frombuffer(message, "<i2").astype(np.int16))
+                await call.caller_audio(np.frombuffer(message, "<i2").astype(np.int16))
             else:
                 await self._control(call, message)
         return Ending("caller disconnected", "caller")

@@ -116,7 +116,7 @@ class MetricsObserver:
         if live is None:
             return
         if isinstance(frame, TurnDone):
-            self._turn(frame.record)
+            self._turn(frame.record.timings_ms)
         elif isinstance(frame, StageError):
             self.stage_errors.labels(frame.stage).inc()
         elif isinstance(frame, CallEnded):
@@ -131,9 +131,8 @@ class MetricsObserver:
         if live is not None:
             self.active.labels(live.protocol).dec()
 
-    def _turn(self, record: dict[str, Any]) -> None:
+    def _turn(self, timings: dict[str, float]) -> None:
         self.turns.inc()
-        timings = record.get("timings_ms") or {}
         for stage in STAGES:
             value = timings.get(stage)
             if isinstance(value, int | float):
@@ -143,7 +142,7 @@ class MetricsObserver:
             self.latency.labels("voice_to_voice").observe(total / 1000.0)
 
     def _track_barge_in(self, live: _Live, frame: Frame) -> None:
-        """A cut reply (`TurnDone.record["interrupted"]`) is a barge-in only if the caller spoke; a hang-up
+        """A cut reply (`TurnDone.record.interrupted`) is a barge-in only if the caller spoke; a hang-up
         cuts it too. The caller's `SpeechStarted` may reach observers just before or just after the cut
         turn, so either order counts, and a `CallEnded` right after a cut with no speech means a hang-up."""
         if isinstance(frame, BotReply) and frame.text:
@@ -153,7 +152,7 @@ class MetricsObserver:
                 self.barge_ins.inc()
             live.caller_spoke, live.cut_pending = live.speaking, False
         elif isinstance(frame, TurnDone):
-            if frame.record.get("interrupted"):
+            if frame.record.interrupted:
                 if live.caller_spoke:
                     self.barge_ins.inc()
                 else:

@@ -13,7 +13,7 @@ import time
 import numpy as np
 
 from voicebot.frames import PCM, BotAudio
-from voicebot.stages.respond import AudioSink
+from voicebot.playback import AudioSink
 
 
 class CallRecorder:
@@ -56,10 +56,13 @@ class RecordingSink:
     def __init__(self, sink: AudioSink, recorder: CallRecorder) -> None:
         self.sink, self.recorder = sink, recorder
 
-    async def send_audio(self, frame: BotAudio) -> None:
+    async def play(self, frame: BotAudio) -> None:
         self.recorder.bot(frame.pcm)
-        await self.sink.send_audio(frame)
+        await self.sink.play(frame)
 
     async def clear(self) -> None:
         self.recorder.cleared()
         await self.sink.clear()
+
+    def played_ms(self, reply_id: int, clock_ms: float) -> float:
+        return self.sink.played_ms(reply_id, clock_ms)

@@ -65,18 +65,6 @@ class Ending:
 
 
 @dataclass(frozen=True)
-class Playback(Frame):
-    """The caller's side confirmed it played the bot's reply `reply_id` up to `played_ms` (Twilio marks).
-
-    Only observers see it: it says what the caller really heard, where the pipeline only knows what was sent.
-    """
-
-    reply_id: int
-    sentence: str
-    played_ms: float
-
-
-@dataclass(frozen=True)
 class WireStats(Frame):
     """Per-call transport counters (frames, gaps, bad messages, marks), given to observers before `on_end`."""
 
@@ -122,14 +110,17 @@ class NullObserver:
 
 
 class Transport(Protocol):
-    """One protocol's side of one call. `send_audio`/`clear` make it the pipeline's `AudioSink`."""
+    """One protocol's side of one call. `play`/`clear`/`played_ms` make it the pipeline's `AudioSink`
+    (`voicebot.playback`): the bot's audio out, and how much of it the caller has heard."""
 
     protocol: str
     stats: dict[str, float]
 
-    async def send_audio(self, frame: BotAudio) -> None: ...
+    async def play(self, frame: BotAudio) -> None: ...
 
     async def clear(self) -> None: ...
+
+    def played_ms(self, reply_id: int, clock_ms: float) -> float: ...
 
     async def receive(self, call: Call) -> Ending:
         """Feed caller input into `call` until the caller leaves or breaks the protocol."""
@@ -275,11 +266,11 @@ class Call:
         self.last_input = now = time.monotonic()
         self._messages.check(now)
 
-    async def send_audio(self, pcm: PCM) -> None:
-        """Caller audio at the call's channel rate."""
+    async def caller_audio(self, pcm: PCM) -> None:
+        """Caller audio in, at the call's channel rate."""
         if self.recorder is not None:
             self.recorder.caller(pcm)
-        await self.pipe.send_audio(pcm)
+        await self.pipe.caller_audio(pcm)
 
     async def send_dtmf(self, digit: str) -> None:
         await self.pipe.send_dtmf(digit)
@@ -289,7 +280,7 @@ class Call:
         await self.pipe.hangup(reason)
 
     async def note(self, frame: Frame) -> None:
-        """A transport-level event (e.g. `Playback`) for the call record only."""
+        """A transport-level event (`WireStats`, `CallOutcome`) for the call's observers only."""
         await self.hub.observe("on_event", self.id, frame)
 
     def end(self, reason: str) -> None:

@@ -4,7 +4,8 @@ Per Twilio's "Media Streams — WebSocket Messages" reference. Twilio → us, JS
 (streamSid, callSid, accountSid, customParameters, mediaFormat audio/x-mulaw 8000 Hz mono), `media` (20 ms
 of base64 μ-law), `dtmf`, `mark` (our mark, echoed once the audio before it has played), `stop`;
 sequenceNumber, chunk and timestamp are strings of integers. Us → Twilio: `media` (base64 μ-law 8 kHz),
-a `mark` after each sentence (its echo says what the caller really heard), `clear` on barge-in.
+a `mark` after each sentence (its echo says what the caller really heard: `played_ms` never reports less
+than the marks echoed so far), `clear` on barge-in.
 
 Bad input never crashes the server: anything that makes the stream untrustworthy (binary or malformed
 JSON, media before `start`, an oversized message, a bad media format) ends this call with a close code and
@@ -25,7 +26,7 @@ from typing import Any
 import numpy as np
 from fastapi import WebSocket
 
-from telephony.session import DTMF_DIGITS, Call, CallHub, Ending, Playback
+from telephony.session import DTMF_DIGITS, Call, CallHub, Ending
 from telephony.twiml import post_transfer
 from telephony.websocket import WebSocketLine
 from voicebot.audio import ulaw_decode, ulaw_encode
@@ -135,7 +136,8 @@ class TwilioTransport:
         self._next_ms: int | None = None
         self._sentence: tuple[int, str] | None = None  # (reply_id, sentence) of the last frame sent
         self._reply_ms = 0.0
-        self._marks: dict[str, Playback] = {}  # sent, not yet echoed
+        self._marks: dict[str, tuple[int, float]] = {}  # sent, not yet echoed: (reply_id, reply ms before it)
+        self._confirmed: dict[int, float] = {}  # reply_id → ms of it the caller's side has played
         self._cleared: set[str] = set()  # dropped by a clear: their echoes mean nothing was played
         self._heard = asyncio.Event()
 
@@ -144,7 +146,7 @@ class TwilioTransport:
     async def _send(self, message: dict[str, Any]) -> None:
         await self.line.send_json({**message, "streamSid": self.start.stream_sid})
 
-    async def send_audio(self, frame: BotAudio) -> None:
+    async def play(self, frame: BotAudio) -> None:
         key = (frame.reply_id, frame.sentence)
         if self._sentence is not None and key != self._sentence:
             await self._mark_sentence()
@@ -161,9 +163,9 @@ class TwilioTransport:
 
     async def _mark_sentence(self) -> None:
         assert self._sentence is not None
-        reply_id, sentence = self._sentence
+        reply_id = self._sentence[0]
         name = f"r{reply_id}-{int(self.stats['marks_sent']) + 1}"
-        self._marks[name] = Playback(reply_id=reply_id, sentence=sentence, played_ms=self._reply_ms)
+        self._marks[name] = (reply_id, self._reply_ms)
         await self._send({"event": "mark", "mark": {"name": name}})
         self.stats["marks_sent"] += 1
 
@@ -174,6 +176,10 @@ class TwilioTransport:
         self._cleared.update(self._marks)
         self._marks.clear()
         self._sentence = None
+
+    def played_ms(self, reply_id: int, clock_ms: float) -> float:
+        """The speak stage's clock, but never less than the sentences Twilio confirmed playing."""
+        return max(clock_ms, self._confirmed.get(reply_id, 0.0))
 
     async def on_event(self, frame: Frame) -> None:
         """Twilio has no channel for events; observers get them from the core."""
@@ -210,7 +216,7 @@ class TwilioTransport:
                 self._ignore(f"bad DTMF {dtmf!r:.40}")
         elif event == "mark":
             mark = data.get("mark")
-            await self._played(call, str(mark.get("name")) if isinstance(mark, dict) else "")
+            self._played(str(mark.get("name")) if isinstance(mark, dict) else "")
         elif event == "stop":
             return True
         else:
@@ -241,17 +247,18 @@ class TwilioTransport:
             if self._next_ms is not None and stamp > self._next_ms:  # audio lost before Twilio
                 lost = stamp - self._next_ms
                 self.stats["lost_ms"] += lost
-                await call.send_audio(np.zeros(min(lost, MAX_FILL_MS) * RATE // 1000, np.int16))
+                await call.caller_audio(np.zeros(min(lost, MAX_FILL_MS) * RATE // 1000, np.int16))
             self._next_ms = stamp + len(audio) * 1000 // RATE
         self.stats["frames_in"] += 1
-        await call.send_audio(ulaw_decode(audio))
+        await call.caller_audio(ulaw_decode(audio))
 
-    async def _played(self, call: Call, name: str) -> None:
+    def _played(self, name: str) -> None:
         if name == FINAL_MARK:
             self._heard.set()
         elif name in self._marks:
             self.stats["marks_played"] += 1
-            await call.note(self._marks.pop(name))
+            reply_id, played = self._marks.pop(name)
+            self._confirmed[reply_id] = max(played, self._confirmed.get(reply_id, 0.0))
         elif name in self._cleared:
             self._cleared.discard(name)
         else:

@@ -14,7 +14,6 @@ from typing import Any
 
 from sqlalchemy import create_engine, inspect, select, text, update
 
-from voicebot.frames import TurnDone
 from voicebot.records import LOST_REASON, CallStore
 from voicebot.records.models import Base, CallRow, InstanceRow
 from voicebot.testing.pg import PostgresCluster
@@ -52,7 +51,7 @@ async def test_a_lost_instance_s_calls_are_ended_by_a_survivor(
     a = make_store(db_url, instance="gw-a", spool=tmp_path / "a.jsonl")
     b = make_store(db_url, instance="gw-b", spool=tmp_path / "b.jsonl")
     await a.on_start("a-live", "twilio", TWILIO)
-    await a.on_event("a-live", TurnDone(record=greeting()))
+    a.add_turn("a-live", greeting())
     await full_call(a, "a-done")
     await b.on_start("b-live", "twilio", TWILIO)
     assert await a.flush() == 0 and await b.flush() == 0

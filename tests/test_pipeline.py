@@ -18,11 +18,11 @@ from voicebot.frames import (
     PCM,
     BotAudio,
     BotReply,
-    BotStopped,
     CallEnded,
     FinalTranscript,
     Frame,
     PartialTranscript,
+    PlaybackReport,
     StageError,
     TurnDone,
 )
@@ -47,12 +47,15 @@ class Sink:
     times: list[float] = field(default_factory=list)  # when each frame was sent (monotonic)
     clears: int = 0
 
-    async def send_audio(self, frame: BotAudio) -> None:
+    async def play(self, frame: BotAudio) -> None:
         self.frames.append(frame)
         self.times.append(time.monotonic())
 
     async def clear(self) -> None:
         self.clears += 1
+
+    def played_ms(self, reply_id: int, clock_ms: float) -> float:
+        return clock_ms
 
 
 async def wait_for(pipe: CallPipeline, kind: type, timeout: float = 20.0) -> list[Frame]:
@@ -67,7 +70,7 @@ async def wait_for(pipe: CallPipeline, kind: type, timeout: float = 20.0) -> lis
 
 async def feed(pipe: CallPipeline, pcm: PCM, rate: int = RATE, paced: bool = False) -> None:
     for chunk in split_frames(pcm, rate, 20):
-        await pipe.send_audio(chunk)
+        await pipe.caller_audio(chunk)
         await asyncio.sleep(0.02 if paced else 0)
 
 
@@ -123,17 +126,22 @@ async def test_barge_in_stops_the_bot_and_records_what_was_heard(
     frames = await wait_for(pipe, TurnDone)  # the interrupted greeting's turn record
     greeting = next(f for f in frames if isinstance(f, TurnDone)).record
     greeting_frames = [f for f in sink.frames if f.reply_id == 1]
-    assert sink.clears == 1 and greeting["interrupted"] is True
+    assert sink.clears == 1 and greeting.interrupted is True
     assert not any(f.last for f in greeting_frames)  # it never reached its end
-    assert 500 <= greeting["played_ms"] < 4000
+    assert 500 <= greeting.played_ms < 4000
     sent_ms = len(greeting_frames) * 20  # sent 100 ms (pipeline.send_ahead_ms) ahead of what was heard
-    assert sent_ms - 130 <= greeting["played_ms"] <= sent_ms - 40
+    assert sent_ms - 130 <= greeting.played_ms <= sent_ms - 40
+    said = (greeting.reply or "").split()
+    assert 0 < len(greeting.heard.split()) < len(said)  # some of its words, not all
+    assert said[: len(greeting.heard.split())] == greeting.heard.split()
     assert sink.times[5] - sink.times[0] < 0.06  # the first 100 ms at once, not over 100 ms
     assert 0.1 < sink.times[20] - sink.times[0] < 0.6  # then in real time (20 frames: 300 ms after the lead)
     frames = await wait_for(pipe, TurnDone)  # the caller's turn is still answered
     done = [f for f in frames if isinstance(f, TurnDone)][-1]
-    assert "human agent" in done.record["transcript"].lower()
-    assert brain.heard[0] == (1, True, greeting["played_ms"])  # the brain knows what the caller heard
+    assert "human agent" in (done.record.transcript or "").lower()
+    report = brain.heard[0]  # the brain knows what the caller heard: the same report as the record
+    assert (report.reply_id, report.interrupted, report.played_ms) == (1, True, greeting.played_ms)
+    assert report.heard == greeting.heard == done.record.previous_heard
     await pipe.close()
 
 
@@ -149,8 +157,8 @@ async def test_a_short_word_then_a_sentence_still_cuts_the_bot(services: Service
     await feed(pipe, np.concatenate([silence(0.5), sorry, silence(1.0)]), paced=True)
     frames = await wait_for(pipe, TurnDone)
     greeting = next(f for f in frames if isinstance(f, TurnDone)).record
-    assert sink.clears == 1 and greeting["interrupted"] is True
-    assert greeting["played_ms"] < 3000  # cut while "can I talk…" was said, not after the greeting
+    assert sink.clears == 1 and greeting.interrupted is True
+    assert greeting.played_ms < 3000  # cut while "can I talk…" was said, not after the greeting
     await pipe.close()
 
 
@@ -206,14 +214,14 @@ async def test_protected_prompt_is_not_interrupted(services: Services, speech: d
     await wait_for(pipe, BotReply)
     await feed(pipe, speech["agent"], paced=True)
     frames = await wait_for(pipe, TurnDone, timeout=30)
-    assert next(f for f in frames if isinstance(f, TurnDone)).record["interrupted"] is False
+    assert next(f for f in frames if isinstance(f, TurnDone)).record.interrupted is False
     await pipe.close()
 
 
-def test_bot_stopped_is_a_brain_input() -> None:
+def test_playback_report_is_a_brain_input() -> None:
     from voicebot.brain import is_brain_input
 
-    assert is_brain_input(BotStopped(reply_id=1, interrupted=True, played_ms=40.0))
+    assert is_brain_input(PlaybackReport(reply_id=1, text="Hi.", played_ms=40.0, interrupted=True, heard=""))
 
 
 @pytest.mark.parametrize("partials", [True, False])

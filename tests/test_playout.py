@@ -7,11 +7,13 @@ import time
 import numpy as np
 
 from telephony.recording import CallRecorder
-from voicebot.stages.respond import _Playout
+from voicebot.playback import Playout
 
 
-def playout() -> _Playout:
-    return _Playout(
+def playout() -> Playout:
+    return Playout(
+        reply_id=1,
+        text="Sure. Your order ships on Monday morning.",
         started=100.0,
         sent_ms=2_400.0,  # 2.4 s sent
         sentences=[("Sure.", 0.0, 600.0), ("Your order ships on Monday morning.", 600.0, 1_800.0)],
@@ -20,10 +22,10 @@ def playout() -> _Playout:
 
 def test_played_is_the_time_since_the_first_frame_never_more_than_was_sent() -> None:
     p = playout()
-    assert p.played_ms(100.5) == 500.0
-    assert p.played_ms(103.0) == 2_400.0  # a gap on the way: all that was sent, no more
-    assert p.played_ms(None) == 2_400.0  # offline: everything sent counts
-    assert _Playout().played_ms(100.0) == 0.0  # nothing sent yet
+    assert p.clock_ms(100.5) == 500.0
+    assert p.clock_ms(103.0) == 2_400.0  # a gap on the way: all that was sent, no more
+    assert p.clock_ms(None) == 2_400.0  # offline: everything sent counts
+    assert Playout(1, "Hi.").clock_ms(100.0) == 0.0  # nothing sent yet
 
 
 def test_heard_is_whole_sentences_then_the_share_of_the_cut_one() -> None:
@@ -33,7 +35,7 @@ def test_heard_is_whole_sentences_then_the_share_of_the_cut_one() -> None:
     assert p.heard(600.0) == "Sure."
     assert p.heard(600.0 + 900.0) == "Sure. Your order ships"  # half of six words
     assert p.heard(2_400.0) == "Sure. Your order ships on Monday morning."
-    assert _Playout(sentences=[("Hi.", 0.0, 0.0)]).heard(0.0) == "Hi."
+    assert Playout(1, "Hi.", sentences=[("Hi.", 0.0, 0.0)]).heard(0.0) == "Hi."
 
 
 def test_a_clear_takes_what_was_sent_ahead_off_the_recording() -> None:

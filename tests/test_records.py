@@ -18,7 +18,15 @@ import pytest
 
 from voicebot.cli import main
 from voicebot.config import load_config
-from voicebot.frames import Action, CallEnded, TurnDone
+from voicebot.frames import (
+    Action,
+    BotReply,
+    CallEnded,
+    FinalTranscript,
+    PlaybackReport,
+    TurnDone,
+    Understanding,
+)
 from voicebot.records import CallStore
 from voicebot.testing.faults.env import frozen
 from voicebot.testing.pg import PostgresCluster, free_port
@@ -36,6 +44,7 @@ from voicebot.testing.records import (
     raw_rows,
     track,
 )
+from voicebot.turns import TurnRecord
 
 # --- tests -------------------------------------------------------------------------------------------------
 
@@ -72,6 +81,32 @@ async def test_call_lifecycle_is_stored_and_read_back(
     assert json.loads(json.dumps(detail.as_json()))["call"]["turns"] == 3
 
 
+async def test_a_turn_record_from_the_pipeline_is_stored_as_its_json(
+    db_url: str, make_store: Callable[..., CallStore]
+) -> None:
+    """The observer path: a `TurnDone` carries the typed record; the row holds its public JSON form."""
+    final = FinalTranscript(
+        text=f"my email is {EMAIL}", t=2.0, details={"avg_logprob": -0.3}, confidence=0.74
+    )
+    understanding = Understanding(intent="update_email", confidence=0.9, entities={"email": "[email]"})
+    reply = BotReply(text="Thanks.", understanding=understanding, transcript=final, cause="speech")
+    heard = PlaybackReport(reply_id=2, text="Thanks.", played_ms=600.0, interrupted=False, heard="Thanks.")
+    record = TurnRecord.build(reply, 2, heard, None)
+    store = make_store(db_url)
+    await store.on_start("typed", "browser", {})
+    await store.on_event("typed", TurnDone(record=record))
+    await store.on_end("typed", "caller hung up")
+    assert await store.flush() == 0
+    detail = store.get_call("typed")
+    assert detail is not None
+    [turn] = detail.turns
+    assert (turn.transcript, turn.intent, turn.reply, turn.played_ms) == (
+        "my email is [email]", "update_email", "Thanks.", 600.0,
+    )  # fmt: skip
+    assert turn.extra["heard"] == "Thanks." and turn.extra["asr_confidence"] == 0.74
+    assert turn.extra["cause"] == "speech" and turn.extra["reply_id"] == 2
+
+
 async def test_personal_data_never_reaches_the_database(
     db_url: str, make_store: Callable[..., CallStore], caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -87,7 +122,7 @@ async def test_personal_data_never_reaches_the_database(
     store = make_store(db_url)
     meta = TWILIO | {"parameters": {"From": PHONE}, "customer": {"email": EMAIL}}
     await store.on_start("pii", "twilio", meta)
-    await store.on_event("pii", TurnDone(record=leaky))
+    store.add_turn("pii", leaky)
     await store.on_event(
         "pii", CallEnded(reason="x", actions=(Action("transfer", "agents", f"card {CARD}"),))
     )
@@ -143,12 +178,12 @@ async def test_outage_mid_call_loses_nothing(
     spool = tmp_path / ("spool.jsonl" if spool_on == "disk" else "blocked/spool.jsonl")
     store = make_store(url, spool=spool, retry_s=0.2)
     await store.on_start("outage", "audiosocket", {"uuid": "40e3e1d2-8b7c-4c1e-9a53-1234567890ab"})
-    await store.on_event("outage", TurnDone(record=greeting()))
+    store.add_turn("outage", greeting())
     assert await store.flush() == 0
 
     postgres.stop()
     try:
-        await store.on_event("outage", TurnDone(record=track()))
+        store.add_turn("outage", track())
         await full_call(store, "during")
         await store.on_end("outage", "caller hung up")
         assert await store.flush() == 1 + 6 + 1
@@ -217,7 +252,7 @@ async def test_recordings_and_an_unwritable_recordings_dir(
     await store.on_start("rec/../1", "browser", {})
     caller, bot = np.full(1600, 1000, np.int16), np.full(800, -1000, np.int16)
     path = await store.save_audio("rec/../1", caller, bot, 16_000)
-    await store.on_event("rec/../1", TurnDone(record=greeting()))
+    store.add_turn("rec/../1", greeting())
     await store.on_end("rec/../1", "caller hung up")
     assert await store.flush() == 0
     detail = store.get_call("rec/../1")
@@ -239,7 +274,7 @@ async def test_many_concurrent_calls(db_url: str, make_store: Callable[..., Call
         await store.on_start(f"c{n:02d}", "browser", {})
         for record in (greeting(), track(), handoff()):
             await asyncio.sleep(rng.random() * 0.01)
-            await store.on_event(f"c{n:02d}", TurnDone(record=record))
+            store.add_turn(f"c{n:02d}", record)
         await store.on_end(f"c{n:02d}", f"reason {n}")
 
     await asyncio.gather(*(call(n) for n in range(40)))
@@ -302,3 +337,29 @@ async def test_cli_lists_and_shows_calls(
     store = CallStore.from_config(load_config(config, environ={}))
     assert str(store.url) == url and store.backlog.path.parent == tmp_path / "cache"
     store.close()
+
+
+def test_keys_echoed_back_are_not_stored_in_any_field() -> None:
+    """A bot that echoes key presses must not leave the digits in the reply, in what the caller heard of it,
+    nor in the next turn's `previous_heard`."""
+    from voicebot.records.capture import turn_op
+
+    def keypad(reply_id: int, previous: PlaybackReport | None) -> dict[str, object]:
+        reply = BotReply(
+            text="You pressed 4.", understanding=Understanding(dtmf=True, parsed=False), cause="dtmf"
+        )
+        heard = PlaybackReport(reply_id=reply_id, text=reply.text, played_ms=900.0, interrupted=False,
+                               heard=reply.text)  # fmt: skip
+        return TurnRecord.build(reply, reply_id, heard, previous, "dtmf" if previous else None).as_json()
+
+    first = keypad(1, None)
+    heard = PlaybackReport(reply_id=1, text="You pressed 4.", played_ms=900.0, interrupted=False,
+                           heard="You pressed 4.")  # fmt: skip
+    second = keypad(2, heard)
+    spoken = BotReply(text="Thanks.", transcript=FinalTranscript(text="that is all", t=1.0), cause="speech")
+    after = TurnRecord.build(spoken, 3, None, heard, "dtmf").as_json()
+    for index, record in enumerate((first, second, after)):
+        fields = turn_op("keys", index, record)["fields"]
+        texts = [fields["reply"], fields["previous_heard"], fields["extra"].get("heard")]
+        assert not any("4" in (text or "") for text in texts), fields
+    assert turn_op("keys", 1, second)["fields"]["previous_heard"] == "You pressed [key]."

@@ -14,7 +14,7 @@ import pytest
 
 from voicebot.asr.turnend import sounds_complete
 from voicebot.config import VoicebotConfig
-from voicebot.frames import PCM, FinalTranscript, Frame, SpeechStarted
+from voicebot.frames import PCM, Direction, FinalTranscript, Frame, SpeechStarted
 from voicebot.pipeline import Services
 from voicebot.stages.listen import ASRStage
 from voicebot.testing.speech import RATE, silence
@@ -57,19 +57,19 @@ async def listen(services: Services, audio: PCM, live: bool = True) -> list[Fram
         out.append(frame)
 
     stage = ASRStage(services.asr, config.asr, services.executor, config.vad, live=live)
-    stage.link(collect)
+    stage.link(downstream=collect)
     stage.work.start()
     endpointer = Endpointer(services.vad, config.vad)
     try:
         for start in range(0, audio.size - WINDOW + 1, WINDOW):
             for frame in endpointer.process(audio[start : start + WINDOW]):
-                await stage.on_frame(frame)
+                await stage.on_frame(frame, Direction.DOWNSTREAM)
                 if stage._speculative is not None:  # real time: the decode is done a window or two later
                     await stage._speculative.task
             for _ in range(5):  # and 32 ms pass before the next window: queued finals go out
                 await asyncio.sleep(0)
         for frame in endpointer.flush():
-            await stage.on_frame(frame)
+            await stage.on_frame(frame, Direction.DOWNSTREAM)
         finished = asyncio.Event()
 
         async def mark() -> None:  # queued behind every final still decoding

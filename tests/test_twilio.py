@@ -29,10 +29,10 @@ from streamdouble.api import run_scenario  # type: ignore[import-untyped]
 from streamdouble.scenario import parse as parse_scenario  # type: ignore[import-untyped]
 from streamdouble.session import SessionConfig  # type: ignore[import-untyped]
 
-from telephony.session import Playback, WireStats
+from telephony.session import WireStats
 from voicebot.brain import BrainInput, EchoBrain
 from voicebot.config import ServerConfig, VoicebotConfig
-from voicebot.frames import PCM, Action, BotReply, FinalTranscript, TurnDone
+from voicebot.frames import PCM, Action, BotReply, FinalTranscript, PlaybackReport, TurnDone
 from voicebot.pipeline import Services
 from voicebot.testing.gateway import Recorder, http_get, running_gateway
 from voicebot.testing.speech import caller_audio, caller_wavs
@@ -120,11 +120,13 @@ async def test_streamdouble_reply_dtmf_and_hangup_mid_reply(
     replies = [r.text for r in recorder.of(call, BotReply)]
     assert replies[0].startswith("You said") and replies[-1] == "You pressed 7."
     turns = recorder.of(call, TurnDone)
-    assert turns[0].record["interrupted"] is False
-    assert turns[-1].record["reply"] == "You pressed 7." and turns[-1].record["interrupted"] is True
-    played = recorder.of(call, Playback)  # marks echoed by "Twilio": what the caller really heard
-    assert played and played[0].played_ms > 500
-    assert len({(p.reply_id, p.sentence) for p in played}) == len(played)  # one mark per sentence
+    assert turns[0].record.interrupted is False
+    assert turns[-1].record.reply == "You pressed 7." and turns[-1].record.interrupted is True
+    reports = recorder.of(call, PlaybackReport)  # what the caller heard: one report per reply, as recorded
+    assert [r.reply_id for r in reports] == [t.record.reply_id for t in turns]
+    assert reports[0].heard == turns[0].record.heard == turns[0].record.reply and reports[0].played_ms > 500
+    stats = recorder.of(call, WireStats)[0].stats  # marks echoed by "Twilio" once their audio had played
+    assert 1 <= stats["marks_played"] <= stats["marks_sent"]
     assert recorder.ends[call] == "caller disconnected"
 
 
@@ -154,7 +156,7 @@ async def test_streamdouble_barge_in_then_goodbye(services: Services, wavs: dict
     assert "end-of-call" in report.result.marks_echoed  # hung up only after the goodbye was heard
     call = only(recorder)
     turns = recorder.of(call, TurnDone)
-    assert turns[0].record["interrupted"] is True and turns[-1].record["reply"] == "Goodbye."
+    assert turns[0].record.interrupted is True and turns[-1].record.reply == "Goodbye."
     assert recorder.ends[call] == "caller said goodbye"
 
 
@@ -244,7 +246,7 @@ async def test_stream_counters_marks_barge_in_and_transfer(
     assert stats["lost_ms"] == 100 and stats["sequence_gaps"] == 1 and stats["clears"] == 1
     assert stats["marks_played"] >= 1 and stats["transfer_hook_ok"] == 1 and stats["ignored"] == 0
     greeting = recorder.of(call, TurnDone)[0].record
-    assert greeting["interrupted"] is True and 0 < greeting["played_ms"] < 6000  # cut partway
+    assert greeting.interrupted is True and 0 < greeting.played_ms < 6000  # cut partway
 
 
 # --- bad input and refusals ----------------------------------------------------------------------------

@@ -1,9 +1,10 @@
 """The `Brain` protocol: what the pipeline asks on every caller turn, and a diagnostic default.
 
-The pipeline knows nothing about intents or dialogue; it hands the brain final transcripts, DTMF digits
-and call events, and speaks whatever `BotReply` comes back. The dialogue engine plugs in here. Until a
-domain is configured, `EchoBrain` says back what it heard, which is exactly what one wants when checking
-a phone line's audio path end to end.
+The pipeline knows nothing about intents or dialogue; it hands the brain final transcripts, DTMF digits,
+call events and playback reports (what the caller heard of each reply), speaks whatever `BotReply` comes
+back, and before each caller turn asks the brain what it is listening for (`listening_context`). The
+dialogue engine plugs in here. Until a domain is configured, `EchoBrain` says back what it heard, which is
+exactly what one wants when checking a phone line's audio path end to end.
 """
 
 from __future__ import annotations
@@ -15,15 +16,17 @@ from typing import Protocol, runtime_checkable
 from voicebot.frames import (
     Action,
     BotReply,
-    BotStopped,
     DTMFDigit,
     FinalTranscript,
     Frame,
     HangUp,
+    ListeningContext,
     NoInput,
+    PlaybackReport,
+    Understanding,
 )
 
-BrainInput = FinalTranscript | DTMFDigit | BotStopped | HangUp | NoInput
+BrainInput = FinalTranscript | DTMFDigit | PlaybackReport | HangUp | NoInput
 
 
 class Brain(Protocol):
@@ -39,6 +42,10 @@ class Brain(Protocol):
 
     async def handle(self, event: BrainInput) -> BotReply | None:
         """Return what to say/do, or None to stay silent (e.g. a cough produced an empty transcript)."""
+        ...
+
+    def listening_context(self) -> ListeningContext | None:
+        """What the caller's next turn is expected to be (asked before each one); None: anything."""
         ...
 
 
@@ -62,7 +69,7 @@ class EchoBrain:
 
     def __init__(self) -> None:
         self.no_input_s: float | None = None
-        self.heard: list[tuple[int, bool, float]] = []  # (reply_id, interrupted, played_ms)
+        self.heard: list[PlaybackReport] = []
         self.ended: str | None = None
 
     def greeting(self) -> BotReply | None:
@@ -73,6 +80,9 @@ class EchoBrain:
     def fixed_phrases(self) -> list[str]:
         return ["Goodbye.", _STILL_THERE]
 
+    def listening_context(self) -> ListeningContext | None:
+        return ListeningContext()
+
     async def handle(self, event: BrainInput) -> BotReply | None:
         if isinstance(event, FinalTranscript):
             if not event.text:
@@ -81,9 +91,11 @@ class EchoBrain:
                 return BotReply(text="Goodbye.", actions=(Action("hangup", reason="caller said goodbye"),))
             return BotReply(text=f"You said: {event.text}")
         if isinstance(event, DTMFDigit):
-            return BotReply(text=f"You pressed {event.digit}.", turn={"dtmf": True})
-        if isinstance(event, BotStopped):
-            self.heard.append((event.reply_id, event.interrupted, event.played_ms))
+            return BotReply(
+                text=f"You pressed {event.digit}.", understanding=Understanding(dtmf=True, parsed=False)
+            )
+        if isinstance(event, PlaybackReport):
+            self.heard.append(event)
             return None
         if isinstance(event, NoInput):
             return BotReply(text=_STILL_THERE)
@@ -92,4 +104,4 @@ class EchoBrain:
 
 
 def is_brain_input(frame: Frame) -> bool:
-    return isinstance(frame, FinalTranscript | DTMFDigit | BotStopped | HangUp | NoInput)
+    return isinstance(frame, FinalTranscript | DTMFDigit | PlaybackReport | HangUp | NoInput)

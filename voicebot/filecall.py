@@ -36,7 +36,7 @@ async def feed_audio(pipeline: CallPipeline, pcm: PCM, realtime: bool) -> None:
     step = frame_samples(rate, frame_ms)
     clock = time.monotonic()
     for n, chunk in enumerate(split_frames(pcm, rate, frame_ms)):
-        await pipeline.send_audio(chunk)
+        await pipeline.caller_audio(chunk)
         if realtime:
             await asyncio.sleep(max(0.0, clock + (n + 1) * step / rate - time.monotonic()))
         elif n % 25 == 0:
@@ -44,16 +44,20 @@ async def feed_audio(pipeline: CallPipeline, pcm: PCM, realtime: bool) -> None:
 
 
 @dataclass
-class RecordingSink:
-    """Collects the bot's audio per reply, for `--out-dir` and for the stereo call recording."""
+class ReplyCollector:
+    """The sink of an offline call: collects the bot's audio per reply, for `--out-dir` and the stereo
+    call recording. Nothing is buffered, so what was sent was played."""
 
     replies: dict[int, list[PCM]] = field(default_factory=dict)
 
-    async def send_audio(self, frame: BotAudio) -> None:
+    async def play(self, frame: BotAudio) -> None:
         self.replies.setdefault(frame.reply_id, []).append(frame.pcm)
 
     async def clear(self) -> None:
         """Nothing is buffered beyond what was already 'played' into the recording."""
+
+    def played_ms(self, reply_id: int, clock_ms: float) -> float:
+        return clock_ms
 
     def reply_audio(self, reply_id: int) -> PCM:
         chunks = self.replies.get(reply_id, [])
@@ -76,7 +80,7 @@ class FileCall:
         self.services = services
         self.rate = rate
         self.fast = fast
-        self.sink = RecordingSink()
+        self.sink = ReplyCollector()
         self.pipeline = CallPipeline(services, brain, self.sink, channel_rate=rate, paced=not fast)
         self.timeline: list[tuple[PCM, PCM]] = []  # (caller, bot) blocks, in conversation order
         self.errors: list[str] = []
@@ -112,7 +116,7 @@ class FileCall:
         frames = await self._until_barrier("greeting")
         greet = self._bot_block(frames)
         self.timeline.append((np.zeros(greet.size, np.int16), greet))
-        greeting = next((f.record.get("reply") for f in frames if isinstance(f, TurnDone)), None)
+        greeting = next((f.record.reply for f in frames if isinstance(f, TurnDone)), None)
         turns: list[dict[str, Any]] = []
         for index, (path, pcm) in enumerate(zip(files, audio, strict=True)):
             if self.pipeline.ended:
@@ -133,7 +137,7 @@ class FileCall:
 
     @staticmethod
     def _turn_record(path: Path, frames: list[Frame], wall_ms: float) -> dict[str, Any]:
-        done = [f.record for f in frames if isinstance(f, TurnDone)]
+        done = [f.record.as_json() for f in frames if isinstance(f, TurnDone)]
         finals = [f for f in frames if isinstance(f, FinalTranscript)]
         record: dict[str, Any] = {"file": str(path), "transcript": None, "reply": None, "actions": []}
         record.update(dict.fromkeys(TURN_FIELDS))
@@ -147,7 +151,7 @@ class FileCall:
         elif finals:
             record["transcript"] = finals[0].text
             record["asr"] = finals[0].details
-            record["timings_ms"] = dict(finals[0].timings_ms)
+            record["timings_ms"] = finals[0].timings_ms
         else:
             record["transcript"] = ""  # no speech detected in this file
         if len(finals) > 1:

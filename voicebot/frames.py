@@ -1,27 +1,85 @@
-"""Typed frames: the only things that travel between pipeline stages.
+"""Typed frames: the only things that travel between pipeline stages, and how each is scheduled.
 
-Audio inside the pipeline is mono int16 numpy at a stated rate. Stages pass every frame they do not consume
-on to the next stage, so control frames (speech started, hang-up) reach the output without waiting for work.
+Every frame class declares a *category*, and the `Stage` base class schedules by it (no stage lists frame
+types for that):
+
+- **system** frames act at once: they overtake the work a stage has queued and survive an interruption
+  (caller audio and the VAD's utterance frames, barge-in, DTMF, hang-up, errors, and the two frames that go
+  back upstream: `PlaybackReport` and `ListeningContext`);
+- **data** frames keep their order and are dropped when the caller interrupts the bot (the bot's reply and
+  its audio: speech the caller talked over is stale);
+- **control** frames keep their order and are never dropped (final transcripts, no-input events, turn
+  records, barriers, the end of the stream, the end of the call).
+
+Frames flow downstream (caller → bot) except the way back: the transport's playback report (what the caller
+actually heard) and the dialogue's listening context (what it expects the caller to say next) travel
+upstream. Audio inside the pipeline is mono int16 numpy at a stated rate; times named `*_at` or kept in
+`SpeechTimes`/`BrainTimes` are `time.perf_counter()` seconds, `t` is caller-audio time since the call began.
 """
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from enum import Enum
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 import numpy as np
 import numpy.typing as npt
 
+if TYPE_CHECKING:
+    from voicebot.turns import TurnRecord
+
 PCM = npt.NDArray[np.int16]
+
+
+class Category(Enum):
+    SYSTEM = "system"
+    DATA = "data"
+    CONTROL = "control"
+
+
+class Direction(Enum):
+    DOWNSTREAM = "downstream"  # caller → bot: audio in, transcripts, replies, audio out
+    UPSTREAM = "upstream"  # bot → caller side: playback reports, listening contexts
 
 
 @dataclass(frozen=True)
 class Frame:
-    """Base class; `t` is the caller-audio time (seconds since call start) the frame refers to."""
+    """Base class. Class attributes say how stages treat a frame without naming its type:
+    `category` schedules it; `ends_input` makes the VAD close an open utterance before it (everything the
+    caller said so far is in); `from_caller` marks caller activity (it stops the no-input clock)."""
+
+    category: ClassVar[Category] = Category.CONTROL
+    ends_input: ClassVar[bool] = False
+    from_caller: ClassVar[bool] = False
+
+    @property
+    def interrupts(self) -> bool:
+        """Whether this frame cuts the bot off (drops queued speech, stops the reply playing)."""
+        return False
 
 
 @dataclass(frozen=True)
-class AudioIn(Frame):
+class SystemFrame(Frame):
+    category: ClassVar[Category] = Category.SYSTEM
+
+
+@dataclass(frozen=True)
+class DataFrame(Frame):
+    category: ClassVar[Category] = Category.DATA
+
+
+@dataclass(frozen=True)
+class ControlFrame(Frame):
+    category: ClassVar[Category] = Category.CONTROL
+
+
+# --- the caller's side --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class AudioIn(SystemFrame):
     """Caller audio at the pipeline rate (16 kHz) after resampling."""
 
     pcm: PCM
@@ -29,25 +87,34 @@ class AudioIn(Frame):
 
 
 @dataclass(frozen=True)
-class SpeechStarted(Frame):
+class SpeechStarted(SystemFrame):
     """The caller started talking at `t`; `audio` holds the pre-roll and onset already heard (16 kHz).
     `barge_in`: long enough to cut the bot off (a short word that is already over is not)."""
 
+    from_caller: ClassVar[bool] = True
     t: float
     audio: PCM
     barge_in: bool = True
 
+    @property
+    def interrupts(self) -> bool:
+        return self.barge_in
+
 
 @dataclass(frozen=True)
-class BargeIn(Frame):
+class BargeIn(SystemFrame):
     """The utterance that started as a short word (`SpeechStarted.barge_in` false) went on into
     `min_speech_ms` of speech at `t`: "Sorry, can I…" is no cough, so it cuts the bot off now."""
 
     t: float
 
+    @property
+    def interrupts(self) -> bool:
+        return True
+
 
 @dataclass(frozen=True)
-class SpeechAudio(Frame):
+class SpeechAudio(SystemFrame):
     """More audio of the utterance in progress (16 kHz); `speech` is the VAD's verdict on it."""
 
     pcm: PCM
@@ -56,10 +123,11 @@ class SpeechAudio(Frame):
 
 
 @dataclass(frozen=True)
-class SpeechEnded(Frame):
+class SpeechEnded(SystemFrame):
     """End of an utterance, detected at `t`; speech itself stopped at `speech_end_t`.
 
-    `audio` is the whole utterance (pre-roll included, long trailing silence trimmed) at 16 kHz.
+    `audio` is the whole utterance (pre-roll included, long trailing silence trimmed) at 16 kHz;
+    `decided_at` is when the turn-end decision was taken (wall clock).
     """
 
     t: float
@@ -67,40 +135,123 @@ class SpeechEnded(Frame):
     audio: PCM
     speech_ms: float
     forced: bool = False
+    decided_at: float = field(default_factory=time.perf_counter)
 
 
 @dataclass(frozen=True)
-class PartialTranscript(Frame):
-    text: str
-    t: float
-
-
-@dataclass(frozen=True)
-class FinalTranscript(Frame):
-    text: str
-    t: float
-    details: dict[str, Any] = field(default_factory=dict)
-    timings_ms: dict[str, float] = field(default_factory=dict)
-
-
-@dataclass(frozen=True)
-class DTMFDigit(Frame):
+class DTMFDigit(SystemFrame):
+    from_caller: ClassVar[bool] = True
     digit: str
 
 
 @dataclass(frozen=True)
-class NoInput(Frame):
+class HangUp(SystemFrame):
+    """The caller hung up: the bot stops talking at once. `EndOfStream` follows it in order, so the words
+    said before the hang-up are still transcribed, answered and recorded."""
+
+    from_caller: ClassVar[bool] = True
+    reason: str = "caller hung up"
+
+
+@dataclass(frozen=True)
+class StageError(SystemFrame):
+    """A stage failed on one item; the call goes on and the error is reported, never swallowed."""
+
+    stage: str
+    message: str
+
+
+# --- understanding the caller -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ListeningContext(SystemFrame):
+    """What the dialogue expects the caller to say next, sent upstream before each caller turn.
+
+    The ASR and the endpointer apply it to the next utterance only. `expected`: "free" (anything), "slot"
+    (`slot` of `slot_type`, `min_length`..`max_length` characters), "yes_no" or "choice". `prompt` and
+    `hotwords` bias the recogniser; `end_silence_ms` is the pause after which the turn is over (None: the
+    endpointer's configured value), e.g. longer while a long number is being read out.
+    """
+
+    expected: Literal["free", "slot", "yes_no", "choice"] = "free"
+    slot: str | None = None
+    slot_type: str | None = None
+    min_length: int | None = None
+    max_length: int | None = None
+    prompt: str | None = None
+    hotwords: tuple[str, ...] = ()
+    end_silence_ms: float | None = None
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "expected": self.expected,
+            "slot": self.slot,
+            "slot_type": self.slot_type,
+            "min_length": self.min_length,
+            "max_length": self.max_length,
+            "prompt": self.prompt,
+            "hotwords": list(self.hotwords),
+            "end_silence_ms": self.end_silence_ms,
+        }
+
+
+@dataclass(frozen=True)
+class SpeechTimes:
+    """When one caller utterance happened and was heard (wall clock, `time.perf_counter()` seconds)."""
+
+    speech_start: float
+    speech_end: float
+    turn_decision: float  # the endpointer (or the turn-end signal) said the turn is over
+    final: float  # the final transcript was ready
+    decode_ms: float = 0.0
+
+    def timings_ms(self) -> dict[str, float]:
+        """The per-stage durations `voicebot call --json` has always reported."""
+        return {
+            "endpoint": round((self.turn_decision - self.speech_end) * 1000.0, 1),
+            "asr": round((self.final - self.turn_decision) * 1000.0, 1),
+            "asr_decode": round(self.decode_ms, 1),
+        }
+
+
+@dataclass(frozen=True)
+class PartialTranscript(DataFrame):
+    text: str
+    t: float
+
+
+@dataclass(frozen=True)
+class FinalTranscript(ControlFrame):
+    """One caller turn as text. `details` is the decode's diagnostics (the record's "asr"); `confidence`
+    (0-1) and `nbest` (other hypotheses, best first) when the recogniser gives them; `context` is the
+    listening context the utterance was decoded under. Typed text turns have no `times`."""
+
+    from_caller: ClassVar[bool] = True
+    text: str
+    t: float
+    details: dict[str, Any] = field(default_factory=dict)
+    times: SpeechTimes | None = None
+    confidence: float | None = None
+    nbest: tuple[str, ...] = ()
+    context: ListeningContext | None = None
+
+    @property
+    def timings_ms(self) -> dict[str, float]:
+        return self.times.timings_ms() if self.times is not None else {}
+
+
+@dataclass(frozen=True)
+class NoInput(ControlFrame):
     """The caller said nothing for `after_s` seconds after the bot finished speaking (a no-input event)."""
 
     after_s: float
 
 
-@dataclass(frozen=True)
-class HangUp(Frame):
-    reason: str = "caller hung up"
-
+# --- the bot's side -----------------------------------------------------------------------------------
 
 ActionKind = Literal["speak", "transfer", "hangup"]
+Cause = Literal["greeting", "speech", "text", "dtmf", "no_input", "event"]  # what a reply answers
 
 
 @dataclass(frozen=True)
@@ -109,20 +260,65 @@ class Action:
     target: str | None = None
     reason: str | None = None
 
+    def as_json(self) -> dict[str, str | None]:
+        return {"kind": self.kind, "target": self.target, "reason": self.reason}
+
 
 @dataclass(frozen=True)
-class BotReply(Frame):
-    """What the brain decided for one caller turn. `interruptible=False` protects e.g. legal notices."""
+class Understanding:
+    """What the brain made of a caller turn, for the turn record (personal data already masked).
+
+    `extra` holds whatever else a brain wants on its records; its keys sit beside the typed ones in JSON.
+    """
+
+    intent: str | None = None
+    confidence: float | None = None
+    entities: dict[str, Any] = field(default_factory=dict)
+    sentiment: str | None = None
+    frustration: float | None = None
+    answer_id: str | None = None
+    flow: str | None = None
+    expecting: str | None = None
+    slots: dict[str, Any] = field(default_factory=dict)
+    act: str | None = None
+    action: str | None = None
+    action_result: Any = None
+    handoff_reason: str | None = None
+    dtmf: bool = False
+    parsed: bool = True  # False: a brain that records only an act or keypad flag (no NLU fields)
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class BrainTimes:
+    """When the brain worked on a turn (wall clock); None for what it did not do."""
+
+    started: float | None = None
+    nlu_done: float | None = None
+    action_started: float | None = None
+    action_done: float | None = None
+    decided: float | None = None
+
+
+@dataclass(frozen=True)
+class BotReply(DataFrame):
+    """What the brain decided for one caller event. `interruptible=False` protects e.g. legal notices.
+
+    The brain fills what it knows (`understanding`, `times.nlu_done`/`action_*`); the brain stage adds the
+    caller turn it answers (`transcript`), what caused it (`cause`) and when it started and decided.
+    """
 
     text: str
     actions: tuple[Action, ...] = ()
-    turn: dict[str, Any] = field(default_factory=dict)
-    timings_ms: dict[str, float] = field(default_factory=dict)
+    understanding: Understanding | None = None
+    times: BrainTimes = field(default_factory=BrainTimes)
     interruptible: bool = True
+    transcript: FinalTranscript | None = None
+    cause: Cause = "event"
 
 
 @dataclass(frozen=True)
-class BotAudio(Frame):
+class BotAudio(DataFrame):
     """One transport frame of bot speech at the channel rate. `last` marks the end of a reply."""
 
     pcm: PCM
@@ -132,43 +328,54 @@ class BotAudio(Frame):
 
 
 @dataclass(frozen=True)
-class BotStopped(Frame):
-    """The bot's reply stopped: finished, or cut by barge-in after `played_ms` of audio.
+class PlaybackReport(SystemFrame):
+    """How far a reply got on the caller's side: the one account of what the caller heard.
 
-    `heard` is the text the caller actually heard: whole sentences played, plus the played share of the
-    sentence that was cut (by its audio length), so the dialogue history never claims more than was said.
+    Sent when the reply stops (played to its end, cut by barge-in, or never played because the caller hung
+    up), upstream to the brain (dialogue history) and downstream to the turn record. `played_ms` is what the
+    transport says was played (Twilio marks, AudioSocket's pacer, the browser's clock); `heard` is the
+    whole sentences played plus the played share of the one that was cut. `started_at`: when the speak
+    stage took the reply up; `synthesized_at`/`sent_at`: when its first audio was made and went out to the
+    line (None if it never did).
     """
 
     reply_id: int
-    interrupted: bool
+    text: str
     played_ms: float
-    heard: str = ""
-    text: str = ""  # the whole reply, so the brain knows which of its replies this was
+    interrupted: bool
+    heard: str
+    started_at: float | None = None
+    synthesized_at: float | None = None
+    sent_at: float | None = None
+
+
+# --- bookkeeping --------------------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
-class TurnDone(Frame):
-    """A caller turn fully answered: everything a call record or `voicebot call --json` needs."""
+class TurnDone(ControlFrame):
+    """A turn fully answered: its record, the one typed account that records, metrics and benchmarks read."""
 
-    record: dict[str, Any]
+    record: TurnRecord
 
 
 @dataclass(frozen=True)
-class Barrier(Frame):
+class Barrier(ControlFrame):
     """Passes every stage only after the work queued before it: 'everything up to here is done'."""
 
+    ends_input: ClassVar[bool] = True
     tag: str = ""
 
 
 @dataclass(frozen=True)
-class StageError(Frame):
-    """A stage failed on one item; the call goes on and the error is reported, never swallowed."""
+class EndOfStream(ControlFrame):
+    """No more caller input: every stage finishes what it has queued, then the call ends with `reason`."""
 
-    stage: str
-    message: str
+    ends_input: ClassVar[bool] = True
+    reason: str = "caller hung up"
 
 
 @dataclass(frozen=True)
-class CallEnded(Frame):
+class CallEnded(ControlFrame):
     reason: str
     actions: tuple[Action, ...] = ()

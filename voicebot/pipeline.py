@@ -1,26 +1,51 @@
 """One call = one `CallPipeline`: caller audio in → VAD → ASR → brain → TTS → caller audio out.
 
+    caller ──▶ VADStage ──▶ ASRStage ──▶ BrainStage ──▶ SpeakStage ──▶ TurnStage ──▶ events (observers)
+                  ▲             ▲            │  ▲             │  (AudioSink: the transport)
+                  └─────────────┴────────────┘  └─────────────┘
+                     ListeningContext               PlaybackReport      (the one way back, upstream)
+
 Models are loaded once into `Services` and shared by every call; each call gets its own stage instances
-(endpointer state, ASR buffers, brain) wired by asyncio queues. Transports (Twilio, AudioSocket, browser,
-audio files) only push caller audio/DTMF/hang-up in and implement `AudioSink` for the bot's audio out.
+(endpointer state, ASR buffers, brain) wired by asyncio queues in both directions. Transports (Twilio,
+AudioSocket, browser, audio files) only feed caller audio/DTMF/hang-up in (`caller_audio`, `send_dtmf`,
+`hangup`) and implement `AudioSink` (`voicebot.playback`) to play the bot's audio out. Where to change what:
+a new stage goes in `stages` below (see `voicebot.stages.base`), a new frame in `voicebot.frames` (its
+category decides its scheduling), a new protocol in `telephony/` (a `Transport`, see `telephony.session`).
+docs/architecture.md has the picture and a paragraph per stage.
 """
 
 from __future__ import annotations
 
 import asyncio
 import os
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from functools import partial
+from itertools import pairwise
 
 from voicebot.asr import ASRBackend, make_asr
 from voicebot.audio import live_resampler
 from voicebot.brain import Brain
 from voicebot.config import VoicebotConfig
-from voicebot.frames import PCM, AudioIn, Barrier, DTMFDigit, FinalTranscript, Frame, HangUp, NoInput
-from voicebot.stages.base import ModelPool
+from voicebot.frames import (
+    PCM,
+    AudioIn,
+    Barrier,
+    Direction,
+    DTMFDigit,
+    EndOfStream,
+    FinalTranscript,
+    Frame,
+    HangUp,
+    NoInput,
+)
+from voicebot.playback import AudioSink
+from voicebot.stages.base import ModelPool, Stage
 from voicebot.stages.listen import ASRStage, VADStage
-from voicebot.stages.respond import AudioSink, BrainStage, SpeakStage
+from voicebot.stages.record import TurnStage
+from voicebot.stages.respond import BrainStage, SpeakStage
 from voicebot.tts import CachedTTS, make_tts
-from voicebot.vad import RATE, Endpointer, SileroVAD
+from voicebot.vad import RATE, Endpointer, SileroVAD, VADModel
 
 
 @dataclass
@@ -28,7 +53,7 @@ class Services:
     """Everything heavy, loaded once per process and shared by all calls."""
 
     config: VoicebotConfig
-    vad: SileroVAD
+    vad: VADModel
     asr: ASRBackend
     tts: CachedTTS
     executor: ModelPool
@@ -49,7 +74,7 @@ class Services:
 
 
 class CallPipeline:
-    """A live call. Feed it with `send_audio`/`send_dtmf`/`hangup`; observe it through `events`."""
+    """A live call. Feed it with `caller_audio`/`send_dtmf`/`hangup`; observe it through `events`."""
 
     def __init__(
         self,
@@ -74,7 +99,6 @@ class CallPipeline:
         self._audio_t = 0.0
         self.vad = VADStage(Endpointer(services.vad, cfg.vad))
         self.asr = ASRStage(services.asr, cfg.asr, services.executor, cfg.vad, live=paced, partials=partials)
-        self.asr.prompt = getattr(brain, "asr_prompt", None)  # the domain's vocabulary, if it has one
         self.brain_stage = BrainStage(brain, live=paced)
         self.speak = SpeakStage(
             services.tts,
@@ -84,24 +108,18 @@ class CallPipeline:
             frame_ms=cfg.pipeline.frame_ms,
             paced=paced,
             barge_in=cfg.pipeline.barge_in,
-            publish=self.events.put,
-            feedback=self.brain_stage.put,
             send_ahead_ms=cfg.pipeline.send_ahead_ms,
         )
-        self.stages = (self.vad, self.asr, self.brain_stage, self.speak)
-        for upstream, downstream in zip(self.stages, self.stages[1:], strict=False):
-            upstream.link(downstream.put)
-        self._started = False
+        self.turns = TurnStage()
+        self.stages: tuple[Stage, ...] = (self.vad, self.asr, self.brain_stage, self.speak, self.turns)
+        link(self.stages, self.events.put)
 
     async def start(self) -> None:
         for stage in self.stages:
             stage.start()
-        self._started = True
-        greeting = self.brain.greeting() if self.services.config.pipeline.greeting else None
-        if greeting is not None:
-            await self.speak.put(greeting)
+        self.brain_stage.greet(self.services.config.pipeline.greeting)
 
-    async def send_audio(self, pcm: PCM) -> None:
+    async def caller_audio(self, pcm: PCM) -> None:
         """Caller audio at the channel rate, any chunk size (transports send 20 ms frames)."""
         if self._resampler is not None:
             pcm = self._resampler.process(pcm)
@@ -120,7 +138,10 @@ class CallPipeline:
         await self.vad.put(NoInput(after_s=after_s))
 
     async def hangup(self, reason: str = "caller hung up") -> None:
+        """The bot stops talking at once; what the caller said before is still answered and recorded,
+        then the call ends."""
         await self.vad.put(HangUp(reason=reason))
+        await self.vad.put(EndOfStream(reason=reason))
 
     async def barrier(self, tag: str = "") -> None:
         """Ask for a `Barrier(tag)` on `events` once everything fed so far has been answered."""
@@ -133,3 +154,13 @@ class CallPipeline:
     async def close(self) -> None:
         for stage in reversed(self.stages):
             await stage.stop()
+
+
+def link(stages: tuple[Stage, ...], events: Callable[[Frame], Awaitable[None]]) -> None:
+    """Each stage's downstream is the next stage and its upstream the previous one; the last stage's
+    downstream is the call's events, and what the first sends upstream goes there too (observers see it)."""
+    for before, after in pairwise(stages):
+        before.link(downstream=after.put)
+        after.link(upstream=partial(before.put, direction=Direction.UPSTREAM))
+    stages[-1].link(downstream=events)
+    stages[0].link(upstream=events)

@@ -13,27 +13,23 @@ from collections.abc import Callable
 from typing import IO, Any
 
 from voicebot.brain import Brain
-from voicebot.frames import BotReply, DTMFDigit, FinalTranscript, NoInput
+from voicebot.frames import BotReply, DTMFDigit, FinalTranscript, NoInput, Understanding
 
 HELP = "Type what the caller says. /dtmf DIGITS presses keys, /silence is a no-input, /quit ends."
 
 
 def describe(reply: BotReply) -> str:
     """One line of what the engine understood and did (intent, slots, action), for the terminal."""
-    turn = reply.turn
-    parts: list[str] = []
-    if turn.get("intent"):
-        parts.append(f"intent={turn['intent']} ({turn.get('confidence', 0):.2f})")
-    if turn.get("entities"):
-        parts.append(f"entities={json.dumps(turn['entities'])}")
-    if turn.get("slots"):
-        parts.append(f"slots={json.dumps(turn['slots'])}")
-    if turn.get("flow"):
-        parts.append(f"flow={turn['flow']}")
-    if turn.get("action"):
-        parts.append(f"action={turn['action']}→{turn.get('action_result')}")
-    if turn.get("act"):
-        parts.append(f"act={turn['act']}")
+    turn = reply.understanding or Understanding(parsed=False)
+    parts: list[str] = [f"intent={turn.intent} ({turn.confidence or 0:.2f})"] if turn.intent else []
+    shown = {"entities": turn.entities, "slots": turn.slots}
+    parts += [f"{name}={json.dumps(value)}" for name, value in shown.items() if value]
+    if turn.flow:
+        parts.append(f"flow={turn.flow}")
+    if turn.action:
+        parts.append(f"action={turn.action}→{turn.action_result}")
+    if turn.act:
+        parts.append(f"act={turn.act}")
     parts += [f"{a.kind}({a.target or ''}: {a.reason})" for a in reply.actions]
     return "  [" + " ".join(parts) + "]"
 
@@ -61,7 +57,7 @@ def run_shell(factory: Callable[[], Brain], stdin: IO[str], stdout: IO[str], ech
         if reply is None:
             return False
         print(f"bot> {reply.text}", file=stdout)
-        if reply.turn.get("act") != "greeting":
+        if reply.understanding is None or reply.understanding.act != "greeting":
             print(describe(reply), file=stdout)
         return any(a.kind in ("hangup", "transfer") for a in reply.actions)
 

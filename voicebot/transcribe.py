@@ -15,7 +15,7 @@ from voicebot.asr.base import judge
 from voicebot.audio import read_audio, to_float
 from voicebot.config import VoicebotConfig
 from voicebot.frames import SpeechEnded
-from voicebot.vad import RATE, Endpointer, SileroVAD
+from voicebot.vad import RATE, Endpointer, VADModel
 
 CHUNK = RATE  # feed the endpointer a second at a time
 
@@ -36,7 +36,7 @@ class FileTranscript:
         }
 
 
-def utterances(pcm: np.ndarray, vad: SileroVAD, config: VoicebotConfig) -> list[SpeechEnded]:
+def utterances(pcm: np.ndarray, vad: VADModel, config: VoicebotConfig) -> list[SpeechEnded]:
     endpointer = Endpointer(vad, config.vad)
     found: list[SpeechEnded] = []
     for start in range(0, pcm.size, CHUNK):
@@ -46,7 +46,7 @@ def utterances(pcm: np.ndarray, vad: SileroVAD, config: VoicebotConfig) -> list[
     return found
 
 
-def transcribe_file(path: Path, asr: ASRBackend, vad: SileroVAD, config: VoicebotConfig) -> FileTranscript:
+def transcribe_file(path: Path, asr: ASRBackend, vad: VADModel, config: VoicebotConfig) -> FileTranscript:
     pcm = read_audio(path, RATE)
     parts: list[dict[str, Any]] = []
     for utt in utterances(pcm, vad, config):

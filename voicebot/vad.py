@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Protocol
 
 import numpy as np
 import numpy.typing as npt
@@ -18,7 +19,7 @@ import onnxruntime as ort
 
 from voicebot.assets import silero_vad_path
 from voicebot.config import VADConfig
-from voicebot.frames import PCM, BargeIn, Frame, SpeechAudio, SpeechEnded, SpeechStarted
+from voicebot.frames import PCM, BargeIn, Frame, ListeningContext, SpeechAudio, SpeechEnded, SpeechStarted
 
 RATE = 16_000
 WINDOW = 512  # samples per Silero step at 16 kHz (32 ms)
@@ -40,6 +41,14 @@ class VADState:
 
     rnn: dict[str, npt.NDArray[np.float32]] = field(default_factory=dict)
     context: npt.NDArray[np.float32] = field(default_factory=lambda: np.zeros(CONTEXT, np.float32))
+
+
+class VADModel(Protocol):
+    """What the endpointer asks of a VAD model (Silero here; `voicebot.testing.fakes.EnergyVAD` in tests)."""
+
+    def probability(self, window: PCM, state: VADState) -> float: ...
+
+    def settled_state(self) -> VADState: ...
 
 
 class SileroVAD:
@@ -97,7 +106,7 @@ class SileroVAD:
 class Endpointer:
     """Feeds 16 kHz audio of any chunk size; returns SpeechStarted / SpeechAudio / SpeechEnded frames."""
 
-    def __init__(self, vad: SileroVAD, config: VADConfig) -> None:
+    def __init__(self, vad: VADModel, config: VADConfig) -> None:
         self.vad = vad
         self.config = config
         self.state = VADState()
@@ -119,6 +128,7 @@ class Endpointer:
         self._silence_ms = 0.0
         self._start_t = 0.0
         self._quiet_ms: float | None = None  # silence since the last utterance, until the state reset
+        self._end_silence_ms: float | None = None  # a listening context's pause, for one utterance
         self.last_probability = 0.0
 
     @property
@@ -128,6 +138,15 @@ class Endpointer:
     @property
     def time(self) -> float:
         return self._samples / RATE
+
+    def listen(self, context: ListeningContext) -> None:
+        """The dialogue's expectation for the next utterance (or the one under way): how long a pause ends
+        it. Back to `end_silence_ms` once that utterance is over."""
+        self._end_silence_ms = context.end_silence_ms
+
+    @property
+    def end_silence_ms(self) -> float:
+        return self._end_silence_ms or self.config.end_silence_ms
 
     def process(self, pcm: PCM) -> list[Frame]:
         self._pending = np.concatenate([self._pending, pcm]) if self._pending.size else pcm
@@ -163,7 +182,7 @@ class Endpointer:
         if not self._barged and self._speech_ms >= max(cfg.min_speech_ms, WINDOW_MS):
             self._barged = True  # a short word, then more words: a barge-in after all
             frames.append(BargeIn(t=self.time))
-        if self._silence_ms >= cfg.end_silence_ms:
+        if self._silence_ms >= self.end_silence_ms:
             frames.append(self._end(forced=False))
         elif len(self._utterance) * WINDOW_MS >= cfg.max_utterance_ms:
             frames.append(self._end(forced=True))
@@ -249,4 +268,5 @@ class Endpointer:
         self._in_speech = False
         self._utterance, self._speech_ms, self._silence_ms = [], 0.0, 0.0
         self._quiet_ms = 0.0  # counts up to the state reset while the caller is silent
+        self._end_silence_ms = None
         return frame

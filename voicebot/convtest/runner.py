@@ -5,9 +5,9 @@ turns skip VAD and ASR, while audio turns, DTMF, no-input and hang-ups take the 
 
 A barge-in step is real: the previous step's reply is played in real time, the caller's audio starts once
 that many milliseconds of it reached the line, and the VAD's speech start cuts the bot. The cut also drops
-whatever the speak stage had queued, the previous step's barrier included, so the steps of such a run are
-collected together at the barge-in step's barrier and split by reply: the speak stage numbers its replies in
-the order it publishes their `TurnDone`s, and the sink shows which reply was playing when the caller cut in.
+the replies the speak stage had queued behind it (data frames), so the steps of such a run are collected
+together at the barge-in step's barrier and split by reply: the speak stage numbers its replies in the order
+their `TurnDone`s come out, and the sink shows which reply was playing when the caller cut in.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ from voicebot.convtest.expect import check_end, check_step, regex_failure, reply
 from voicebot.convtest.results import ConversationResult, StepResult, SuiteResult
 from voicebot.convtest.spec import Conversation, Step, collect_files, load_conversation
 from voicebot.domain.yamlfile import DomainError
-from voicebot.filecall import RecordingSink, feed_audio, with_endpoint_silence
+from voicebot.filecall import ReplyCollector, feed_audio, with_endpoint_silence
 from voicebot.frames import PCM, Barrier, CallEnded, Frame, StageError, TurnDone
 from voicebot.pipeline import CallPipeline, Services
 
@@ -90,7 +90,7 @@ class _Call:
     ) -> None:
         self.services, self.brain, self.spec = services, brain, spec
         self.rate, self.mulaw, self.timeout = channel_rate, mulaw, step_timeout_s
-        self.sink = RecordingSink()
+        self.sink = ReplyCollector()
         self.pipeline = CallPipeline(services, brain, self.sink, channel_rate=channel_rate, paced=False)
         self.events = _Events(self.pipeline.events)
         self.result = ConversationResult(name=spec.name, path=spec.source)
@@ -214,7 +214,7 @@ class _Call:
                 return None
             if time.monotonic() - clock > self.timeout:
                 raise TimeoutError
-            await self.pipeline.send_audio(quiet)
+            await self.pipeline.caller_audio(quiet)
             ticks += 1
             await asyncio.sleep(max(0.0, clock + ticks * frame_ms / 1000.0 - time.monotonic()))
 
@@ -236,7 +236,7 @@ class _Call:
             self._judge(turn, part)
 
     def _judge(self, turn: _Turn, frames: list[Frame], problems: Sequence[str] = ()) -> None:
-        records = [f.record for f in frames if isinstance(f, TurnDone)]
+        records = [f.record.as_json() for f in frames if isinstance(f, TurnDone)]
         failures = [*turn.notes, *problems]
         failures += [f"{f.stage} error: {f.message}" for f in frames if isinstance(f, StageError)]
         self.ended = next((f for f in frames if isinstance(f, CallEnded)), self.ended)

@@ -1,8 +1,10 @@
 """`DialogueBrain`: the domain's dialogue engine behind the pipeline's `Brain` protocol.
 
-Per caller event: NLU parse (off the event loop), policy decision, spoken reply, and a turn record
-(intent, slots, action and its result, what the caller heard of the previous reply) with personal data
-masked. `DialogueFactory` loads the domain, the NLU and the back end once and makes one brain per call.
+Per caller event: NLU parse (off the event loop), policy decision, spoken reply, and what it understood for
+the turn record (intent, slots, action and its result) with personal data masked. Before each caller turn
+it says what it listens for: the slot it asked for (its type and length), a yes/no answer, a menu choice or
+anything, with the domain's ASR hints as the prompt. `DialogueFactory` loads the domain, the NLU and the
+back end once and makes one brain per call.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ import asyncio
 import logging
 import time
 import uuid
+from dataclasses import replace
 from datetime import date
 from pathlib import Path
 from typing import Any
@@ -22,9 +25,20 @@ from voicebot.dialogue.policy import Decision, Policy
 from voicebot.dialogue.state import DialogueState, HistoryTurn
 from voicebot.domain.loader import Domain, load_domain
 from voicebot.domain.yamlfile import DomainError, line_of, load_yaml
-from voicebot.frames import Action, BotReply, BotStopped, DTMFDigit, FinalTranscript, HangUp, NoInput
-from voicebot.nlu.brain import turn_fields
-from voicebot.nlu.parser import NLU, Parse
+from voicebot.frames import (
+    Action,
+    BotReply,
+    BrainTimes,
+    DTMFDigit,
+    FinalTranscript,
+    HangUp,
+    ListeningContext,
+    NoInput,
+    PlaybackReport,
+    Understanding,
+)
+from voicebot.nlu.brain import understood
+from voicebot.nlu.parser import Parse, Parser
 from voicebot.pii import mask_mapping, mask_text
 
 log = logging.getLogger("voicebot.dialogue")
@@ -34,7 +48,7 @@ class DialogueBrain:
     def __init__(
         self,
         domain: Domain,
-        nlu: NLU,
+        nlu: Parser,
         actions: Actions,
         call_id: str | None = None,
         today: date | None = None,
@@ -42,7 +56,7 @@ class DialogueBrain:
         self.domain, self.nlu, self.today = domain, nlu, today
         self.call_id = call_id or uuid.uuid4().hex  # 32 hex digits: never mistaken for a phone number
         self.no_input_s: float | None = domain.settings.timeouts.no_input_s
-        self.asr_prompt: str | None = ", ".join(domain.settings.asr_hints) or None
+        self.asr_prompt: str | None = ", ".join(domain.settings.asr_hints) or None  # the domain's vocabulary
         self.state = DialogueState()
         self.nlg = NLG(domain, today)
         self.policy = Policy(domain, self.nlg, actions, self.state, self.call_id)
@@ -50,28 +64,41 @@ class DialogueBrain:
     def greeting(self) -> BotReply | None:
         text = self.nlg.render("greeting")
         self.state.said(text)
-        return BotReply(text=text, turn={"act": "greeting"})
+        return BotReply(text=text, understanding=Understanding(act="greeting", parsed=False))
 
     def fixed_phrases(self) -> list[str]:
         return fixed_phrases(self.domain)
 
+    def listening_context(self) -> ListeningContext | None:
+        st = self.state
+        asking = st.flow.asking if st.flow is not None else None
+        slot = self.domain.slots.get(asking or "") if st.expecting == "slot" else None
+        if slot is not None:
+            return ListeningContext(
+                expected="slot",
+                slot=asking,
+                slot_type=slot.type,
+                min_length=slot.min_length,
+                max_length=slot.max_length,
+                prompt=self.asr_prompt,
+            )
+        expected = {"confirm": "yes_no", "anything_else": "yes_no", "menu": "choice"}.get(st.expecting or "")
+        return ListeningContext(expected=expected or "free", prompt=self.asr_prompt)  # type: ignore[arg-type]
+
     async def handle(self, event: BrainInput) -> BotReply | None:
-        if isinstance(event, BotStopped):
+        if isinstance(event, PlaybackReport):
             self.state.heard(event.text, event.heard, event.interrupted)
             return None
         if isinstance(event, HangUp):
             self.state.ended = event.reason
             return None
-        previous = self._previous()
-        started = time.perf_counter()
         parse: Parse | None = None
-        timings: dict[str, float] = {}
+        times = BrainTimes()
         if isinstance(event, FinalTranscript):
             if not event.text.strip():
                 return None  # a cough or a click: nothing to answer, the no-input clock keeps running
             parse = await asyncio.to_thread(self.nlu.parse, event.text, self.today)
-            timings["nlu"] = _ms(started)
-            started = time.perf_counter()
+            times = BrainTimes(nlu_done=time.perf_counter())
             decision = await self.policy.on_parse(parse)
         elif isinstance(event, DTMFDigit):
             found = await self.policy.on_dtmf(event.digit)
@@ -82,24 +109,11 @@ class DialogueBrain:
             decision = await self.policy.on_no_input()
         else:  # pragma: no cover - the protocol's union is exhaustive
             return None
-        timings["dialogue_step"] = round(_ms(started) - decision.action_ms, 3)  # state + policy + NLG
-        if decision.action:
-            timings["action"] = round(decision.action_ms, 3)
-        return self._reply(decision, parse, previous, event, timings)
-
-    def _previous(self) -> dict[str, Any]:
-        last = self.state.last_bot()
-        if last is None:
-            return {"previous_heard": None, "previous_interrupted": None}
-        return {"previous_heard": last.heard, "previous_interrupted": last.interrupted}
+        times = replace(times, action_started=decision.action_started, action_done=decision.action_done)
+        return self._reply(decision, parse, event, times)
 
     def _reply(
-        self,
-        decision: Decision,
-        parse: Parse | None,
-        previous: dict[str, Any],
-        event: BrainInput,
-        timings: dict[str, float],
+        self, decision: Decision, parse: Parse | None, event: BrainInput, times: BrainTimes
     ) -> BotReply:
         st = self.state
         if parse is not None:
@@ -107,44 +121,35 @@ class DialogueBrain:
         text = decision.text
         st.said(text)
         frame = st.flow
-        turn: dict[str, Any] = turn_fields(parse) if parse is not None else {}
-        turn |= {
-            "flow": frame.flow if frame else None,
-            "expecting": st.expecting,
-            "slots": mask_mapping(st.values()),
-            "act": decision.act,
-            "action": decision.action,
-            "action_result": decision.action_result,
-            **previous,
-        }
-        if isinstance(event, DTMFDigit):
-            turn["dtmf"] = True
-        if parse is not None:
-            turn["entities"] = mask_mapping(turn.get("entities") or {})
+        base = (
+            understood(parse, mask_mapping(parse.entity_values())) if parse is not None else Understanding()
+        )
+        turn = replace(
+            base,
+            parsed=parse is not None,
+            flow=frame.flow if frame else None,
+            expecting=st.expecting,
+            slots=mask_mapping(st.values()),
+            act=decision.act,
+            action=decision.action,
+            action_result=decision.action_result,
+            dtmf=isinstance(event, DTMFDigit),
+            handoff_reason=decision.transfer or None,
+        )
         actions: list[Action] = []
         if decision.transfer:
             target = self.domain.settings.handoff.target
             actions.append(Action("transfer", target=target, reason=decision.transfer))
-            turn["handoff_reason"] = decision.transfer
         if decision.hangup:
             actions.append(Action("hangup", reason=decision.hangup))
         log.info(
-            "call %s turn %d: %s → %s (%s)",
-            self.call_id,
-            st.turn,
-            turn.get("intent"),
-            decision.act,
-            mask_text(text),
+            "call %s turn %d: %s → %s (%s)", self.call_id, st.turn, turn.intent, decision.act, mask_text(text)
         )
-        return BotReply(text=text, actions=tuple(actions), turn=turn, timings_ms=timings)
+        return BotReply(text=text, actions=tuple(actions), understanding=turn, times=times)
 
 
 def _caller_turn(parse: Parse) -> HistoryTurn:
     return HistoryTurn(role="caller", text=parse.text, intent=parse.intent)
-
-
-def _ms(started: float) -> float:
-    return round((time.perf_counter() - started) * 1000.0, 3)
 
 
 class DialogueFactory:
@@ -153,7 +158,7 @@ class DialogueFactory:
     def __init__(
         self,
         domain_dir: Path,
-        nlu: NLU,
+        nlu: Parser,
         cache_dir: Path,
         scratch: Path | None = None,
         today: date | None = None,

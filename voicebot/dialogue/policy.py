@@ -35,7 +35,9 @@ class Decision:
     action_result: str | None = None
     transfer: str | None = None  # reason
     hangup: str | None = None  # reason
-    action_ms: float = 0.0  # time in the back end, kept apart from the dialogue's own
+    action_started: float | None = None  # when the back end was called and answered (perf_counter): its
+    # time is kept apart from the dialogue's own
+    action_done: float | None = None
 
     @property
     def text(self) -> str:
@@ -250,17 +252,17 @@ class Policy:
         if flow.action is not None:
             d.action = flow.action
             args = {name: st.values().get(name) for name in flow.slot_names()}
-            started = time.perf_counter()
+            d.action_started = time.perf_counter()
             try:
                 result = await self.actions.call(flow.action, args, self.call_id)
             except ActionFailed as exc:
-                d.action_ms = (time.perf_counter() - started) * 1000.0
+                d.action_done = time.perf_counter()
                 d.action_result = "failed"
                 d.say(self.nlg.render("action_error"))
                 if self.domain.settings.handoff.on_action_error:
                     return self._transfer(d, f"back end error: {exc}")
                 return self._anything_else(d)
-            d.action_ms = (time.perf_counter() - started) * 1000.0
+            d.action_done = time.perf_counter()
             values |= result.data
             d.action_result = "ok" if result.ok else (result.error or "failed")
             if not result.ok:

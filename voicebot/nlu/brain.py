@@ -12,27 +12,28 @@ import time
 from typing import Any
 
 from voicebot.brain import BrainInput, EchoBrain
-from voicebot.frames import Action, BotReply, FinalTranscript
+from voicebot.frames import Action, BotReply, BrainTimes, FinalTranscript, Understanding
 from voicebot.nlu.model import OOS
-from voicebot.nlu.parser import NLU, Parse
+from voicebot.nlu.parser import Parse, Parser
 
 HUMAN = {"contact_human_agent", "contact_customer_service"}
 
 
-def turn_fields(parse: Parse) -> dict[str, Any]:
-    """The parse as the turn record carries it (`voicebot call --json`, call records)."""
-    return {
-        "intent": parse.intent,
-        "confidence": round(parse.confidence, 4),
-        "entities": parse.entity_values(),
-        "sentiment": parse.sentiment["label"] if parse.sentiment else None,
-        "frustration": parse.sentiment["frustration"] if parse.sentiment else None,
-        "answer_id": parse.answer["id"] if parse.answer else None,
-    }
+def understood(parse: Parse, entities: dict[str, Any] | None = None) -> Understanding:
+    """The parse as the turn record carries it (`voicebot call --json`, call records); `entities` replaces
+    the parse's own values (masked ones)."""
+    return Understanding(
+        intent=parse.intent,
+        confidence=round(parse.confidence, 4),
+        entities=parse.entity_values() if entities is None else entities,
+        sentiment=parse.sentiment["label"] if parse.sentiment else None,
+        frustration=parse.sentiment["frustration"] if parse.sentiment else None,
+        answer_id=parse.answer["id"] if parse.answer else None,
+    )
 
 
 class UnderstandingBrain(EchoBrain):
-    def __init__(self, nlu: NLU) -> None:
+    def __init__(self, nlu: Parser) -> None:
         super().__init__()
         self.nlu = nlu
 
@@ -42,10 +43,9 @@ class UnderstandingBrain(EchoBrain):
     async def handle(self, event: BrainInput) -> BotReply | None:
         if not isinstance(event, FinalTranscript) or not event.text:
             return await super().handle(event)
-        started = time.perf_counter()
         parse = await asyncio.to_thread(self.nlu.parse, event.text)
-        timings = {"nlu": round((time.perf_counter() - started) * 1000.0, 2)}
-        turn = turn_fields(parse)
+        times = BrainTimes(nlu_done=time.perf_counter())
+        turn = understood(parse)
         actions: tuple[Action, ...] = ()
         if parse.intent == "goodbye":
             text, actions = (
@@ -60,8 +60,8 @@ class UnderstandingBrain(EchoBrain):
         elif parse.intent == OOS:
             text = "Sorry, I can only help with orders, deliveries, refunds, invoices and your account."
         else:
-            found = ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in turn["entities"].items() if v)
+            found = ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in turn.entities.items() if v)
             text = f"I understood that you want to {parse.intent.replace('_', ' ')}" + (
                 f", with {found}." if found else "."
             )
-        return BotReply(text=text, actions=actions, turn=turn, timings_ms=timings)
+        return BotReply(text=text, actions=actions, understanding=turn, times=times)

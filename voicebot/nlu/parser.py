@@ -11,13 +11,13 @@ import threading
 from dataclasses import asdict, dataclass, field
 from datetime import date
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import torch
 
 from voicebot.nlu.infer import Outputs, run
-from voicebot.nlu.model import OOS, SENTIMENTS, JointNLU
+from voicebot.nlu.model import OOS, SENTIMENTS, JointNLU, Labels
 from voicebot.nlu.normalise import normalise
 from voicebot.nlu.tokens import bio_spans, merge_adjacent, word_lists, words
 
@@ -49,6 +49,14 @@ class Parse:
 
     def entity_values(self) -> dict[str, str | None]:
         return {e.type: e.value for e in self.entities}
+
+
+class Parser(Protocol):
+    """What the brains ask of an NLU: its labels and a parse (`NLU`; `ScriptedNLU` in the fast tests)."""
+
+    labels: Labels
+
+    def parse(self, text: str, today: date | None = None) -> Parse: ...
 
 
 class NLU:

@@ -91,11 +91,16 @@ _DIGITS = re.compile(r"\d+")
 def turn_op(call_id: str, index: int, record: Mapping[str, Any]) -> Op:
     """One TurnDone record; the whole record is masked first, then split into columns.
 
-    A keypad turn's reply keeps no digits: keys can be a PIN or a card number typed one by one, and a bot
-    that echoes each key ("You pressed 4.") would otherwise store the number across turns."""
+    A keypad turn's reply keeps no digits, nor what the caller heard of it (in this record and, as
+    `previous_heard`, in the next one): keys can be a PIN or a card number typed one by one, and a bot that
+    echoes each key ("You pressed 4.") would otherwise store the number across turns."""
     masked: Op = plain(mask_mapping(record))
-    if record.get("dtmf") and isinstance(masked.get("reply"), str):
-        masked["reply"] = _DIGITS.sub("[key]", masked["reply"])
+    keyed: tuple[str, ...] = ("reply", "heard") if record.get("dtmf") else ()
+    if record.get("previous_cause") == "dtmf":
+        keyed += ("previous_heard",)
+    for key in keyed:
+        if isinstance(masked.get(key), str):
+            masked[key] = _DIGITS.sub("[key]", masked[key])
     fields: dict[str, Any] = {}
     for key, column in _TEXT.items():
         fields[column] = _text(masked.pop(key, None))

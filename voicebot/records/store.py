@@ -16,7 +16,7 @@ import logging
 import re
 import threading
 import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -118,13 +118,17 @@ class CallStore:
     async def on_event(self, call_id: str, frame: Frame) -> None:
         """TurnDone → a turn row; CallEnded with transfer actions → transfer rows. Other frames: ignored."""
         if isinstance(frame, TurnDone):
-            index = self._next(call_id, 0)
-            self._submit("turn", call_id, lambda: [capture.turn_op(call_id, index, frame.record)])
+            self.add_turn(call_id, frame.record.as_json())
         elif isinstance(frame, CallEnded):
             count = sum(a.kind == "transfer" for a in frame.actions)
             if count:
                 first = self._next(call_id, 1, count)
                 self._submit("transfer", call_id, lambda: capture.transfer_ops(call_id, first, frame))
+
+    def add_turn(self, call_id: str, record: Mapping[str, Any]) -> None:
+        """One turn in its public JSON form (`TurnRecord.as_json()`), the form the database keeps."""
+        index = self._next(call_id, 0)
+        self._submit("turn", call_id, lambda: [capture.turn_op(call_id, index, record)])
 
     async def on_end(self, call_id: str, reason: str) -> None:
         with self._lock:

@@ -1,9 +1,15 @@
-"""A pipeline stage: an inbox, a loop, and an ordered worker for slow jobs.
+"""A pipeline stage: an inbox, a loop, links both ways, and an ordered worker for slow jobs.
 
 Model calls (ASR decodes, the brain, TTS) can take hundreds of milliseconds. If a stage awaited them inline,
-a speech-start frame behind them would wait too and barge-in would lag. So each stage forwards control frames
-at once and pushes slow jobs to its `OrderedWork`, which runs them one after another, keeping their order
-relative to each other (and to frames such as hang-up that must come after them).
+a speech-start frame behind them would wait too and barge-in would lag. So `on_frame` never waits for a
+model: slow jobs go to the stage's `OrderedWork`, which runs them one after another. What happens to the
+frames a stage passes on is decided here, by each frame's category (`voicebot.frames`): system frames go on
+at once, overtaking the queued work; control and data frames go on after the work queued before them; and
+when a frame that interrupts the bot arrives, the data frames and data jobs still queued are dropped.
+
+To add a stage: subclass `Stage`, handle the frames it owns in `on_frame` (`await self.pass_on(frame,
+direction)` for the rest), submit slow work with `self.after(frame, job)`, send results with `push`
+(downstream or upstream), and insert it in `CallPipeline.stages`.
 """
 
 from __future__ import annotations
@@ -16,7 +22,7 @@ from collections.abc import Awaitable, Callable
 from concurrent.futures import Executor, Future, ThreadPoolExecutor
 from typing import Any, TypeVar
 
-from voicebot.frames import Frame, StageError
+from voicebot.frames import Category, Direction, Frame, StageError
 
 log = logging.getLogger(__name__)
 
@@ -67,6 +73,7 @@ class OrderedWork:
         self._report = report
         self._jobs: asyncio.Queue[tuple[Job, bool]] = asyncio.Queue()  # (job, survives clear())
         self._task: asyncio.Task[None] | None = None
+        self._running = False
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name=f"{self.name}-work")
@@ -74,6 +81,11 @@ class OrderedWork:
     def submit(self, job: Job, keep: bool = False) -> None:
         """Queue a job; `keep` jobs (forwarding a barrier, a hang-up…) survive `clear()`."""
         self._jobs.put_nowait((job, keep))
+
+    @property
+    def idle(self) -> bool:
+        """Nothing queued and nothing running: a frame passed on now is in order with all the work."""
+        return not self._running and self._jobs.empty()
 
     def clear(self) -> int:
         """Drop jobs not started yet (e.g. replies made stale by barge-in); returns how many."""
@@ -92,6 +104,7 @@ class OrderedWork:
     async def _run(self) -> None:
         while True:
             job, _ = await self._jobs.get()
+            self._running = True
             try:
                 await job()
             except asyncio.CancelledError:
@@ -99,6 +112,8 @@ class OrderedWork:
             except Exception as exc:
                 log.exception("%s job failed", self.name)
                 await self._report(StageError(stage=self.name, message=f"{type(exc).__name__}: {exc}"))
+            finally:
+                self._running = False
 
     async def stop(self) -> None:
         if self._task is not None:
@@ -107,25 +122,48 @@ class OrderedWork:
 
 
 class Stage:
-    """Base stage: forwards every frame unless `on_frame` is overridden for it."""
+    """Base stage: passes every frame on by its category unless `on_frame` is overridden for it."""
 
     name = "stage"
 
     def __init__(self) -> None:
-        self.inbox: asyncio.Queue[Frame | None] = asyncio.Queue()
-        self._emit: Emit | None = None
+        self.inbox: asyncio.Queue[tuple[Frame, Direction] | None] = asyncio.Queue()
+        self._links: dict[Direction, Emit] = {}
         self._task: asyncio.Task[None] | None = None
-        self.work = OrderedWork(self.name, self.emit)
+        self.work = OrderedWork(self.name, self.push)
 
-    def link(self, emit: Emit) -> None:
-        self._emit = emit
+    def link(self, downstream: Emit | None = None, upstream: Emit | None = None) -> None:
+        """Where frames go: the next stage's `put` (or the call's events) and the previous stage's."""
+        if downstream is not None:
+            self._links[Direction.DOWNSTREAM] = downstream
+        if upstream is not None:
+            self._links[Direction.UPSTREAM] = upstream
 
-    async def emit(self, frame: Frame) -> None:
-        assert self._emit is not None, f"{self.name} is not linked"
-        await self._emit(frame)
+    async def put(self, frame: Frame, direction: Direction = Direction.DOWNSTREAM) -> None:
+        await self.inbox.put((frame, direction))
 
-    async def put(self, frame: Frame) -> None:
-        await self.inbox.put(frame)
+    async def push(self, frame: Frame, direction: Direction = Direction.DOWNSTREAM) -> None:
+        """Send `frame` on now, downstream or upstream; a direction not linked drops it."""
+        emit = self._links.get(direction)
+        if emit is not None:
+            await emit(frame)
+        else:
+            assert direction is Direction.UPSTREAM, f"{self.name} is not linked downstream"
+
+    async def pass_on(self, frame: Frame, direction: Direction = Direction.DOWNSTREAM) -> None:
+        """Forward a frame this stage does not consume, scheduled by its category."""
+        if frame.category is Category.SYSTEM or self.work.idle:
+            await self.push(frame, direction)
+            return
+
+        async def forward() -> None:
+            await self.push(frame, direction)
+
+        self.work.submit(forward, keep=frame.category is Category.CONTROL)
+
+    def after(self, frame: Frame, job: Job) -> None:
+        """Queue slow work caused by `frame`; it is dropped by an interruption when `frame` is data."""
+        self.work.submit(job, keep=frame.category is not Category.DATA)
 
     def start(self) -> None:
         self.work.start()
@@ -133,27 +171,30 @@ class Stage:
 
     async def _run(self) -> None:
         while True:
-            frame = await self.inbox.get()
-            if frame is None:
+            item = await self.inbox.get()
+            if item is None:
                 return
+            frame, direction = item
             try:
-                await self.on_frame(frame)
+                if frame.interrupts and self.interruptible():
+                    await self.interrupt()
+                await self.on_frame(frame, direction)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
                 log.exception("%s failed on %s", self.name, type(frame).__name__)
-                await self.emit(StageError(stage=self.name, message=f"{type(exc).__name__}: {exc}"))
+                await self.push(StageError(stage=self.name, message=f"{type(exc).__name__}: {exc}"))
 
-    async def on_frame(self, frame: Frame) -> None:
-        await self.emit(frame)
+    async def on_frame(self, frame: Frame, direction: Direction) -> None:
+        await self.pass_on(frame, direction)
 
-    def after_work(self, frame: Frame) -> None:
-        """Forward `frame` only once the jobs submitted before it have finished."""
+    def interruptible(self) -> bool:
+        """Whether an interrupting frame (barge-in) cuts this stage's queued data now."""
+        return True
 
-        async def forward() -> None:
-            await self.emit(frame)
-
-        self.work.submit(forward, keep=True)
+    async def interrupt(self) -> None:
+        """The caller cut the bot off: queued data work is stale. Stages that play audio also stop it."""
+        self.work.clear()
 
     async def stop(self) -> None:
         await self.work.stop()

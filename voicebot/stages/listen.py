@@ -12,11 +12,16 @@ ends after `vad.turn_end_silence_ms` instead of the endpointer's `end_silence_ms
 that utterance is then dropped here. If the caller goes on talking after all (`vad.min_speech_ms` of speech),
 what follows is a new utterance: a `SpeechStarted` goes out (it barges in on the reply already under way)
 and its words are decoded on their own.
+
+Listening context: the dialogue sends a `ListeningContext` upstream before each caller turn. The endpointer
+takes its pause length and this stage its prompt and hot words, for the next utterance only; the final
+transcript names the context it was decoded under, so the turn record shows what the bot was listening for.
 """
 
 from __future__ import annotations
 
 import asyncio
+import math
 import time
 from concurrent.futures import Executor
 from dataclasses import dataclass
@@ -31,16 +36,15 @@ from voicebot.config import ASRConfig, VADConfig
 from voicebot.frames import (
     PCM,
     AudioIn,
-    Barrier,
-    DTMFDigit,
+    Direction,
     FinalTranscript,
     Frame,
-    HangUp,
-    NoInput,
+    ListeningContext,
     PartialTranscript,
     SpeechAudio,
     SpeechEnded,
     SpeechStarted,
+    SpeechTimes,
 )
 from voicebot.stages.base import Stage, in_pool
 from voicebot.vad import Endpointer
@@ -56,15 +60,17 @@ class VADStage(Stage):
         super().__init__()
         self.endpointer = endpointer
 
-    async def on_frame(self, frame: Frame) -> None:
+    async def on_frame(self, frame: Frame, direction: Direction) -> None:
         if isinstance(frame, AudioIn):
             for out in self.endpointer.process(frame.pcm):
-                await self.emit(out)
+                await self.push(out)
             return
-        if isinstance(frame, HangUp | Barrier):  # the file/call is over: close an open utterance first
+        if isinstance(frame, ListeningContext):
+            self.endpointer.listen(frame)
+        elif frame.ends_input:  # everything the caller said so far is in: close an open utterance first
             for out in self.endpointer.flush():
-                await self.emit(out)
-        await self.emit(frame)
+                await self.push(out)
+        await self.pass_on(frame, direction)
 
 
 @dataclass
@@ -94,7 +100,7 @@ class ASRStage(Stage):
         self.turn_end = live and self.vad.turn_end_silence_ms < self.vad.end_silence_ms
         self.partials = partials
         self.executor = executor
-        self.prompt: str | None = None  # per-turn context a brain may set (expected slot, etc.)
+        self.context: ListeningContext | None = None  # from the dialogue, for the next utterance only
         self._chunks: list[PCM] = []
         self._samples = 0
         self._last_speech = 0  # utterance samples up to the end of the last speech window
@@ -104,11 +110,15 @@ class ASRStage(Stage):
         self._last_partial_at = 0.0
         self._speculative: _Decode | None = None
         self._speech_ms = 0.0
+        self._start_t = 0.0  # caller-audio time the utterance in progress started
         self._ended_early = False  # this endpointer utterance's turn already ended on the turn-end signal
         self._resumed = False  # ... and the caller went on: a new utterance inside the endpointer's one
 
-    async def on_frame(self, frame: Frame) -> None:
-        if isinstance(frame, SpeechStarted):
+    async def on_frame(self, frame: Frame, direction: Direction) -> None:
+        if isinstance(frame, ListeningContext):
+            self.context = frame
+            await self.pass_on(frame, direction)
+        elif isinstance(frame, SpeechStarted):
             self._ended_early = self._resumed = False
             await self._start(frame)
         elif isinstance(frame, SpeechAudio):
@@ -124,10 +134,8 @@ class ASRStage(Stage):
                     return  # its turn was taken early: nothing new to say
                 frame = self._own_end(frame)
             self._finalise(frame)
-        elif isinstance(frame, HangUp | Barrier | DTMFDigit | FinalTranscript | NoInput):
-            self.after_work(frame)  # keep order with the finals still decoding
         else:
-            await self.emit(frame)
+            await self.pass_on(frame, direction)  # control frames wait for the finals still decoding
 
     async def _start(self, frame: SpeechStarted) -> None:
         self._utterance += 1
@@ -135,8 +143,9 @@ class ASRStage(Stage):
         self._last_speech, self._silence_ms = self._samples, 0.0
         self._speech_ms = min(frame.audio.size / 16.0, self.vad.min_speech_ms)
         self._speculative = None
+        self._start_t = frame.t
         self._last_partial_at = time.perf_counter()
-        await self.emit(frame)  # at once: drives barge-in
+        await self.push(frame)  # at once: drives barge-in
 
     async def _after_early_end(self, frame: SpeechAudio) -> None:
         """Audio after a turn ended early: ignored unless the caller really goes on talking."""
@@ -174,7 +183,7 @@ class ASRStage(Stage):
 
     def _decode(self, samples: int) -> asyncio.Future[Transcription]:
         audio = to_float(np.concatenate(self._chunks)[:samples])
-        return in_pool(self.executor, self.asr.transcribe, audio, self.prompt)
+        return in_pool(self.executor, self.asr.transcribe, audio, context_prompt(self.context))
 
     def _on_audio(self, frame: SpeechAudio) -> None:
         self._chunks.append(frame.pcm)
@@ -212,10 +221,9 @@ class ASRStage(Stage):
     async def _emit_partial(self, utterance: int, pending: asyncio.Future[Transcription]) -> None:
         result = await pending
         if result.text and utterance == self._utterance and self._speculative is None:
-            await self.emit(PartialTranscript(text=result.text, t=self._samples / 16000))
+            await self.push(PartialTranscript(text=result.text, t=self._samples / 16000))
 
     def _finalise(self, ended: SpeechEnded, early: bool = False) -> None:
-        received = time.perf_counter()
         spec = self._speculative
         reuse = spec is not None and spec.samples >= self._last_speech and not ended.forced
         pending = spec.task if reuse and spec is not None else None
@@ -223,6 +231,9 @@ class ASRStage(Stage):
             self._chunks = [ended.audio]
             pending = self._decode(ended.audio.size)
         self._speculative, self._chunks = None, []
+        context, self.context = self.context, None  # it was for this utterance only
+        speech_end = ended.decided_at - (ended.t - ended.speech_end_t)
+        speech_start = ended.decided_at - (ended.t - self._start_t)
 
         async def job() -> None:
             if pending is None:
@@ -231,11 +242,30 @@ class ASRStage(Stage):
                 result = await pending
             details = result.as_dict() | {"speculative": reuse, "speech_ms": round(ended.speech_ms, 1)}
             details["turn_end"] = "early" if early else "silence"
-            timings = {
-                "endpoint": round((ended.t - ended.speech_end_t) * 1000.0, 1),
-                "asr": round((time.perf_counter() - received) * 1000.0, 1),
-                "asr_decode": round(result.decode_ms, 1),
-            }
-            await self.emit(FinalTranscript(text=result.text, t=ended.t, details=details, timings_ms=timings))
+            times = SpeechTimes(
+                speech_start=min(speech_start, speech_end),
+                speech_end=speech_end,
+                turn_decision=ended.decided_at,
+                final=time.perf_counter(),
+                decode_ms=result.decode_ms,
+            )
+            confidence = round(math.exp(result.avg_logprob), 4) if result.text else None
+            final = FinalTranscript(
+                text=result.text,
+                t=ended.t,
+                details=details,
+                times=times,
+                confidence=confidence,
+                context=context,
+            )
+            await self.push(final)
 
-        self.work.submit(job)
+        self.work.submit(job, keep=True)
+
+
+def context_prompt(context: ListeningContext | None) -> str | None:
+    """The recogniser's prompt for one utterance: the context's prompt, then its hot words."""
+    if context is None:
+        return None
+    parts = [p for p in (context.prompt, ", ".join(context.hotwords)) if p]
+    return " ".join(parts) if parts else None

@@ -1,84 +1,51 @@
 """Deciding and speaking: the brain stage, and the speak stage that streams TTS to the transport.
 
+The brain stage hands each caller event to the brain, sends the reply on, and before each caller turn sends
+the brain's `ListeningContext` back upstream to the endpointer and the ASR. On live calls it also times
+caller silence into `NoInput` events.
+
 The speak stage synthesises sentence by sentence (the next sentence is made while the current one plays),
-sends 20 ms frames to the transport's `AudioSink` paced in real time, `send_ahead_ms` ahead of the caller's
+plays 20 ms frames to the transport's `AudioSink` paced in real time, `send_ahead_ms` ahead of the caller's
 playback (or as fast as possible offline), and stops when the caller starts talking over an interruptible
 reply; the transport's `clear` drops what was sent ahead. The lead is a jitter buffer on the caller's side
 (Twilio's, Asterisk's queue, the browser page's): a next sentence that is a little late, or an event loop
-busy for a moment, no longer puts a gap in the bot's voice. How much of the reply was actually played (the
-time since its first frame, not the audio sent) goes back to the brain as a `BotStopped`, so the dialogue
-history holds what the caller heard.
+busy for a moment, no longer puts a gap in the bot's voice. When a reply stops, its `PlaybackReport` (how
+far it got, what the caller heard: `voicebot.playback`) goes upstream to the brain and downstream to the
+turn record.
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable
 from concurrent.futures import Executor
-from dataclasses import dataclass, field
-from typing import Any, Protocol
+from dataclasses import replace
+from typing import Any
 
 from voicebot.audio import split_frames
 from voicebot.brain import Brain, is_brain_input
 from voicebot.frames import (
     PCM,
-    BargeIn,
-    Barrier,
     BotAudio,
     BotReply,
-    BotStopped,
     CallEnded,
-    DTMFDigit,
+    Category,
+    Cause,
+    Direction,
+    EndOfStream,
     FinalTranscript,
     Frame,
     HangUp,
     NoInput,
-    SpeechStarted,
-    TurnDone,
+    PlaybackReport,
 )
+from voicebot.playback import AudioSink, Playout
 from voicebot.stages.base import Stage, in_pool
 from voicebot.tts import CachedTTS, split_sentences
 
 
-class AudioSink(Protocol):
-    """What a transport (Twilio, AudioSocket, browser, file) implements to play the bot's voice."""
-
-    async def send_audio(self, frame: BotAudio) -> None: ...
-
-    async def clear(self) -> None:
-        """Barge-in: drop whatever audio is buffered on the way to the caller."""
-        ...
-
-
-@dataclass
-class _Playout:
-    """One reply as the caller hears it: from its first frame on, in real time, never past what was sent."""
-
-    started: float | None = None  # monotonic time of the first frame
-    sent_ms: float = 0.0
-    sentences: list[tuple[str, float, float]] = field(default_factory=list)  # (text, start ms, length ms)
-
-    def played_ms(self, now: float | None) -> float:
-        """`now=None`: offline, where everything sent counts as played."""
-        if self.started is None:
-            return 0.0
-        return self.sent_ms if now is None else min(self.sent_ms, (now - self.started) * 1000.0)
-
-    def heard(self, played_ms: float) -> str:
-        """Sentences fully played, then the words of the cut one in proportion to its audio played."""
-        done: list[str] = []
-        for text, start, length in self.sentences:
-            if played_ms < start + length:
-                words = text.split()
-                share = max(0.0, (played_ms - start) / length) if length else 0.0
-                return " ".join([*done, *words[: int(len(words) * share)]]).strip()
-            done.append(text)
-        return " ".join(done).strip()
-
-
 class BrainStage(Stage):
-    """Hands caller turns to the brain; on live calls also times caller silence into `NoInput` events."""
+    """Hands caller events to the brain; sends its replies on and its listening context back."""
 
     name = "brain"
 
@@ -110,47 +77,71 @@ class BrainStage(Stage):
         self._stop_waiting()
         await super().stop()
 
-    async def on_frame(self, frame: Frame) -> None:
-        if isinstance(frame, BotStopped):
+    def greet(self, greeting: bool) -> None:
+        """The call is up: the greeting (if wanted), then what the bot listens for first."""
+
+        async def job() -> None:
+            started = time.perf_counter()
+            reply = self.brain.greeting() if greeting else None
+            if reply is not None:
+                times = replace(reply.times, started=started, decided=time.perf_counter())
+                await self.push(replace(reply, cause="greeting", times=times))
+            await self._listen()
+
+        self.work.submit(job, keep=True)
+
+    async def _listen(self) -> None:
+        context = self.brain.listening_context()
+        if context is not None:
+            await self.push(context, Direction.UPSTREAM)
+
+    async def on_frame(self, frame: Frame, direction: Direction) -> None:
+        if frame.from_caller:
+            self._stop_waiting()
+        if isinstance(frame, PlaybackReport):
             if frame.interrupted:
                 self._stop_waiting()
             else:
                 self._wait_for_caller()
-        elif isinstance(frame, SpeechStarted | FinalTranscript | DTMFDigit | HangUp):
-            self._stop_waiting()
-        if not is_brain_input(frame):
-            if isinstance(frame, Barrier):
-                self.after_work(frame)
-            else:
-                await self.emit(frame)
-            return
+            self.after(frame, lambda: self._hear(frame))
+        elif is_brain_input(frame):
+            self.after(frame, lambda: self._answer(frame))
+            if frame.category is Category.SYSTEM:
+                await self.push(frame)  # a hang-up or key press goes on at once
+        else:
+            await self.pass_on(frame, direction)
 
-        async def job() -> None:
-            started = time.perf_counter()
-            reply = await self.brain.handle(frame)  # type: ignore[arg-type]
-            dialogue_ms = round((time.perf_counter() - started) * 1000.0, 2)
-            if isinstance(frame, FinalTranscript):
-                await self.emit(frame)  # observers (transcript displays, records) see it too
-                turn = {"transcript": frame.text, "asr": frame.details}
-                timings = frame.timings_ms | {"dialogue": dialogue_ms}
-                reply = reply or BotReply(text="")
-                if not reply.text and not reply.actions:
-                    self._wait_for_caller()  # a cough or noise: the caller still owes us an answer
-                await self.emit(
-                    BotReply(
-                        text=reply.text,
-                        actions=reply.actions,
-                        turn=turn | reply.turn,
-                        timings_ms=timings | reply.timings_ms,
-                        interruptible=reply.interruptible,
-                    )
-                )
-            elif reply is not None:
-                await self.emit(reply)
-            if isinstance(frame, HangUp):
-                await self.emit(frame)
+    async def _hear(self, report: PlaybackReport) -> None:
+        reply = await self.brain.handle(report)
+        if reply is not None:
+            await self.push(replace(reply, times=replace(reply.times, started=time.perf_counter())))
 
-        self.work.submit(job)
+    async def _answer(self, frame: Frame) -> None:
+        started = time.perf_counter()
+        reply = await self.brain.handle(frame)  # type: ignore[arg-type]
+        decided = time.perf_counter()
+        if frame.category is not Category.SYSTEM:
+            await self.push(frame)  # observers (transcript displays) see the caller's turn before the reply
+        if isinstance(frame, FinalTranscript):
+            reply = reply or BotReply(text="")
+            if not reply.text and not reply.actions:
+                self._wait_for_caller()  # a cough or noise: the caller still owes us an answer
+        if reply is not None:
+            cause = _cause(frame)
+            transcript = frame if isinstance(frame, FinalTranscript) else None
+            times = replace(reply.times, started=started, decided=decided)
+            await self.push(replace(reply, transcript=transcript, cause=cause, times=times))
+        if not isinstance(frame, HangUp):
+            await self._listen()  # before the caller's next turn
+
+
+def _cause(frame: Frame) -> Cause:
+    """What a reply answers, as the turn record names it."""
+    if isinstance(frame, FinalTranscript):
+        return "speech" if frame.times is not None else "text"
+    if isinstance(frame, NoInput):
+        return "no_input"
+    return "dtmf" if frame.from_caller and not isinstance(frame, HangUp) else "event"
 
 
 class SpeakStage(Stage):
@@ -165,46 +156,39 @@ class SpeakStage(Stage):
         frame_ms: int,
         paced: bool,
         barge_in: bool,
-        publish: Callable[[Frame], Awaitable[None]],
-        feedback: Callable[[Frame], Awaitable[None]],
         send_ahead_ms: float = 0.0,
     ) -> None:
         super().__init__()
         self.tts, self.sink, self.executor = tts, sink, executor
         self.rate, self.frame_ms, self.paced, self.barge_in = rate, frame_ms, paced, barge_in
         self.send_ahead_ms = send_ahead_ms
-        self.publish, self.feedback = publish, feedback
         self._reply_id = 0
         self._playing: asyncio.Task[None] | None = None
         self._current: BotReply | None = None
+        self._line_gone = False  # the caller hung up: replies still coming are recorded, not played
         self.ended = False
 
-    async def on_frame(self, frame: Frame) -> None:
+    async def on_frame(self, frame: Frame, direction: Direction) -> None:
         if isinstance(frame, BotReply):
-            self.work.submit(lambda: self._play(frame))
-        elif isinstance(frame, SpeechStarted | BargeIn):
-            if isinstance(frame, BargeIn) or frame.barge_in:
-                await self._barge_in()
-            await self.publish(frame)
+            self.after(frame, lambda: self._play(frame))
         elif isinstance(frame, HangUp):
-            await self._interrupt()
-            self.work.submit(lambda: self._end(frame.reason, ()), keep=True)
-        elif isinstance(frame, Barrier):
-            self.after_work(frame)
+            self._line_gone = True
+            await self.pass_on(frame, direction)
+            await self._stop_playing()
+        elif isinstance(frame, EndOfStream):
+            self.after(frame, lambda: self._end(frame.reason, ()))
         else:
-            await self.publish(frame)
+            await self.pass_on(frame, direction)
 
-    async def emit(self, frame: Frame) -> None:  # the last stage emits to observers
-        await self.publish(frame)
-
-    async def _barge_in(self) -> None:
+    def interruptible(self) -> bool:
         current = self._current
-        if not self.barge_in or current is None or not current.interruptible:
-            return
-        self.work.clear()  # replies queued behind the interrupted one are stale now
-        await self._interrupt()
+        return self.barge_in and current is not None and current.interruptible
 
-    async def _interrupt(self) -> None:
+    async def interrupt(self) -> None:
+        await super().interrupt()  # replies queued behind the interrupted one are stale now
+        await self._stop_playing()
+
+    async def _stop_playing(self) -> None:
         task = self._playing
         if task is not None and not task.done():
             task.cancel()
@@ -214,49 +198,35 @@ class SpeakStage(Stage):
         if self.ended:
             return
         self._reply_id += 1
-        self._current, playout = reply, _Playout()
-        self._playing = asyncio.create_task(self._stream(reply, self._reply_id, playout))
-        interrupted = False
-        played_ms = 0.0
-        try:
-            await asyncio.shield(self._playing)
-            played_ms = playout.sent_ms  # played to its end (the transport's buffer still plays the lead)
-        except asyncio.CancelledError:
-            me = asyncio.current_task()
-            if not self._playing.cancelled() or (me is not None and me.cancelling()):
-                raise  # this job itself is cancelled (the call is torn down), not just its playback
-            interrupted = True
-            played_ms = round(playout.played_ms(time.monotonic() if self.paced else None), 1)
+        playout = Playout(self._reply_id, reply.text)
+        await self.push(reply)  # observers and the turn record: this reply is starting
+        interrupted = cut = self._line_gone and bool(reply.text)
+        if reply.text and not self._line_gone:
+            self._current = reply
+            self._playing = asyncio.create_task(self._stream(reply, playout))
+            try:
+                await asyncio.shield(self._playing)
+            except asyncio.CancelledError:
+                me = asyncio.current_task()
+                if not self._playing.cancelled() or (me is not None and me.cancelling()):
+                    raise  # this job itself is cancelled (the call is torn down), not just its playback
+                interrupted = cut = True
+            finally:
+                self._current = None
+        report = playout.report(self.sink, interrupted, self.paced)  # before the clear: marks still count
+        if cut and playout.sent_ms:
             await self.sink.clear()
-        finally:
-            self._current = None
-        stopped = BotStopped(
-            reply_id=self._reply_id,
-            interrupted=interrupted,
-            played_ms=played_ms,
-            heard=playout.heard(played_ms) if interrupted else reply.text,
-            text=reply.text,
-        )
         if reply.text:
-            await self.feedback(stopped)
-        record = dict(reply.turn) | {
-            "reply": reply.text or None,
-            "actions": [{"kind": a.kind, "target": a.target, "reason": a.reason} for a in reply.actions],
-            "timings_ms": reply.timings_ms,
-            "interrupted": interrupted,
-            "played_ms": played_ms,
-        }
-        await self.publish(TurnDone(record=record))
+            await self.push(report, Direction.UPSTREAM)
+        await self.push(report)
         final = [a for a in reply.actions if a.kind in ("hangup", "transfer")]
         if final and not interrupted:
             await self._end(final[0].reason or final[0].kind, tuple(final))
 
-    async def _stream(self, reply: BotReply, reply_id: int, playout: _Playout) -> None:
+    async def _stream(self, reply: BotReply, playout: Playout) -> None:
         sentences = split_sentences(reply.text, quick_start=True)
         if not sentences:
             return
-        await self.publish(reply)
-        started = time.perf_counter()
         ahead_s, frame_s = self.send_ahead_ms / 1000.0, self.frame_ms / 1000.0
         sent = 0
         upcoming: asyncio.Future[PCM] = in_pool(
@@ -270,12 +240,14 @@ class SpeakStage(Stage):
             playout.sentences.append((sentence, sent * self.frame_ms, len(frames) * self.frame_ms))
             for n, chunk in enumerate(frames):
                 if sent == 0:
-                    reply.timings_ms["tts_first_audio"] = round((time.perf_counter() - started) * 1000.0, 1)
+                    playout.synthesized_at = time.perf_counter()
                     playout.started = time.monotonic()
                 last = index + 1 == len(sentences) and n + 1 == len(frames)
-                await self.sink.send_audio(
-                    BotAudio(pcm=chunk, sentence=sentence, reply_id=reply_id, last=last)
+                await self.sink.play(
+                    BotAudio(pcm=chunk, sentence=sentence, reply_id=playout.reply_id, last=last)
                 )
+                if sent == 0:
+                    playout.sent_at = time.perf_counter()
                 sent += 1
                 playout.sent_ms = sent * self.frame_ms
                 if self.paced and playout.started is not None:
@@ -287,4 +259,4 @@ class SpeakStage(Stage):
     async def _end(self, reason: str, actions: tuple[Any, ...]) -> None:
         if not self.ended:
             self.ended = True
-            await self.publish(CallEnded(reason=reason, actions=actions))
+            await self.push(CallEnded(reason=reason, actions=actions))

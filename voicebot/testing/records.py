@@ -7,7 +7,7 @@ from typing import Any
 
 from sqlalchemy import create_engine, select
 
-from voicebot.frames import Action, CallEnded, TurnDone
+from voicebot.frames import Action, CallEnded
 from voicebot.records import CallStore
 from voicebot.records.models import Base
 
@@ -59,7 +59,7 @@ async def full_call(store: CallStore, call_id: str, records: list[dict[str, Any]
     """Start, three turns, a transfer, the end: what the gateway's session core reports for one call."""
     await store.on_start(call_id, "twilio", TWILIO | {"from": "+447911123456"})
     for record in records or [greeting(), track(), handoff()]:
-        await store.on_event(call_id, TurnDone(record=record))
+        store.add_turn(call_id, record)
     await store.on_event(call_id, CallEnded(reason=TRANSFER.reason or "", actions=(TRANSFER,)))
     await store.on_end(call_id, "transferred")
 
