@@ -1,0 +1,66 @@
+"""The shop's real dialogue engine on a scripted NLU: what it listens for before each caller turn, and the
+turn records it fills (no model: the fast tier)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from voicebot.dialogue.brain import DialogueFactory
+from voicebot.frames import FinalTranscript, PlaybackReport
+from voicebot.testing.fakes import ScriptedNLU
+
+SHOP = Path(__file__).resolve().parent.parent / "domains" / "shop"
+SCRIPT = {
+    "where is my order": ("track_order", {}),
+    "four five seven two one nine": ("inform", {"order_id": "457219"}),
+    "yes please": ("affirm", {}),
+    "cancel my order": ("cancel_order", {}),
+}
+
+
+def factory(tmp_path: Path) -> DialogueFactory:
+    from voicebot.domain.loader import load_domain
+
+    intents = {i for flow in load_domain(SHOP).flows.values() for i in flow.intents or []}
+    intents |= set(load_domain(SHOP).flows)
+    nlu = ScriptedNLU(SCRIPT, intents | {"affirm", "deny", "inform", "goodbye"})
+    return DialogueFactory(SHOP, nlu, cache_dir=tmp_path, scratch=tmp_path / "scratch")
+
+
+async def test_the_dialogue_says_what_it_listens_for(tmp_path: Path) -> None:
+    brain = factory(tmp_path)()
+    brain.greeting()
+    first = brain.listening_context()
+    assert first is not None and first.expected == "free" and first.prompt == "Acme Shop, Leeds, invoice"
+    reply = await brain.handle(FinalTranscript(text="where is my order", t=1.0))
+    assert (
+        reply is not None and reply.understanding is not None and reply.understanding.intent == "track_order"
+    )
+    asking = brain.listening_context()
+    assert asking is not None and (asking.expected, asking.slot, asking.slot_type) == (
+        "slot",
+        "order_id",
+        "digits",
+    )
+    assert (asking.min_length, asking.max_length) == (6, 6)
+
+
+async def test_a_confirmation_is_listened_for_as_yes_or_no(tmp_path: Path) -> None:
+    brain = factory(tmp_path)()
+    brain.greeting()
+    await brain.handle(FinalTranscript(text="cancel my order", t=1.0))
+    reply = await brain.handle(FinalTranscript(text="four five seven two one nine", t=2.0))
+    assert reply is not None and reply.understanding is not None
+    assert reply.understanding.slots == {"order_id": "457219"} and reply.understanding.act == "confirm"
+    context = brain.listening_context()
+    assert context is not None and context.expected == "yes_no" and context.slot is None
+
+
+async def test_the_dialogue_history_takes_what_was_heard_from_the_report(tmp_path: Path) -> None:
+    brain = factory(tmp_path)()
+    greeting = brain.greeting()
+    assert greeting is not None
+    cut = PlaybackReport(reply_id=1, text=greeting.text, played_ms=700.0, interrupted=True, heard="Hello,")
+    assert await brain.handle(cut) is None
+    last = brain.state.last_bot()
+    assert last is not None and last.heard == "Hello," and last.interrupted
