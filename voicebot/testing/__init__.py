@@ -1,6 +1,8 @@
 """The test harness, importable: what tests/ and scripts/ share to drive a real gateway from outside.
 
 - `speech`: caller phrases from the real TTS, silence, the rates.
+- `fakes`: stand-ins for every model (VAD, ASR, TTS, NLU) with the real interfaces: the fast tier.
+- `stages`: one pipeline stage run on its own, frames in and out in both directions.
 - `gateway`: the gateway app on loopback in this process, a recording observer, plain HTTP and `/ws` reads.
 - `twilio`: Twilio's side of a Media Streams WebSocket (the one client for tests, benchmarks and soak).
 - `pg`: a throwaway PostgreSQL cluster (and its pytest fixture).
