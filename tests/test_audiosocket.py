@@ -13,7 +13,6 @@ import logging
 import struct
 import uuid
 from collections import deque
-from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -24,7 +23,7 @@ from voicebot.audio import resample, split_frames
 from voicebot.config import ServerConfig, VoicebotConfig
 from voicebot.frames import PCM, BotReply, FinalTranscript, TurnDone
 from voicebot.pipeline import Services
-from voicebot.testing.gateway import Recorder, running_gateway
+from voicebot.testing.gateway import Recorder, no_greeting, running_gateway
 from voicebot.testing.speech import caller_audio
 
 HANGUP, UUID, DTMF, AUDIO, AUDIO_16K, ERROR = 0x00, 0x01, 0x03, 0x10, 0x12, 0xFF
@@ -142,12 +141,6 @@ async def test_audiosocket_call(services: Services, phrases: dict[str, PCM]) -> 
     assert greeting.interrupted is True and 0 < greeting.played_ms < 5000  # what the pacer put on the line
     assert recorder.ends[call] == "caller said goodbye"
     assert recorder.of(call, WireStats)[0].stats["frames_in"] > 200
-
-
-def no_greeting(services: Services) -> Services:
-    quiet = services.config.model_copy(deep=True)
-    quiet.pipeline.greeting = False
-    return replace(services, config=quiet)
 
 
 async def hang_up_while_bot_talks(port: int) -> AsteriskPeer:

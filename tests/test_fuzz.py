@@ -23,7 +23,7 @@ from telephony.audiosocket import FrameError, read_frame
 from telephony.twilio import WireError, _int, parse, parse_start
 from telephony.websocket import MAX_REASON_BYTES, close_reason
 from voicebot.pipeline import Services
-from voicebot.testing.fuzz.campaign import fuzz_config, quiet, run_campaign
+from voicebot.testing.fuzz.campaign import fuzz_config, run_campaign
 from voicebot.testing.fuzz.cases import (
     JSON,
     LIMIT,
@@ -38,7 +38,7 @@ from voicebot.testing.fuzz.cases import (
     start_message,
     twilio_message,
 )
-from voicebot.testing.gateway import running_gateway
+from voicebot.testing.gateway import no_greeting, running_gateway
 
 PER_PROTOCOL = 250
 FAST = settings(
@@ -134,7 +134,7 @@ async def test_live_fuzz_every_protocol(services: Services, tmp_path: Path) -> N
 
 
 async def test_browser_rate_that_is_not_a_number_gets_a_reason(services: Services) -> None:
-    async with running_gateway(fuzz_config(1), quiet(services)) as gw:
+    async with running_gateway(fuzz_config(1), no_greeting(services)) as gw:
         async with websockets.connect(f"ws://{gw.http}/ws?rate=abc&token={TOKEN}") as ws:
             with pytest.raises(websockets.ConnectionClosed):
                 await ws.recv()

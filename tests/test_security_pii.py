@@ -33,7 +33,6 @@ import websockets
 
 from telephony.logs import JsonFormatter, install_call_ids
 from telephony.server import GatewayServer, create_app, uvicorn_config
-from tests.test_twilio import no_greeting
 from voicebot.audio import split_frames
 from voicebot.brain import EchoBrain
 from voicebot.config import ServerConfig, VoicebotConfig
@@ -42,7 +41,7 @@ from voicebot.pii import PIIFilter, install_log_masking, mask_mapping, mask_text
 from voicebot.pipeline import Services
 from voicebot.records import CallStore
 from voicebot.records.views import CallDetail
-from voicebot.testing.gateway import Recorder, http_get, running_gateway
+from voicebot.testing.gateway import Recorder, http_get, no_greeting, running_gateway
 from voicebot.testing.speech import RATE, silence
 
 SERVER_TOKEN = "gwTok-9QxV7mZ2pL"

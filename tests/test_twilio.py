@@ -17,7 +17,6 @@ import json
 import logging
 import xml.etree.ElementTree as ET
 from collections.abc import AsyncIterator
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
@@ -34,7 +33,7 @@ from voicebot.brain import BrainInput, EchoBrain
 from voicebot.config import ServerConfig, VoicebotConfig
 from voicebot.frames import PCM, Action, BotReply, FinalTranscript, PlaybackReport, TurnDone
 from voicebot.pipeline import Services
-from voicebot.testing.gateway import Recorder, http_get, running_gateway
+from voicebot.testing.gateway import Recorder, http_get, no_greeting, running_gateway
 from voicebot.testing.speech import caller_audio, caller_wavs
 from voicebot.testing.twilio import TwilioStream
 
@@ -59,13 +58,6 @@ def wavs(services: Services, tmp_path_factory: pytest.TempPathFactory) -> dict[s
 @pytest.fixture(scope="module")
 def phrases(services: Services) -> dict[str, PCM]:
     return caller_audio(services)
-
-
-def no_greeting(services: Services) -> Services:
-    """The same loaded models, but calls start silent, so the bot's first audio is its first reply."""
-    config = services.config.model_copy(deep=True)
-    config.pipeline.greeting = False
-    return replace(services, config=config)
 
 
 def server_config(**changes: Any) -> VoicebotConfig:

@@ -1,8 +1,9 @@
 """The gateway in this process on loopback, as the tests and the fuzz and fault scripts run it.
 
 `running_gateway` starts the real app (`create_app` under uvicorn, `GatewayServer` for the drain) on free
-loopback ports; `Recorder` is a real call observer that keeps everything it is told; `http_get` is a plain
-HTTP/1.1 request and `receive_until` reads the browser `/ws` stream up to an event.
+loopback ports, `no_greeting` gives it services whose calls start silent; `Recorder` is a real call
+observer that keeps everything it is told; `http_get` is a plain HTTP/1.1 request and `receive_until` reads
+the browser `/ws` stream up to an event.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import json
 from collections import defaultdict
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from fastapi import FastAPI
@@ -63,6 +64,14 @@ class Gateway:
     @property
     def hub(self) -> CallHub:
         return self.app.state.gateway.hub  # type: ignore[no-any-return]
+
+
+def no_greeting(services: Services) -> Services:
+    """The same loaded models, but calls start silent, so the bot's first audio is its first reply (and a
+    call costs nothing until the caller says something)."""
+    config = services.config.model_copy(deep=True)
+    config.pipeline.greeting = False
+    return replace(services, config=config)
 
 
 @asynccontextmanager

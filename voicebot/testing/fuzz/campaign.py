@@ -17,7 +17,7 @@ import time
 import uuid
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -42,7 +42,7 @@ from voicebot.testing.fuzz.cases import (
     twilio_stop,
 )
 from voicebot.testing.fuzz.driver import LogAudit, ProtocolTally, Tally, play_all
-from voicebot.testing.gateway import http_get, receive_until, running_gateway
+from voicebot.testing.gateway import http_get, no_greeting, receive_until, running_gateway
 from voicebot.testing.twilio import TwilioStream
 
 PHRASE = "Can I speak to a human agent please?"
@@ -62,13 +62,6 @@ def fuzz_config(concurrency: int) -> VoicebotConfig:
         max_calls_per_source=4 * concurrency + 8,
     )  # fmt: skip
     return VoicebotConfig(server=server)
-
-
-def quiet(services: Services) -> Services:
-    """The same loaded models, but no greeting: a fuzz call costs nothing until it says something."""
-    config = services.config.model_copy(deep=True)
-    config.pipeline.greeting = False
-    return replace(services, config=config)
 
 
 def speech(services: Services) -> dict[int, PCM]:
@@ -259,7 +252,7 @@ async def run_campaign(
     store = CallStore(f"sqlite:///{folder / 'calls.sqlite'}", None, folder / "spool.jsonl")
     audio = speech(services)
     result = Result(protocols={})
-    gateway = running_gateway(fuzz_config(concurrency), quiet(services), observers=[tally, store])
+    gateway = running_gateway(fuzz_config(concurrency), no_greeting(services), observers=[tally, store])
     try:
         async with gateway as gw:
             port = gw.audiosocket_port
