@@ -15,9 +15,7 @@ from voicebot.frames import PCM
 from voicebot.pipeline import Services
 from voicebot.records import CallStore
 from voicebot.testing.pg import PostgresCluster, postgres_fixture  # noqa: F401  (a fixture: one cluster per session)
-from voicebot.testing.speech import RATE as RATE  # re-exported (RATE, silence): test_pipeline.py
-from voicebot.testing.speech import silence as silence
-from voicebot.testing.speech import spoken
+from voicebot.testing.speech import RATE, spoken
 
 needs_data = pytest.mark.skipif(
     not data_root().is_dir(), reason=f"public datasets not found at {data_root()} (set VOICEBOT_DATA)"

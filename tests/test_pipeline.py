@@ -10,7 +10,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.conftest import RATE, silence
 from voicebot.audio import resample, split_frames
 from voicebot.brain import BrainInput, EchoBrain
 from voicebot.filecall import FileCall
@@ -27,6 +26,7 @@ from voicebot.frames import (
     TurnDone,
 )
 from voicebot.pipeline import CallPipeline, Services
+from voicebot.testing.speech import RATE, silence
 
 TURN_KEYS = {
     "file",
