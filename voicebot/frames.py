@@ -164,6 +164,9 @@ class StageError(SystemFrame):
 # --- understanding the caller -------------------------------------------------------------------------
 
 
+Expected = Literal["free", "slot", "yes_no", "choice"]  # what kind of answer the dialogue expects
+
+
 @dataclass(frozen=True)
 class ListeningContext(SystemFrame):
     """What the dialogue expects the caller to say next, sent upstream before each caller turn.
@@ -174,7 +177,7 @@ class ListeningContext(SystemFrame):
     endpointer's configured value), e.g. longer while a long number is being read out.
     """
 
-    expected: Literal["free", "slot", "yes_no", "choice"] = "free"
+    expected: Expected = "free"
     slot: str | None = None
     slot_type: str | None = None
     min_length: int | None = None

@@ -30,6 +30,7 @@ from voicebot.frames import (
     BotReply,
     BrainTimes,
     DTMFDigit,
+    Expected,
     FinalTranscript,
     HangUp,
     ListeningContext,
@@ -42,6 +43,7 @@ from voicebot.nlu.parser import Parse, Parser
 from voicebot.pii import mask_mapping, mask_text
 
 log = logging.getLogger("voicebot.dialogue")
+EXPECTED: dict[str, Expected] = {"confirm": "yes_no", "anything_else": "yes_no", "menu": "choice"}
 
 
 class DialogueBrain:
@@ -82,8 +84,7 @@ class DialogueBrain:
                 max_length=slot.max_length,
                 prompt=self.asr_prompt,
             )
-        expected = {"confirm": "yes_no", "anything_else": "yes_no", "menu": "choice"}.get(st.expecting or "")
-        return ListeningContext(expected=expected or "free", prompt=self.asr_prompt)  # type: ignore[arg-type]
+        return ListeningContext(expected=EXPECTED.get(st.expecting or "", "free"), prompt=self.asr_prompt)
 
     async def handle(self, event: BrainInput) -> BotReply | None:
         if isinstance(event, PlaybackReport):
