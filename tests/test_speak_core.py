@@ -217,7 +217,7 @@ def test_the_record_json_keeps_every_old_field_and_adds_the_new_ones() -> None:
     old = {"transcript", "asr", "intent", "confidence", "entities", "sentiment", "frustration", "answer_id",
            "flow", "expecting", "slots", "act", "action", "action_result", "previous_heard",
            "previous_interrupted", "reply", "actions", "timings_ms", "interrupted", "played_ms"}  # fmt: skip
-    new = {"heard", "reply_id", "cause", "asr_confidence", "nbest", "listening", "at_ms"}
+    new = {"heard", "reply_id", "cause", "previous_cause", "asr_confidence", "nbest", "listening", "at_ms"}
     assert old | new == set(data)
     assert data["intent"] == "track_order" and data["confidence"] == 0.97 and data["reply"] == "It shipped."
     assert data["listening"]["slot"] == "order_id" and data["listening"]["min_length"] == 6
