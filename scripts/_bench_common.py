@@ -1,5 +1,6 @@
-"""Shared pieces of the benchmark scripts: machine facts, percentiles, the telephone channel, the WER text
-normaliser, and rewriting one marked section of docs/benchmarks.md while keeping the others intact."""
+"""Shared pieces of the benchmark scripts: machine facts, percentiles, the WER text normaliser, and rewriting
+one marked section of docs/benchmarks.md while keeping the others intact. The telephone channel is
+`voicebot.line` (`telephone`, `simulate` and its presets)."""
 
 from __future__ import annotations
 
@@ -15,7 +16,6 @@ from typing import Any
 
 import numpy as np
 
-from voicebot.audio import from_float, resample, to_float, ulaw_decode, ulaw_encode
 from voicebot.frames import PCM
 
 DOC_INTRO = """# Benchmarks
@@ -117,25 +117,6 @@ def write_section(doc: Path, name: str, body: str) -> None:
         text = text.rstrip() + "\n\n" + block + "\n"
     doc.parent.mkdir(parents=True, exist_ok=True)
     doc.write_text(text)
-
-
-# ---------------------------------------------------------------------------------------------- channel
-
-
-def telephone(pcm: PCM, rate: int, hard: bool = False) -> PCM:
-    """A G.711 phone line: to 8 kHz, band-limit 300–3400 Hz, μ-law encode and decode.
-
-    The band filter is an FFT mask shaped like a PCM codec's channel filter (-3 dB at 300 and 3400 Hz,
-    24 dB/octave below, 48 dB/octave above); `hard=True` is a brick wall (nothing below 300 Hz), a stress
-    case harsher than real lines that removes a low male voice's fundamental entirely."""
-    x = to_float(resample(pcm, rate, 8000)).astype(np.float64)
-    spec = np.fft.rfft(x)
-    f = np.maximum(np.fft.rfftfreq(x.size, 1 / 8000), 1e-3)
-    if hard:
-        spec[(f < 300) | (f > 3400)] = 0
-    else:
-        spec *= 1 / np.sqrt((1 + (300 / f) ** 8) * (1 + (f / 3400) ** 16))
-    return ulaw_decode(ulaw_encode(from_float(np.fft.irfft(spec, n=x.size))))
 
 
 # ---------------------------------------------------------------------------------------------- test set

@@ -31,6 +31,7 @@ from voicebot.brain import BrainInput, EchoBrain
 from voicebot.config import ASRConfig, TTSConfig, VoicebotConfig
 from voicebot.filecall import FileCall
 from voicebot.frames import PCM, BotReply, FinalTranscript
+from voicebot.line import simulate
 from voicebot.pipeline import Services
 from voicebot.transcribe import transcribe_file
 from voicebot.tts import make_backend
@@ -41,6 +42,7 @@ Key = tuple[str, int, str]  # (voice, utterance index, condition)
 Rows = list[dict[str, Any]]
 VOICES = ("piper", "espeak-ng", "flite")
 CONDS = ("16k-clean", "8k-ulaw", "8k-ulaw-hard")
+LINES = {"8k-ulaw": "clean-g711", "8k-ulaw-hard": "hard-g711"}  # the 8 kHz conditions' voicebot.line presets
 RATE, fmt, pct, normalise, met = bc.RATE, bc.fmt, bc.pct, bc.normalise, bc.met
 TARGETS = {"wer": 18.0, "digits": 95.0, "final_ms": 300.0, "rss_mb": 900.0}
 
@@ -48,7 +50,7 @@ TARGETS = {"wer": 18.0, "digits": 95.0, "final_ms": 300.0, "rss_mb": 900.0}
 def channel(pcm: PCM, rate: int, cond: str) -> tuple[PCM, int]:
     if cond == "16k-clean":
         return resample(pcm, rate, RATE), RATE
-    return bc.telephone(pcm, rate, hard=cond.endswith("hard")), 8000
+    return simulate(pcm, rate, LINES[cond]), 8000
 
 
 def build_audio(items: list[int], voices: list[str], data_dir: Path, progress: bool) -> dict[Key, Path]:

@@ -33,6 +33,7 @@ from voicebot.assets import _package_dir, silero_vad_path
 from voicebot.audio import Upsampler, live_resampler, read_audio, resample, to_float
 from voicebot.config import ASRConfig, VADConfig, VoicebotConfig
 from voicebot.frames import SpeechEnded
+from voicebot.line import telephone
 from voicebot.tts import make_backend
 from voicebot.vad import Endpointer, SileroVAD
 
@@ -102,13 +103,13 @@ def decode(asr: ASRBackend, vads: dict[str, SileroVAD], paths: dict[Any, Path], 
 def short_answers(vads: dict[str, SileroVAD], syntheses: int, progress: bool) -> Rows:
     """Each answer synthesised `syntheses` times (Piper varies), after a first turn and 11 s of silence."""
     tts = make_backend(VoicebotConfig().tts)
-    first = bc.telephone(
+    first = telephone(
         tts.synthesize("I want a refund for order nine three two zero one seven."), tts.sample_rate
     )
     rows = []
     for n in tqdm(range(syntheses), desc="short answers", disable=not progress):
         for text in ANSWERS:
-            answer = bc.telephone(tts.synthesize(text), tts.sample_rate)
+            answer = telephone(tts.synthesize(text), tts.sample_rate)
             loud = np.flatnonzero(np.abs(answer.astype(np.int32)) > 300)
             answer = answer[loud[0] : loud[-1] + 1]
             for gap_ms in range(11000, 11160, 20):
