@@ -37,13 +37,14 @@ from _bench_common import (
     write_section,
 )
 
-from voicebot.audio import resample, to_float, ulaw_decode, ulaw_encode, write_wav
+from voicebot.audio import resample, to_float, write_wav
 from voicebot.config import VoicebotConfig
 from voicebot.convtest.results import ConversationResult
 from voicebot.convtest.runner import run_conversation
 from voicebot.convtest.spec import Conversation, Expect, Step, collect_files, load_conversation
 from voicebot.dialogue.brain import DialogueFactory
 from voicebot.dialogue.slots import from_entities, read_whole, valid
+from voicebot.line import PRESETS, simulate
 from voicebot.nlu.parser import NLU
 from voicebot.pipeline import Services
 from voicebot.tts import split_sentences
@@ -72,7 +73,7 @@ def spoken_number(digits: str, rng: random.Random) -> str:
 def phone_line(services: Services, text: str) -> np.ndarray:
     """TTS at 8 kHz through μ-law, as a caller on a phone sounds to the bot."""
     pcm = np.concatenate([services.tts.synthesize_at(s, 8_000) for s in split_sentences(text)])
-    return ulaw_decode(ulaw_encode(pcm))
+    return simulate(pcm, 8_000, PRESETS["mulaw"])
 
 
 def spoken_variant(spec: Conversation, services: Services, folder: Path) -> Conversation | None:
@@ -96,7 +97,7 @@ def spoken_variant(spec: Conversation, services: Services, folder: Path) -> Conv
 async def run_all(
     services: Services, factory: DialogueFactory, specs: list[Conversation]
 ) -> list[ConversationResult]:
-    return [await run_conversation(services, factory, spec, 8_000, mulaw=True) for spec in specs]
+    return [await run_conversation(services, factory, spec, 8_000, PRESETS["mulaw"]) for spec in specs]
 
 
 def step_times(results: list[ConversationResult]) -> list[float]:

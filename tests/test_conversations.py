@@ -21,6 +21,7 @@ from voicebot.convtest.report import format_report
 from voicebot.convtest.runner import run_suite
 from voicebot.dialogue.brain import DialogueFactory
 from voicebot.domain.yamlfile import DomainError
+from voicebot.line import PRESETS
 from voicebot.nlu.parser import NLU
 from voicebot.pipeline import Services
 from voicebot.shell import run_shell
@@ -61,7 +62,7 @@ def test_shop_suite_has_every_flow_and_enough_audio() -> None:
 
 @needs_data
 def test_shop_conversations_pass(services: Services, shop_factory: DialogueFactory) -> None:
-    suite = asyncio.run(run_suite([SUITE], services, shop_factory, channel_rate=8_000, mulaw=True))
+    suite = asyncio.run(run_suite([SUITE], services, shop_factory, channel_rate=8_000, line=PRESETS["mulaw"]))
     assert suite.passed, format_report(suite)
 
 

@@ -1,20 +1,32 @@
-"""The phone-line simulator (`voicebot.line`): each impairment measured on numpy signals, and the presets."""
+"""The phone-line simulator (`voicebot.line`): each impairment measured on numpy signals, the presets, the
+`voicebot line` command, and `line:` in conversation tests (on fake models, whose tone voice survives a line).
+"""
 
 from __future__ import annotations
 
 import shutil
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
 
-from voicebot.audio import from_float, resample, to_float, ulaw_decode, ulaw_encode
+from voicebot.audio import from_float, read_audio, resample, to_float, ulaw_decode, ulaw_encode, write_wav
+from voicebot.brain import EchoBrain
+from voicebot.cli import main
+from voicebot.convtest.runner import run_conversation
+from voicebot.convtest.spec import load_conversation
+from voicebot.domain.yamlfile import DomainError
+from voicebot.filecall import FileCall
 from voicebot.frames import PCM
 from voicebot.line import PRESETS, LineConfig, LineError, available, line_config, run_line, simulate
+from voicebot.line import chain as line_chain
 from voicebot.line import codecs as line_codecs
 from voicebot.line.chain import telephone, through_line
 from voicebot.line.channel import active_power, frame_powers
+from voicebot.pipeline import Services
+from voicebot.testing.fakes import EnergyVAD, ToneVoice, fake_services
 
 RATE = 8_000
 BARE = LineConfig(codec=(), band="none")  # nothing but what a test switches on
@@ -247,6 +259,8 @@ def test_presets_and_overrides() -> None:
     both = ("gsm", "ulaw")
     assert line_config({"codec": "gsm+ulaw"}).codec == both == line_config({"codec": list(both)}).codec
     assert line_config({"codec": "none"}).codec == ()
+    readme = (Path(__file__).parent.parent / "README.md").read_text()
+    assert all(f"| `{name}` |" in readme for name in PRESETS), "every preset is in the README's table"
 
 
 def test_every_preset_runs() -> None:
@@ -259,3 +273,119 @@ def test_every_preset_runs() -> None:
 def test_mulaw_is_the_old_mu_law() -> None:  # what `voicebot test --mulaw` did before it was a line
     pcm = voiced(1.0)
     assert np.array_equal(through_line(pcm, 8_000, PRESETS["mulaw"], 3), ulaw_decode(ulaw_encode(pcm)))
+
+
+# ------------------------------------------------------------------------------------ the command
+
+
+def test_cli_writes_8k_wavs(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    src = tmp_path / "in" / "hello.wav"
+    src.parent.mkdir()
+    write_wav(src, resample(voiced(2.0), RATE, 16_000), 16_000)
+    out = tmp_path / "out"
+    args = ["--preset", "babble-20db", "--loss", "2", "--seed", "3"]
+    assert main(["line", str(src), "--out", str(out), *args]) == 0
+    written = read_audio(out / "hello.wav", RATE)
+    assert written.size == 2 * RATE
+    printed = capsys.readouterr().out
+    assert "babble noise at 20 dB SNR, 2 % frames lost" in printed and "hello.wav" in printed
+    assert main(["line", "--list"]) == 0 and "mobile-poor" in capsys.readouterr().out
+    assert main(["line", str(src), "--out", str(out), "--snr", "99"]) == 2
+    assert "snr_db: Input should be less than or equal to 60" in capsys.readouterr().err
+    assert main(["line", str(src)]) == 2 and "--out DIR" in capsys.readouterr().err
+
+
+# ------------------------------------------------------------------------------------ conversations
+
+LINES = ("where is my parcel", "thank you goodbye")
+
+
+VOICE = ToneVoice(LINES)  # the fake callers' voice and the fake recogniser's ear
+
+
+@pytest.fixture
+def svc() -> Iterator[Services]:
+    # the tone's RMS (0.21) is certain speech, 10 dB babble under it (0.07) is not
+    svc = fake_services(voice=VOICE, vad=EnergyVAD(full_rms=0.3))
+    yield svc
+    svc.close()
+
+
+def conversation(folder: Path, line_yaml: str, step_line: str = "") -> Path:
+    for n, text in enumerate(LINES):
+        write_wav(folder / f"turn{n}.wav", VOICE.say(text, 16_000), 16_000)
+    path = folder / "call.yaml"
+    path.write_text(
+        f"name: over a line\n{line_yaml}steps:\n"
+        f"  - audio: turn0.wav\n{step_line}    expect: {{transcript: parcel, reply: 'You said: where'}}\n"
+        "  - audio: turn1.wav\n    expect: {hangup: true}\n"
+    )
+    return path
+
+
+async def test_a_conversation_runs_over_its_line(
+    svc: Services, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    preset = "mobile-poor" if available("gsm") else "babble-10db"
+    spec = load_conversation(conversation(tmp_path, f"line: {preset}\n", "    line: {seed: 9}\n"))
+    assert spec.line == PRESETS[preset] and spec.steps[0].line == LineConfig(seed=9)
+    used: list[tuple[LineConfig, int]] = []
+
+    def spy(pcm: PCM, rate: int, line: LineConfig, seed_offset: int = 0) -> PCM:
+        used.append((line, seed_offset))
+        return through(pcm, rate, line, seed_offset)
+
+    through = line_chain.through_line
+    monkeypatch.setattr("voicebot.convtest.runner.through_line", spy)
+    result = await run_conversation(svc, EchoBrain, spec, 8_000, line=PRESETS["mulaw"])
+    assert result.passed, result.steps
+    assert used == [(LineConfig(seed=9), 1), (PRESETS[preset], 2)]  # the step's, then the file's line
+
+
+@pytest.mark.parametrize(
+    ("line_yaml", "step_line", "where"),
+    [
+        ("line: {snr_db: 99}\n", "", ":2: line.snr_db: Input should be less than or equal to 60"),
+        ("line: nosuch\n", "", ":2: line: unknown line preset 'nosuch'"),
+        ("", "    line: {codec: opus}\n", ":4: steps.0.line.codec.0: Input should be"),
+        ("", "    line: {preset: gsm, loss: 3}\n", ":4: steps.0.line.loss: Extra inputs"),
+    ],
+)
+def test_a_bad_line_names_file_and_line(tmp_path: Path, line_yaml: str, step_line: str, where: str) -> None:
+    path = conversation(tmp_path, line_yaml, step_line)
+    with pytest.raises(DomainError) as error:
+        load_conversation(path)
+    assert str(error.value).startswith(f"{path}{where}")
+
+
+def test_a_typed_turn_takes_no_line(tmp_path: Path) -> None:
+    path = tmp_path / "typed.yaml"
+    path.write_text("name: x\nsteps:\n  - caller: hello\n    line: gsm\n")
+    with pytest.raises(DomainError, match=r":3: steps.0: line needs an audio step"):
+        load_conversation(path)
+
+
+async def test_voicebot_call_over_a_line(svc: Services, tmp_path: Path) -> None:
+    files = []
+    for n, text in enumerate(LINES):
+        files.append(tmp_path / f"{n}.wav")
+        write_wav(files[-1], VOICE.say(text, 16_000), 16_000)
+    result = await FileCall(svc, EchoBrain(), fast=True, rate=8_000, line=PRESETS["babble-10db"]).run(files)
+    assert [t["transcript"] for t in result.turns] == list(LINES) and not result.errors
+
+
+def test_voicebot_test_takes_a_line(
+    svc: Services, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:  # fmt: skip
+    monkeypatch.setattr("voicebot.pipeline.Services.load", lambda config: svc)
+    monkeypatch.setattr(svc, "close", lambda: None)
+    path = conversation(tmp_path, "")
+    assert main(["test", str(path), "--rate", "8000", "--line", "babble-20db"]) == 0
+    assert "PASS" in capsys.readouterr().out
+    with pytest.raises(SystemExit):
+        main(["test", str(path), "--mulaw", "--line", "gsm"])
+    assert "not allowed with argument" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["test", str(path), "--line", "nosuch"])
+    assert "unknown line preset 'nosuch'" in capsys.readouterr().err

@@ -13,6 +13,8 @@ from typing import Any, TypeVar
 
 from voicebot.audio import AudioError
 from voicebot.config import VoicebotConfig, load_config
+from voicebot.line import PRESETS
+from voicebot.line.cli import add_line_command, line_option
 
 T = TypeVar("T")
 log = logging.getLogger("voicebot")
@@ -137,7 +139,7 @@ def cmd_call(args: argparse.Namespace) -> int:
                 print(f"        intent {turn['intent']} ({turn['confidence']}) entities {turn['entities']}")
             print(f"bot:    {turn['reply'] or '(silent)'}", flush=True)
 
-    call = FileCall(services, brain, fast=args.fast, rate=args.rate)
+    call = FileCall(services, brain, fast=args.fast, rate=args.rate, line=args.line)
     try:
         result = asyncio.run(call.run(args.files, on_turn=on_turn))
     finally:
@@ -172,7 +174,7 @@ def cmd_test(args: argparse.Namespace) -> int:
             print(format_conversation(result), flush=True)
 
     try:
-        suite = asyncio.run(run_suite(files, services, factory, args.rate, args.mulaw, on_result=on_result))
+        suite = asyncio.run(run_suite(files, services, factory, args.rate, args.line, on_result=on_result))
     finally:
         services.close()
     if args.junit:
@@ -301,6 +303,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--progress", action="store_true", help="progress bar on stderr")
     p.add_argument("--domain", type=Path, help="understand turns with this domain's NLU (e.g. domains/shop)")
     p.add_argument("--quick", action="store_true", help="the domain's quick model (minutes to train)")
+    p.add_argument("--line", type=line_option, help="caller audio over this simulated line (a preset)")
     p.set_defaults(func=cmd_call)
 
     p = sub.add_parser("test", help="play conversation tests (YAML) through the pipeline; 1 if any fails")
@@ -310,7 +313,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--junit", type=Path, help="also write a JUnit XML report here (for CI)")
     p.add_argument("--json", action="store_true", help="print every step's records as one JSON object")
     p.add_argument("--rate", type=int, default=16_000, choices=(8_000, 16_000), help="channel sample rate")
-    p.add_argument("--mulaw", action="store_true", help="caller audio through G.711 μ-law, as on a phone")
+    g = p.add_mutually_exclusive_group()
+    g.add_argument("--line", type=line_option, help="caller audio over this line where a file sets none")
+    g.add_argument("--mulaw", dest="line", action="store_const", const=PRESETS["mulaw"], help="--line mulaw")
     p.add_argument("--model", help="Whisper model: base (default), tiny.en or a CTranslate2 directory")
     p.add_argument("--tts", choices=("piper", "espeak-ng", "flite"), help="TTS backend")
     p.set_defaults(func=cmd_test)
@@ -371,6 +376,7 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--json", action="store_true", help="the whole record as one JSON object")
     q.add_argument("--db", help=db_help)
     p.set_defaults(func=cmd_calls)
+    add_line_command(sub)
     return parser
 
 

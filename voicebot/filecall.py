@@ -20,6 +20,7 @@ from voicebot.audio import frame_samples, read_audio, split_frames, write_stereo
 from voicebot.brain import Brain
 from voicebot.config import VADConfig
 from voicebot.frames import PCM, Barrier, BotAudio, CallEnded, FinalTranscript, Frame, StageError, TurnDone
+from voicebot.line import LineConfig, through_line
 from voicebot.pipeline import CallPipeline, Services
 
 TURN_FIELDS = ("intent", "confidence", "entities", "sentiment")  # filled by the NLU/dialogue stages
@@ -76,9 +77,17 @@ class FileCallResult:
 
 
 class FileCall:
-    def __init__(self, services: Services, brain: Brain, fast: bool = True, rate: int = 16_000) -> None:
+    def __init__(
+        self,
+        services: Services,
+        brain: Brain,
+        fast: bool = True,
+        rate: int = 16_000,
+        line: LineConfig | None = None,
+    ) -> None:
         self.services = services
         self.rate = rate
+        self.line = line  # the caller's audio over this simulated line (file N: the line's seed + N)
         self.fast = fast
         self.sink = ReplyCollector()
         self.pipeline = CallPipeline(services, brain, self.sink, channel_rate=rate, paced=not fast)
@@ -110,7 +119,10 @@ class FileCall:
         return np.concatenate(audio) if audio else np.zeros(0, np.int16)
 
     async def run(self, files: list[Path], on_turn: Any = None) -> FileCallResult:
-        audio = [read_audio(f, self.rate) for f in files]  # fail before the call starts, with a clear error
+        vad = self.services.config.vad  # audio made before the call starts, or a clear error
+        audio = [with_endpoint_silence(read_audio(f, self.rate), self.rate, vad) for f in files]
+        if self.line is not None:  # the line's noise goes on through the silence after the words
+            audio = [through_line(pcm, self.rate, self.line, seed_offset=n) for n, pcm in enumerate(audio)]
         await self.pipeline.start()
         await self.pipeline.barrier("greeting")
         frames = await self._until_barrier("greeting")
@@ -118,11 +130,10 @@ class FileCall:
         self.timeline.append((np.zeros(greet.size, np.int16), greet))
         greeting = next((f.record.reply for f in frames if isinstance(f, TurnDone)), None)
         turns: list[dict[str, Any]] = []
-        for index, (path, pcm) in enumerate(zip(files, audio, strict=True)):
+        for index, (path, caller) in enumerate(zip(files, audio, strict=True)):
             if self.pipeline.ended:
                 break
             started = time.perf_counter()
-            caller = with_endpoint_silence(pcm, self.rate, self.services.config.vad)
             await self._feed(caller)
             await self.pipeline.barrier(f"turn{index}")
             frames = await self._until_barrier(f"turn{index}")

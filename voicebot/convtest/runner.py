@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from voicebot.audio import AudioError, frame_samples, read_audio, ulaw_decode, ulaw_encode
+from voicebot.audio import AudioError, frame_samples, read_audio
 from voicebot.brain import Brain
 from voicebot.convtest.expect import check_end, check_step, regex_failure, reply_text
 from voicebot.convtest.results import ConversationResult, StepResult, SuiteResult
@@ -29,6 +29,7 @@ from voicebot.convtest.spec import Conversation, Step, collect_files, load_conve
 from voicebot.domain.yamlfile import DomainError
 from voicebot.filecall import ReplyCollector, feed_audio, with_endpoint_silence
 from voicebot.frames import PCM, Barrier, CallEnded, Frame, StageError, TurnDone
+from voicebot.line import LineConfig, LineError, through_line
 from voicebot.pipeline import CallPipeline, Services
 
 log = logging.getLogger(__name__)
@@ -85,11 +86,11 @@ class _Call:
         brain: Brain,
         spec: Conversation,
         channel_rate: int,
-        mulaw: bool,
+        line: LineConfig | None,
         step_timeout_s: float,
     ) -> None:
         self.services, self.brain, self.spec = services, brain, spec
-        self.rate, self.mulaw, self.timeout = channel_rate, mulaw, step_timeout_s
+        self.rate, self.line, self.timeout = channel_rate, line, step_timeout_s
         self.sink = ReplyCollector()
         self.pipeline = CallPipeline(services, brain, self.sink, channel_rate=channel_rate, paced=False)
         self.events = _Events(self.pipeline.events)
@@ -99,7 +100,8 @@ class _Call:
         self.group: list[_Turn] = []  # sent, not yet collected
 
     def _prepare(self) -> dict[int, PCM]:
-        """Caller audio of audio steps and barge-ins, made before the call so that nothing stalls it."""
+        """Caller audio of audio steps and barge-ins, made before the call so that nothing stalls it; over
+        the step's line, else the file's, else the run's (step N's seed is the line's seed + N)."""
         audio: dict[int, PCM] = {}
         for number, step in enumerate(self.spec.steps, start=1):
             if step.audio is not None:
@@ -108,16 +110,18 @@ class _Call:
                 pcm = self.services.tts.synthesize_at(step.caller, self.rate)  # the TTS voice is the caller
             else:
                 continue
-            if self.mulaw:  # what the caller sounds like after a G.711 phone line
-                pcm = ulaw_decode(ulaw_encode(pcm))
-            audio[number] = with_endpoint_silence(pcm, self.rate, self.services.config.vad)
+            pcm = with_endpoint_silence(pcm, self.rate, self.services.config.vad)
+            line = step.line or self.spec.line or self.line
+            if line is not None:  # the caller at the end of that line, its noise in the pause too
+                pcm = through_line(pcm, self.rate, line, seed_offset=number)
+            audio[number] = pcm
         return audio
 
     async def run(self) -> ConversationResult:
         started = time.perf_counter()
         try:
             audio = self._prepare()
-        except AudioError as exc:
+        except (AudioError, LineError) as exc:
             self.result.errors.append(str(exc))
             return self.result
         try:
@@ -269,11 +273,12 @@ async def run_conversation(
     brain_factory: Callable[[], Brain],
     spec: Conversation,
     channel_rate: int = 16_000,
-    mulaw: bool = False,
+    line: LineConfig | None = None,
     step_timeout_s: float = STEP_TIMEOUT_S,
 ) -> ConversationResult:
-    """Play one conversation through a fresh brain and pipeline (fast, except around barge-ins)."""
-    call = _Call(services, brain_factory(), spec, channel_rate, mulaw, step_timeout_s)
+    """Play one conversation through a fresh brain and pipeline (fast, except around barge-ins); `line`:
+    the caller's audio over that line where the file sets none."""
+    call = _Call(services, brain_factory(), spec, channel_rate, line, step_timeout_s)
     return await call.run()
 
 
@@ -282,14 +287,14 @@ async def run_suite(
     services: Services,
     brain_factory: Callable[[], Brain],
     channel_rate: int = 16_000,
-    mulaw: bool = False,
+    line: LineConfig | None = None,
     on_result: Callable[[ConversationResult], None] | None = None,
 ) -> SuiteResult:
     """Every conversation file under `paths`, one after another; a broken file fails alone."""
     started = time.perf_counter()
     suite = SuiteResult()
     for path in collect_files(paths):
-        result = await _run_file(path, services, brain_factory, channel_rate, mulaw)
+        result = await _run_file(path, services, brain_factory, channel_rate, line)
         suite.conversations.append(result)
         if on_result is not None:
             on_result(result)
@@ -298,14 +303,18 @@ async def run_suite(
 
 
 async def _run_file(
-    path: Path, services: Services, brain_factory: Callable[[], Brain], channel_rate: int, mulaw: bool
+    path: Path,
+    services: Services,
+    brain_factory: Callable[[], Brain],
+    channel_rate: int,
+    line: LineConfig | None,
 ) -> ConversationResult:
     try:
         spec = load_conversation(path)
     except DomainError as exc:
         return ConversationResult(name=path.stem, path=path, errors=[str(exc)])
     try:
-        return await run_conversation(services, brain_factory, spec, channel_rate, mulaw)
+        return await run_conversation(services, brain_factory, spec, channel_rate, line)
     except Exception as exc:  # one conversation's crash is its failure, not the end of the suite
         log.exception("conversation %s crashed", path)
         return ConversationResult(name=spec.name, path=path, errors=[f"{type(exc).__name__}: {exc}"])

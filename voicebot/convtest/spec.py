@@ -23,6 +23,7 @@ from pydantic import (
 from pydantic_core import PydanticCustomError
 
 from voicebot.domain.yamlfile import DomainError, Strict, line_of, load_model, load_yaml
+from voicebot.line.config import LineField
 
 INPUTS = ("bot", "caller", "audio", "dtmf", "silence", "hangup")
 
@@ -91,6 +92,7 @@ class Step(Strict):
     silence: Literal[True] | None = None
     hangup: Literal[True] | None = None
     barge_in_after_ms: int | None = Field(None, ge=0, description="talk over the previous reply, N ms in")
+    line: LineField | None = Field(None, description="this step's audio over this line (preset or fields)")
     expect: Expect = Field(default_factory=Expect)
 
     @field_validator("caller", mode="before")
@@ -123,6 +125,10 @@ class Step(Strict):
         if self.barge_in_after_ms is not None and self.kind not in ("caller", "audio"):
             raise PydanticCustomError(
                 "barge_in", "barge_in_after_ms needs a caller or audio step (someone has to talk)"
+            )
+        if self.line is not None and self.audio is None and not self.barges_in:
+            raise PydanticCustomError(
+                "line", "line needs an audio step or a barge-in (typed caller turns have no audio)"
             )
         return self
 
@@ -162,6 +168,7 @@ class End(_Checks):
 class Conversation(Strict):
     name: str = Field(min_length=1)
     tags: list[str] = Field(default_factory=list)
+    line: LineField | None = Field(None, description="caller audio over this line (unless a step sets one)")
     steps: list[Step] = Field(min_length=1)
     end: End | None = None
     _source: Path | None = PrivateAttr(default=None)
