@@ -69,7 +69,8 @@ class LineConfig(BaseModel):
 
     def describe(self) -> str:
         """A short human summary: the fields that differ from a bare pass-through."""
-        parts = ["+".join(self.codec) or "no codec"]
+        names = [f"amr-nb {self.amr_kbps:g} kbit/s" if c == "amr-nb" else c for c in self.codec]
+        parts = ["+".join(names) or "no codec"]
         if self.band != "none":
             parts.append(f"{self.band} band")
         if self.noise != "none":
