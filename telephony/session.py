@@ -25,8 +25,9 @@ from telephony.logs import CALL_ID
 from telephony.recording import CallRecorder, RecordingSink
 from voicebot.brain import BrainFactory
 from voicebot.config import ServerConfig
-from voicebot.frames import PCM, Action, BotAudio, CallEnded, Frame
+from voicebot.frames import PCM, Action, CallEnded, Frame
 from voicebot.pipeline import CallPipeline, Services
+from voicebot.playback import AudioSink
 
 log = logging.getLogger(__name__)
 
@@ -109,18 +110,12 @@ class NullObserver:
         pass
 
 
-class Transport(Protocol):
-    """One protocol's side of one call. `play`/`clear`/`played_ms` make it the pipeline's `AudioSink`
-    (`voicebot.playback`): the bot's audio out, and how much of it the caller has heard."""
+class Transport(AudioSink, Protocol):
+    """One protocol's side of one call; as the pipeline's `AudioSink` (`voicebot.playback`) it plays the
+    bot's audio out and says how much of it the caller has heard."""
 
     protocol: str
     stats: dict[str, float]
-
-    async def play(self, frame: BotAudio) -> None: ...
-
-    async def clear(self) -> None: ...
-
-    def played_ms(self, reply_id: int, clock_ms: float) -> float: ...
 
     async def receive(self, call: Call) -> Ending:
         """Feed caller input into `call` until the caller leaves or breaks the protocol."""

@@ -14,7 +14,7 @@ def playout() -> Playout:
     return Playout(
         reply_id=1,
         text="Sure. Your order ships on Monday morning.",
-        started=100.0,
+        synthesized_at=100.0,
         sent_ms=2_400.0,  # 2.4 s sent
         sentences=[("Sure.", 0.0, 600.0), ("Your order ships on Monday morning.", 600.0, 1_800.0)],
     )

@@ -41,17 +41,17 @@ class Playout:
     reply_id: int
     text: str
     started_at: float = field(default_factory=time.perf_counter)  # the speak stage took it up
-    synthesized_at: float | None = None  # its first audio was ready
+    synthesized_at: float | None = None  # its first audio was ready: the caller's clock starts here
     sent_at: float | None = None  # its first frame went out to the line
-    started: float | None = None  # monotonic time of the first frame
     sent_ms: float = 0.0
     sentences: list[tuple[str, float, float]] = field(default_factory=list)  # (text, start ms, length ms)
 
     def clock_ms(self, now: float | None) -> float:
-        """`now=None`: offline, where everything sent counts as played."""
-        if self.started is None:
+        """Time since the first frame (`time.perf_counter()` `now`), never more than was sent; `now=None`:
+        offline, where everything sent counts as played."""
+        if self.synthesized_at is None:
             return 0.0
-        return self.sent_ms if now is None else min(self.sent_ms, (now - self.started) * 1000.0)
+        return self.sent_ms if now is None else min(self.sent_ms, (now - self.synthesized_at) * 1000.0)
 
     def heard(self, played_ms: float) -> str:
         """Sentences fully played, then the words of the cut one in proportion to its audio played."""
@@ -68,7 +68,7 @@ class Playout:
         """The reply stopped: finished (everything sent counts, the transport's buffer plays the rest) or
         cut (as far as the transport says the caller got)."""
         if interrupted:
-            clock = self.clock_ms(time.monotonic() if paced else None)
+            clock = self.clock_ms(time.perf_counter() if paced else None)
             played = round(min(max(sink.played_ms(self.reply_id, clock), 0.0), self.sent_ms), 1)
             heard = self.heard(played)
         else:

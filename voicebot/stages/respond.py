@@ -200,7 +200,7 @@ class SpeakStage(Stage):
         self._reply_id += 1
         playout = Playout(self._reply_id, reply.text)
         await self.push(reply)  # observers and the turn record: this reply is starting
-        interrupted = cut = self._line_gone and bool(reply.text)
+        interrupted = self._line_gone and bool(reply.text)
         if reply.text and not self._line_gone:
             self._current = reply
             self._playing = asyncio.create_task(self._stream(reply, playout))
@@ -210,11 +210,11 @@ class SpeakStage(Stage):
                 me = asyncio.current_task()
                 if not self._playing.cancelled() or (me is not None and me.cancelling()):
                     raise  # this job itself is cancelled (the call is torn down), not just its playback
-                interrupted = cut = True
+                interrupted = True
             finally:
                 self._current = None
         report = playout.report(self.sink, interrupted, self.paced)  # before the clear: marks still count
-        if cut and playout.sent_ms:
+        if interrupted and playout.sent_ms:
             await self.sink.clear()
         if reply.text:
             await self.push(report, Direction.UPSTREAM)
@@ -241,7 +241,6 @@ class SpeakStage(Stage):
             for n, chunk in enumerate(frames):
                 if sent == 0:
                     playout.synthesized_at = time.perf_counter()
-                    playout.started = time.monotonic()
                 last = index + 1 == len(sentences) and n + 1 == len(frames)
                 await self.sink.play(
                     BotAudio(pcm=chunk, sentence=sentence, reply_id=playout.reply_id, last=last)
@@ -250,9 +249,9 @@ class SpeakStage(Stage):
                     playout.sent_at = time.perf_counter()
                 sent += 1
                 playout.sent_ms = sent * self.frame_ms
-                if self.paced and playout.started is not None:
+                if self.paced and playout.synthesized_at is not None:
                     # frame `sent` is due once the caller has heard all but `ahead_s` of what went before
-                    delay = playout.started + sent * frame_s - ahead_s - time.monotonic()
+                    delay = playout.synthesized_at + sent * frame_s - ahead_s - time.perf_counter()
                     if delay > 0:
                         await asyncio.sleep(delay)
 
