@@ -21,8 +21,8 @@ SCRIPT = {
 def factory(tmp_path: Path) -> DialogueFactory:
     from voicebot.domain.loader import load_domain
 
-    intents = {i for flow in load_domain(SHOP).flows.values() for i in flow.intents or []}
-    intents |= set(load_domain(SHOP).flows)
+    flows = load_domain(SHOP).flows
+    intents = {i for name, flow in flows.items() for i in flow.intents or [name]}
     nlu = ScriptedNLU(SCRIPT, intents | {"affirm", "deny", "inform", "goodbye"})
     return DialogueFactory(SHOP, nlu, cache_dir=tmp_path, scratch=tmp_path / "scratch")
 
@@ -62,5 +62,5 @@ async def test_the_dialogue_history_takes_what_was_heard_from_the_report(tmp_pat
     assert greeting is not None
     cut = PlaybackReport(reply_id=1, text=greeting.text, played_ms=700.0, interrupted=True, heard="Hello,")
     assert await brain.handle(cut) is None
-    last = brain.state.last_bot()
-    assert last is not None and last.heard == "Hello," and last.interrupted
+    [said] = [t for t in brain.state.history if t.role == "bot"]
+    assert said.text == greeting.text and said.heard == "Hello," and said.interrupted

@@ -2,31 +2,29 @@
 
 from __future__ import annotations
 
-import asyncio
-import time
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from voicebot.audio import resample, split_frames
+from voicebot.audio import resample
 from voicebot.brain import BrainInput, EchoBrain
-from voicebot.filecall import FileCall
+from voicebot.filecall import FileCall, feed_audio
 from voicebot.frames import (
     PCM,
-    BotAudio,
     BotReply,
     CallEnded,
     FinalTranscript,
-    Frame,
     PartialTranscript,
     PlaybackReport,
     StageError,
     TurnDone,
 )
 from voicebot.pipeline import CallPipeline, Services
+from voicebot.testing.fakes import TapSink
 from voicebot.testing.speech import RATE, silence
+from voicebot.testing.stages import events_until
 
 TURN_KEYS = {
     "file",
@@ -39,39 +37,6 @@ TURN_KEYS = {
     "actions",
     "timings_ms",
 }
-
-
-@dataclass
-class Sink:
-    frames: list[BotAudio] = field(default_factory=list)
-    times: list[float] = field(default_factory=list)  # when each frame was sent (monotonic)
-    clears: int = 0
-
-    async def play(self, frame: BotAudio) -> None:
-        self.frames.append(frame)
-        self.times.append(time.monotonic())
-
-    async def clear(self) -> None:
-        self.clears += 1
-
-    def played_ms(self, reply_id: int, clock_ms: float) -> float:
-        return clock_ms
-
-
-async def wait_for(pipe: CallPipeline, kind: type, timeout: float = 20.0) -> list[Frame]:
-    seen: list[Frame] = []
-    async with asyncio.timeout(timeout):
-        while True:
-            frame = await pipe.events.get()
-            seen.append(frame)
-            if isinstance(frame, kind):
-                return seen
-
-
-async def feed(pipe: CallPipeline, pcm: PCM, rate: int = RATE, paced: bool = False) -> None:
-    for chunk in split_frames(pcm, rate, 20):
-        await pipe.caller_audio(chunk)
-        await asyncio.sleep(0.02 if paced else 0)
 
 
 async def test_file_call_turns_and_json_shape(services: Services, speech_files: dict[str, Path]) -> None:
@@ -117,13 +82,13 @@ async def test_barge_in_stops_the_bot_and_records_what_was_heard(
     services: Services, speech: dict[str, PCM]
 ) -> None:
     brain = EchoBrain()
-    sink = Sink()
+    sink = TapSink()
     pipe = CallPipeline(services, brain, sink, channel_rate=RATE, paced=True)
     await pipe.start()  # the greeting takes ~5 s to play in real time
-    await wait_for(pipe, BotReply)
-    await feed(pipe, silence(0.5), paced=True)
-    await feed(pipe, np.concatenate([speech["agent"], silence(1.0)]), paced=True)
-    frames = await wait_for(pipe, TurnDone)  # the interrupted greeting's turn record
+    await events_until(pipe, BotReply)
+    await feed_audio(pipe, silence(0.5), realtime=True)
+    await feed_audio(pipe, np.concatenate([speech["agent"], silence(1.0)]), realtime=True)
+    frames = await events_until(pipe, TurnDone)  # the interrupted greeting's turn record
     greeting = next(f for f in frames if isinstance(f, TurnDone)).record
     greeting_frames = [f for f in sink.frames if f.reply_id == 1]
     assert sink.clears == 1 and greeting.interrupted is True
@@ -136,7 +101,7 @@ async def test_barge_in_stops_the_bot_and_records_what_was_heard(
     assert said[: len(greeting.heard.split())] == greeting.heard.split()
     assert sink.times[5] - sink.times[0] < 0.06  # the first 100 ms at once, not over 100 ms
     assert 0.1 < sink.times[20] - sink.times[0] < 0.6  # then in real time (20 frames: 300 ms after the lead)
-    frames = await wait_for(pipe, TurnDone)  # the caller's turn is still answered
+    frames = await events_until(pipe, TurnDone)  # the caller's turn is still answered
     done = [f for f in frames if isinstance(f, TurnDone)][-1]
     assert "human agent" in (done.record.transcript or "").lower()
     report = brain.heard[0]  # the brain knows what the caller heard: the same report as the record
@@ -149,13 +114,13 @@ async def test_a_short_word_then_a_sentence_still_cuts_the_bot(services: Service
     """A caller whose first word is short ("Sorry, can I…") cuts the greeting once the rest is heard."""
     config = services.config.model_copy(deep=True)
     config.vad.min_speech_ms = 700  # longer than "Sorry" (~450 ms): its short-word start happens every run
-    sink = Sink()
+    sink = TapSink()
     pipe = CallPipeline(replace(services, config=config), EchoBrain(), sink, channel_rate=RATE, paced=True)
     await pipe.start()
-    await wait_for(pipe, BotReply)
+    await events_until(pipe, BotReply)
     sorry = services.tts.synthesize_at("Sorry, can I talk to a person?", RATE)
-    await feed(pipe, np.concatenate([silence(0.5), sorry, silence(1.0)]), paced=True)
-    frames = await wait_for(pipe, TurnDone)
+    await feed_audio(pipe, np.concatenate([silence(0.5), sorry, silence(1.0)]), realtime=True)
+    frames = await events_until(pipe, TurnDone)
     greeting = next(f for f in frames if isinstance(f, TurnDone)).record
     assert sink.clears == 1 and greeting.interrupted is True
     assert greeting.played_ms < 3000  # cut while "can I talk…" was said, not after the greeting
@@ -163,18 +128,18 @@ async def test_a_short_word_then_a_sentence_still_cuts_the_bot(services: Service
 
 
 async def test_dtmf_and_hang_up_mid_sentence(services: Services, speech: dict[str, PCM]) -> None:
-    sink = Sink()
+    sink = TapSink()
     pipe = CallPipeline(services, EchoBrain(), sink, channel_rate=8000, paced=False)
     await pipe.start()
-    await wait_for(pipe, TurnDone)  # greeting
+    await events_until(pipe, TurnDone)  # greeting
     await pipe.send_dtmf("5")
-    frames = await wait_for(pipe, TurnDone)
+    frames = await events_until(pipe, TurnDone)
     assert any(isinstance(f, BotReply) and f.text == "You pressed 5." for f in frames)
     assert all(f.pcm.size == 160 for f in sink.frames)  # 20 ms at 8 kHz
     phone = resample(speech["track"], RATE, 8000)
-    await feed(pipe, phone[: 8000 * 2], rate=8000)  # hang up two seconds into the sentence
+    await feed_audio(pipe, phone[: 8000 * 2], realtime=False)  # hang up two seconds into the sentence
     await pipe.hangup("caller hung up")
-    frames = await wait_for(pipe, CallEnded)
+    frames = await events_until(pipe, CallEnded)
     finals = [f for f in frames if isinstance(f, FinalTranscript)]
     assert finals and "my order" in finals[0].text.lower()  # the words before the hang-up are kept
     assert isinstance(frames[-1], CallEnded) and frames[-1].reason == "caller hung up"
@@ -196,24 +161,24 @@ class LegalBrain(EchoBrain):
 async def test_brain_failure_is_reported_and_the_call_goes_on(
     services: Services, speech: dict[str, PCM]
 ) -> None:
-    pipe = CallPipeline(services, ExplodingBrain(), Sink(), paced=False)
+    pipe = CallPipeline(services, ExplodingBrain(), TapSink(), paced=False)
     await pipe.start()
-    await wait_for(pipe, TurnDone)
-    await feed(pipe, np.concatenate([speech["agent"], silence(1.0)]))
-    frames = await wait_for(pipe, StageError)
+    await events_until(pipe, TurnDone)
+    await feed_audio(pipe, np.concatenate([speech["agent"], silence(1.0)]), realtime=False)
+    frames = await events_until(pipe, StageError)
     assert "back end down" in frames[-1].message  # type: ignore[attr-defined]
-    await feed(pipe, np.concatenate([speech["bye"], silence(1.0)]))
-    frames = await wait_for(pipe, CallEnded)
+    await feed_audio(pipe, np.concatenate([speech["bye"], silence(1.0)]), realtime=False)
+    frames = await events_until(pipe, CallEnded)
     await pipe.close()
 
 
 async def test_protected_prompt_is_not_interrupted(services: Services, speech: dict[str, PCM]) -> None:
     brain = LegalBrain()
-    pipe = CallPipeline(services, brain, Sink(), paced=True)
+    pipe = CallPipeline(services, brain, TapSink(), paced=True)
     await pipe.start()
-    await wait_for(pipe, BotReply)
-    await feed(pipe, speech["agent"], paced=True)
-    frames = await wait_for(pipe, TurnDone, timeout=30)
+    await events_until(pipe, BotReply)
+    await feed_audio(pipe, speech["agent"], realtime=True)
+    frames = await events_until(pipe, TurnDone, timeout_s=30)
     assert next(f for f in frames if isinstance(f, TurnDone)).record.interrupted is False
     await pipe.close()
 
@@ -230,10 +195,10 @@ async def test_partials_only_where_someone_watches(
 ) -> None:
     """The browser page shows partial transcripts; a phone line has no screen, so its calls spend no
     decodes on them (nor does any call while the model pool is busy with others' finals)."""
-    pipe = CallPipeline(services, EchoBrain(), Sink(), channel_rate=RATE, paced=True, partials=partials)
+    pipe = CallPipeline(services, EchoBrain(), TapSink(), channel_rate=RATE, paced=True, partials=partials)
     await pipe.start()
-    await wait_for(pipe, TurnDone)  # the greeting
-    await feed(pipe, np.concatenate([speech["track"], silence(1.0)]), paced=True)  # ~5 s of speech
-    frames = await wait_for(pipe, FinalTranscript)
+    await events_until(pipe, TurnDone)  # the greeting
+    await feed_audio(pipe, np.concatenate([speech["track"], silence(1.0)]), realtime=True)  # ~5 s of speech
+    frames = await events_until(pipe, FinalTranscript)
     assert any(isinstance(f, PartialTranscript) for f in frames) is partials
     await pipe.close()

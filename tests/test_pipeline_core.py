@@ -9,15 +9,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from voicebot.audio import split_frames, write_wav
+from voicebot.audio import write_wav
 from voicebot.brain import EchoBrain
-from voicebot.filecall import FileCall, ReplyCollector
+from voicebot.filecall import FileCall, ReplyCollector, feed_audio
 from voicebot.frames import (
     PCM,
     BotReply,
     CallEnded,
     FinalTranscript,
-    Frame,
     ListeningContext,
     PlaybackReport,
     StageError,
@@ -25,6 +24,7 @@ from voicebot.frames import (
 )
 from voicebot.pipeline import CallPipeline, Services
 from voicebot.testing.fakes import FakeASR, ToneTTS, ToneVoice, fake_services
+from voicebot.testing.stages import events_until
 from voicebot.vad import RATE
 
 LINES = ("I need a human agent", "no thanks goodbye", "track my order please")
@@ -44,21 +44,6 @@ def svc(voice: ToneVoice) -> Iterator[Services]:
 
 def quiet(seconds: float, rate: int = RATE) -> PCM:
     return np.zeros(int(seconds * rate), np.int16)
-
-
-async def feed(pipe: CallPipeline, pcm: PCM, paced: bool = False) -> None:
-    for chunk in split_frames(pcm, pipe.channel_rate, 20):
-        await pipe.caller_audio(chunk)
-        await asyncio.sleep(0.02 if paced else 0)
-
-
-async def wait_for(pipe: CallPipeline, kind: type, timeout: float = 10.0) -> list[Frame]:
-    seen: list[Frame] = []
-    async with asyncio.timeout(timeout):
-        while True:
-            seen.append(await pipe.events.get())
-            if isinstance(seen[-1], kind):
-                return seen
 
 
 async def test_a_file_call_gives_the_documented_json(svc: Services, voice: ToneVoice, tmp_path: Path) -> None:
@@ -85,15 +70,15 @@ async def test_barge_in_over_the_greeting(svc: Services, voice: ToneVoice) -> No
     sink = ReplyCollector()
     pipe = CallPipeline(svc, brain, sink, channel_rate=RATE, paced=True)
     await pipe.start()
-    await wait_for(pipe, BotReply)  # ~1.7 s of greeting
-    await feed(pipe, quiet(0.3), paced=True)
-    await feed(pipe, np.concatenate([voice.say(LINES[2]), quiet(1.0)]), paced=True)
-    frames = await wait_for(pipe, TurnDone)
+    await events_until(pipe, BotReply)  # ~1.7 s of greeting
+    await feed_audio(pipe, quiet(0.3), realtime=True)
+    await feed_audio(pipe, np.concatenate([voice.say(LINES[2]), quiet(1.0)]), realtime=True)
+    frames = await events_until(pipe, TurnDone)
     greeting = next(f for f in frames if isinstance(f, TurnDone)).record
     assert greeting.cause == "greeting" and greeting.interrupted and 300 <= greeting.played_ms < 1500
     said = (greeting.reply or "").split()
     assert said[: len(greeting.heard.split())] == greeting.heard.split() != said
-    frames = await wait_for(pipe, TurnDone)
+    frames = await events_until(pipe, TurnDone)
     turn = [f for f in frames if isinstance(f, TurnDone)][-1].record
     assert turn.transcript == LINES[2] and turn.previous_heard == greeting.heard and turn.previous_interrupted
     assert brain.heard[0].heard == greeting.heard  # the brain and the record read the same report
@@ -103,9 +88,9 @@ async def test_barge_in_over_the_greeting(svc: Services, voice: ToneVoice) -> No
 async def test_keypad_turns(svc: Services) -> None:
     pipe = CallPipeline(svc, EchoBrain(), ReplyCollector(), channel_rate=8_000, paced=False)
     await pipe.start()
-    await wait_for(pipe, TurnDone)
+    await events_until(pipe, TurnDone)
     await pipe.send_dtmf("5")
-    record = [f for f in await wait_for(pipe, TurnDone) if isinstance(f, TurnDone)][-1].record
+    record = [f for f in await events_until(pipe, TurnDone) if isinstance(f, TurnDone)][-1].record
     assert record.reply == "You pressed 5." and record.cause == "dtmf" and record.as_json()["dtmf"] is True
     await pipe.close()
 
@@ -115,11 +100,13 @@ async def test_hang_up_mid_sentence_keeps_the_words_and_records_the_turn(
 ) -> None:
     pipe = CallPipeline(svc, EchoBrain(), ReplyCollector(), channel_rate=RATE, paced=False)
     await pipe.start()
-    await wait_for(pipe, TurnDone)
+    await events_until(pipe, TurnDone)
     line = voice.say(LINES[2])
-    await feed(pipe, np.concatenate([quiet(0.3), line[: line.size // 2]]))  # hangs up half way through
+    await feed_audio(
+        pipe, np.concatenate([quiet(0.3), line[: line.size // 2]]), realtime=False
+    )  # hangs up half way through
     await pipe.hangup("caller hung up")
-    frames = await wait_for(pipe, CallEnded)
+    frames = await events_until(pipe, CallEnded)
     finals = [f for f in frames if isinstance(f, FinalTranscript)]
     assert [f.text for f in finals] == [LINES[2]]
     (record,) = [f.record for f in frames if isinstance(f, TurnDone)]
@@ -145,10 +132,10 @@ async def test_the_listening_context_reaches_the_ear_before_the_callers_turn(
     prompt), and the record says what the bot was listening for."""
     pipe = CallPipeline(svc, ExpectingBrain(), ReplyCollector(), channel_rate=RATE, paced=False)
     await pipe.start()
-    await wait_for(pipe, TurnDone)
+    await events_until(pipe, TurnDone)
     part = voice.say(LINES[2])
-    await feed(pipe, np.concatenate([quiet(0.3), part, quiet(0.8), part, quiet(1.5)]))
-    frames = await wait_for(pipe, TurnDone)
+    await feed_audio(pipe, np.concatenate([quiet(0.3), part, quiet(0.8), part, quiet(1.5)]), realtime=False)
+    frames = await events_until(pipe, TurnDone)
     await asyncio.sleep(0.5)  # a second utterance would have been decoded and answered by now
     while not pipe.events.empty():
         frames.append(pipe.events.get_nowait())
@@ -166,7 +153,7 @@ async def test_upstream_frames_reach_the_observers(svc: Services, voice: ToneVoi
     """What the first stage sends upstream, and the playback reports, are on the call's event stream."""
     pipe = CallPipeline(svc, EchoBrain(), ReplyCollector(), channel_rate=RATE, paced=False)
     await pipe.start()
-    frames = await wait_for(pipe, TurnDone)  # the greeting's
+    frames = await events_until(pipe, TurnDone)  # the greeting's
     assert any(isinstance(f, ListeningContext) for f in frames)  # sent with the greeting, up to the VAD
     assert any(isinstance(f, PlaybackReport) and f.reply_id == 1 and f.heard == f.text for f in frames)
     await pipe.close()
@@ -181,12 +168,12 @@ async def test_a_failing_brain_is_reported_and_the_call_goes_on(svc: Services, v
 
     pipe = CallPipeline(svc, Exploding(), ReplyCollector(), channel_rate=RATE, paced=False)
     await pipe.start()
-    await wait_for(pipe, TurnDone)
-    await feed(pipe, np.concatenate([quiet(0.3), voice.say(LINES[0]), quiet(1.0)]))
-    frames = await wait_for(pipe, StageError)
+    await events_until(pipe, TurnDone)
+    await feed_audio(pipe, np.concatenate([quiet(0.3), voice.say(LINES[0]), quiet(1.0)]), realtime=False)
+    frames = await events_until(pipe, StageError)
     assert "back end down" in frames[-1].message  # type: ignore[attr-defined]
-    await feed(pipe, np.concatenate([voice.say(LINES[1]), quiet(1.0)]))
-    frames = await wait_for(pipe, CallEnded)
+    await feed_audio(pipe, np.concatenate([voice.say(LINES[1]), quiet(1.0)]), realtime=False)
+    frames = await events_until(pipe, CallEnded)
     assert frames[-1] == CallEnded(reason="caller said goodbye", actions=frames[-1].actions)  # type: ignore[attr-defined]
     await pipe.close()
 
@@ -194,8 +181,8 @@ async def test_a_failing_brain_is_reported_and_the_call_goes_on(svc: Services, v
 async def test_text_turns_skip_the_ear(svc: Services) -> None:
     pipe = CallPipeline(svc, EchoBrain(), ReplyCollector(), paced=False)
     await pipe.start()
-    await wait_for(pipe, TurnDone)
+    await events_until(pipe, TurnDone)
     await pipe.send_text("hello there")
-    record = [f for f in await wait_for(pipe, TurnDone) if isinstance(f, TurnDone)][-1].record
+    record = [f for f in await events_until(pipe, TurnDone) if isinstance(f, TurnDone)][-1].record
     assert record.cause == "text" and record.transcript == "hello there" and record.times.speech is None
     await pipe.close()

@@ -4,14 +4,12 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 
 import numpy as np
 import pytest
 
 from voicebot.frames import (
     Action,
-    BotAudio,
     BotReply,
     BrainTimes,
     CallEnded,
@@ -30,33 +28,12 @@ from voicebot.frames import (
 from voicebot.stages.base import ModelPool
 from voicebot.stages.record import TurnStage
 from voicebot.stages.respond import SpeakStage
-from voicebot.testing.fakes import ToneTTS
+from voicebot.testing.fakes import TapSink, ToneTTS
 from voicebot.testing.stages import run_stage
 from voicebot.tts import CachedTTS
 from voicebot.turns import TurnRecord
 
 LONG = "This is the first reply, and it goes on for quite a while before it is over."
-
-
-@dataclass
-class TapSink:
-    """A transport sink that keeps what it was sent; `confirmed` plays the part of Twilio's marks."""
-
-    frames: list[BotAudio] = field(default_factory=list)
-    clears: int = 0
-    confirmed: dict[int, float] = field(default_factory=dict)
-
-    async def play(self, frame: BotAudio) -> None:
-        self.frames.append(frame)
-
-    async def clear(self) -> None:
-        self.clears += 1
-
-    def played_ms(self, reply_id: int, clock_ms: float) -> float:
-        return max(clock_ms, self.confirmed.get(reply_id, 0.0))
-
-    def replies(self) -> set[int]:
-        return {f.reply_id for f in self.frames}
 
 
 @pytest.fixture

@@ -80,9 +80,6 @@ class DialogueState:
                 turn.heard, turn.interrupted = heard, interrupted
                 return
 
-    def last_bot(self) -> HistoryTurn | None:
-        return next((t for t in reversed(self.history) if t.role == "bot" and t.heard is not None), None)
-
     def reset(self) -> None:
         """'Start over': forget the task and what was said for it, keep the call's history."""
         self.slots.clear()

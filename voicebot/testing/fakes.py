@@ -11,6 +11,7 @@ on Twilio or AudioSocket is understood as well as one fed straight into the pipe
 - `FakeASR`: the line whose pitch the utterance has, after `delay_s`; records every prompt it was given;
 - `ToneTTS`: a low tone whose length follows the text (`ms_per_char`), optionally after a delay;
 - `ScriptedNLU`: parses looked up by text (intent and entity values), for the real dialogue engine;
+- `TapSink`: a transport's sink that keeps what it was sent and when, and can confirm playback like marks;
 - `fake_services()`: `Services` made of these, for `CallPipeline`, `FileCall`, the gateway and the shell.
 
 Tests that need none of the real models use these and run in the fast tier (`pytest -m "not models"`).
@@ -23,14 +24,12 @@ import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import date
-from pathlib import Path
 
 import numpy as np
 
 from voicebot.asr.base import Audio, Transcription
-from voicebot.audio import resample
 from voicebot.config import VoicebotConfig
-from voicebot.frames import PCM
+from voicebot.frames import PCM, BotAudio
 from voicebot.nlu.model import OOS, Labels
 from voicebot.nlu.parser import Entity, Parse
 from voicebot.pipeline import Services
@@ -149,6 +148,31 @@ class ToneTTS:
         return tone(BOT_PITCH, max(0.1, self.ms_per_char * len(text) / 1000.0), self.sample_rate, level=0.2)
 
 
+@dataclass
+class TapSink:
+    """A transport's `AudioSink` that keeps the frames it was sent and when (`time.monotonic()`), counts
+    clears, and reports as played the speak stage's clock, or more where `confirmed` says so (reply id →
+    ms the caller's side confirmed, as Twilio's mark echoes do)."""
+
+    frames: list[BotAudio] = field(default_factory=list)
+    times: list[float] = field(default_factory=list)
+    clears: int = 0
+    confirmed: dict[int, float] = field(default_factory=dict)
+
+    async def play(self, frame: BotAudio) -> None:
+        self.frames.append(frame)
+        self.times.append(time.monotonic())
+
+    async def clear(self) -> None:
+        self.clears += 1
+
+    def played_ms(self, reply_id: int, clock_ms: float) -> float:
+        return max(clock_ms, self.confirmed.get(reply_id, 0.0))
+
+    def replies(self) -> set[int]:
+        return {f.reply_id for f in self.frames}
+
+
 class ScriptedNLU:
     """The NLU's interface with parses looked up by text (case and spacing ignored): each line maps to an
     intent and its entity values; anything else is out of scope."""
@@ -169,14 +193,6 @@ class ScriptedNLU:
         return Parse(text=text, intent=intent, confidence=0.99, ranking=[(intent, 0.99)], entities=entities)
 
 
-def fake_config(cache_dir: Path | None = None, **sections: dict[str, object]) -> VoicebotConfig:
-    """The default config with `sections` overridden (e.g. `vad={"end_silence_ms": 300}`)."""
-    data: dict[str, object] = dict(sections)
-    if cache_dir is not None:
-        data["cache_dir"] = str(cache_dir)
-    return VoicebotConfig.model_validate(data)
-
-
 def fake_services(
     config: VoicebotConfig | None = None,
     voice: ToneVoice | None = None,
@@ -193,8 +209,3 @@ def fake_services(
         tts=CachedTTS(tts or ToneTTS()),
         executor=ModelPool(max_workers=config.pipeline.workers or 2, thread_name_prefix="fake-model"),
     )
-
-
-def phone_line(pcm: PCM, rate: int = RATE) -> PCM:
-    """`pcm` as it arrives over an 8 kHz line."""
-    return resample(pcm, rate, 8_000)

@@ -1,4 +1,5 @@
-"""Running one stage on its own: frames in, frames out, both directions (after Pipecat's `run_test`).
+"""Running one stage on its own: frames in, frames out, both directions (after Pipecat's `run_test`);
+and `events_until`, reading a whole call's events up to a frame of a kind.
 
     out = await run_stage(VADStage(Endpointer(EnergyVAD(), VADConfig())), [AudioIn(pcm, t)])
     up: list[Frame] = []
@@ -17,6 +18,7 @@ import asyncio
 from collections.abc import Iterable
 
 from voicebot.frames import Barrier, Direction, Frame
+from voicebot.pipeline import CallPipeline
 from voicebot.stages.base import Stage
 
 DONE = "run_stage: done"
@@ -61,3 +63,13 @@ async def run_stage(
     finally:
         await stage.stop()
     return down
+
+
+async def events_until(pipe: CallPipeline, kind: type[Frame], timeout_s: float = 20.0) -> list[Frame]:
+    """A whole call's events up to and including the next `kind` (`TimeoutError` after `timeout_s`)."""
+    seen: list[Frame] = []
+    async with asyncio.timeout(timeout_s):
+        while True:
+            seen.append(await pipe.events.get())
+            if isinstance(seen[-1], kind):
+                return seen
