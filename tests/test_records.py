@@ -345,9 +345,7 @@ def test_keys_echoed_back_are_not_stored_in_any_field() -> None:
     from voicebot.records.capture import turn_op
 
     def keypad(reply_id: int, previous: PlaybackReport | None) -> dict[str, object]:
-        reply = BotReply(
-            text="You pressed 4.", understanding=Understanding(dtmf=True, parsed=False), cause="dtmf"
-        )
+        reply = BotReply(text="You pressed 4.", understanding=Understanding(dtmf=True), cause="dtmf")
         heard = PlaybackReport(reply_id=reply_id, text=reply.text, played_ms=900.0, interrupted=False,
                                heard=reply.text)  # fmt: skip
         return TurnRecord.build(reply, reply_id, heard, previous, "dtmf" if previous else None).as_json()

@@ -174,9 +174,7 @@ def spoken_turn() -> BotReply:
 
 
 async def test_the_turn_stage_builds_one_typed_record_per_reply() -> None:
-    greeting = BotReply(
-        text="Hello.", cause="greeting", understanding=Understanding(act="greeting", parsed=False)
-    )
+    greeting = BotReply(text="Hello.", cause="greeting", understanding=Understanding(act="greeting"))
     frames = [greeting, report(1, "Hello.", True, "Hel"), spoken_turn(), report(2, "It shipped.")]
     out = await run_stage(TurnStage(), frames)
     records = [f.record for f in out if isinstance(f, TurnDone)]
@@ -215,9 +213,7 @@ def test_the_record_json_keeps_every_old_field_and_adds_the_new_ones() -> None:
 
 
 def test_keypad_and_greeting_records_have_no_nlu_fields() -> None:
-    keypad = BotReply(
-        text="You pressed 5.", understanding=Understanding(dtmf=True, parsed=False), cause="dtmf"
-    )
+    keypad = BotReply(text="You pressed 5.", understanding=Understanding(dtmf=True), cause="dtmf")
     data = TurnRecord.build(keypad, 3, report(3, "You pressed 5."), None).as_json()
     assert data["dtmf"] is True and "intent" not in data and "transcript" not in data
     assert data["previous_heard"] is None and data["cause"] == "dtmf"

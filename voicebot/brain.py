@@ -91,9 +91,7 @@ class EchoBrain:
                 return BotReply(text="Goodbye.", actions=(Action("hangup", reason="caller said goodbye"),))
             return BotReply(text=f"You said: {event.text}")
         if isinstance(event, DTMFDigit):
-            return BotReply(
-                text=f"You pressed {event.digit}.", understanding=Understanding(dtmf=True, parsed=False)
-            )
+            return BotReply(text=f"You pressed {event.digit}.", understanding=Understanding(dtmf=True))
         if isinstance(event, PlaybackReport):
             self.heard.append(event)
             return None

@@ -288,8 +288,12 @@ class Understanding:
     action_result: Any = None
     handoff_reason: str | None = None
     dtmf: bool = False
-    parsed: bool = True  # False: a brain that records only an act or keypad flag (no NLU fields)
     extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def parsed(self) -> bool:
+        """An NLU parse went into it (every parse has an intent); else it records only an act or a key."""
+        return self.intent is not None
 
 
 @dataclass(frozen=True)

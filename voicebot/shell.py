@@ -20,7 +20,7 @@ HELP = "Type what the caller says. /dtmf DIGITS presses keys, /silence is a no-i
 
 def describe(reply: BotReply) -> str:
     """One line of what the engine understood and did (intent, slots, action), for the terminal."""
-    turn = reply.understanding or Understanding(parsed=False)
+    turn = reply.understanding or Understanding()
     parts: list[str] = [f"intent={turn.intent} ({turn.confidence or 0:.2f})"] if turn.intent else []
     shown = {"entities": turn.entities, "slots": turn.slots}
     parts += [f"{name}={json.dumps(value)}" for name, value in shown.items() if value]

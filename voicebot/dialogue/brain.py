@@ -66,7 +66,7 @@ class DialogueBrain:
     def greeting(self) -> BotReply | None:
         text = self.nlg.render("greeting")
         self.state.said(text)
-        return BotReply(text=text, understanding=Understanding(act="greeting", parsed=False))
+        return BotReply(text=text, understanding=Understanding(act="greeting"))
 
     def fixed_phrases(self) -> list[str]:
         return fixed_phrases(self.domain)
@@ -127,7 +127,6 @@ class DialogueBrain:
         )
         turn = replace(
             base,
-            parsed=parse is not None,
             flow=frame.flow if frame else None,
             expecting=st.expecting,
             slots=mask_mapping(st.values()),
