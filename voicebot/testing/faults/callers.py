@@ -27,12 +27,11 @@ from websockets.asyncio.client import ClientConnection, connect
 from telephony.session import Call, CallHub
 from voicebot.audio import split_frames
 from voicebot.frames import PCM
-from voicebot.testing.twilio import TwilioStream
+from voicebot.testing.twilio import FRAME_S, RATE, TwilioStream
 
 if TYPE_CHECKING:
     from voicebot.testing.gateway import Gateway
 
-RATE, FRAME_S = 8_000, 0.02
 SILENCE = np.zeros(int(RATE * FRAME_S), np.int16)
 PROTOCOLS = ("audiosocket", "twilio", "browser")
 GONE = (ConnectionError, OSError, websockets.ConnectionClosed, asyncio.IncompleteReadError)
