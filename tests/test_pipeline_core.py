@@ -22,6 +22,7 @@ from voicebot.frames import (
     StageError,
     TurnDone,
 )
+from voicebot.nlu.grammar import GRAMMARS
 from voicebot.pipeline import CallPipeline, Services
 from voicebot.testing.fakes import FakeASR, ToneTTS, ToneVoice, fake_services
 from voicebot.testing.stages import events_until
@@ -128,8 +129,9 @@ class ExpectingBrain(EchoBrain):
 async def test_the_listening_context_reaches_the_ear_before_the_callers_turn(
     svc: Services, voice: ToneVoice
 ) -> None:
-    """The brain's context goes up to the endpointer (a 0.8 s pause does not end the turn) and the ASR (its
-    prompt), and the record says what the bot was listening for."""
+    """The brain's context goes up to the endpointer (a 0.8 s pause does not end the turn) and the ASR (the
+    digit grammar's prompt instead of the domain's words, a few hypotheses, a constrained fallback), and the
+    record says what the bot was listening for."""
     pipe = CallPipeline(svc, ExpectingBrain(), ReplyCollector(), channel_rate=RATE, paced=False)
     await pipe.start()
     await events_until(pipe, TurnDone)
@@ -145,7 +147,11 @@ async def test_the_listening_context_reaches_the_ear_before_the_callers_turn(
     assert record.listening is not None and record.listening.slot == "order_id"
     assert record.as_json()["listening"]["end_silence_ms"] == 1200
     asr = svc.asr
-    assert isinstance(asr, FakeASR) and "Order number 4 5 7 2 1 9." in asr.prompts
+    assert isinstance(asr, FakeASR) and GRAMMARS["digits"].prompt in asr.prompts
+    hints = asr.hints[asr.prompts.index(GRAMMARS["digits"].prompt)]
+    assert hints is not None and hints.hypotheses == svc.config.asr.slot_hypotheses > 1
+    assert hints.fits is not None and hints.fits("4 5 7 2 1 9") and not hints.fits("4 5 7")
+    assert "double" in hints.vocabulary
     await pipe.close()
 
 

@@ -238,6 +238,25 @@ async def test_the_asr_stage_applies_a_listening_context_to_the_next_utterance_o
     assert set(finals[0].timings_ms) == {"endpoint", "asr", "asr_decode"}
 
 
+async def test_the_other_hypotheses_of_a_slot_answer_travel_with_the_transcript(
+    executor: ModelPool,
+) -> None:
+    """A slot answer is decoded with the slot type's grammar and the recogniser's n-best reaches the
+    dialogue in the final transcript; a free turn after it gets a plain decode."""
+    asr = FakeASR(VOICE)
+    context = ListeningContext(
+        expected="slot", slot="order_id", slot_type="digits", min_length=6, max_length=6
+    )
+    vad_out = await caller_frames("four five seven || four five eleven", "yes")
+    out = await run_stage(asr_stage(asr, executor), [(context, Direction.UPSTREAM), *vad_out])
+    finals = [f for f in out if isinstance(f, FinalTranscript)]
+    assert [(f.text, f.nbest) for f in finals] == [("four five seven", ("four five eleven",)), ("yes", ())]
+    assert finals[0].details["alternatives"] == ["four five eleven"]
+    first, second = asr.hints
+    assert first is not None and first.hypotheses > 1 and first.fits is not None
+    assert second is not None and second.hypotheses == 1 and second.fits is None
+
+
 async def test_a_hang_up_overtakes_the_decode_and_the_end_of_stream_waits_for_it(executor: ModelPool) -> None:
     asr = FakeASR(VOICE, delay_s=0.2)
     vad_out = await caller_frames("track my order")

@@ -59,6 +59,12 @@ class ASRConfig(_Section):
     cpu_threads: int = Field(0, ge=0, description="0 = number of cores")
     language: str = "en"
     beam_size: int = Field(1, ge=1)
+    slot_hypotheses: int = Field(
+        3,
+        ge=1,
+        le=8,
+        description="hypotheses kept for a slot answer (a beam that wide), for the dialogue to choose from",
+    )
     temperatures: tuple[float, ...] = (0.0, 0.4, 0.8)
     initial_prompt: str | None = Field(None, description="domain context, e.g. 'Orders at Acme Shop.'")
     hotwords: list[str] = Field(default_factory=list, description="product names etc. to bias towards")

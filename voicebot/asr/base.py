@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 import zlib
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -36,9 +37,25 @@ KNOWN_NON_SPEECH = frozenset(
 )
 
 
+@dataclass(frozen=True)
+class DecodeHints:
+    """What the dialogue expects, as far as decoding goes (built from its `ListeningContext`).
+
+    `hypotheses` > 1 runs a beam search that wide and keeps the other hypotheses as alternatives. When no
+    hypothesis `fits` (e.g. none reads as a digit string of the expected length) and `vocabulary` is given,
+    one more decode of the same encoder output may write only those words, digits and punctuation: a
+    grammar-constrained reading, offered as the last alternative, never as the transcript itself.
+    """
+
+    hypotheses: int = 1
+    vocabulary: tuple[str, ...] = ()
+    fits: Callable[[str], bool] | None = None
+
+
 @dataclass
 class Transcription:
-    """One decode. `text` is empty when a guard rejected it; `rejected` then says which."""
+    """One decode. `text` is empty when a guard rejected it; `rejected` then says which. `alternatives`
+    are the other hypotheses, best first (the constrained reading last, when one was made)."""
 
     text: str
     no_speech_prob: float = 0.0
@@ -50,6 +67,8 @@ class Transcription:
     window_s: float = 0.0
     raw_text: str = ""
     extra: dict[str, float] = field(default_factory=dict)
+    alternatives: list[str] = field(default_factory=list)
+    constrained: bool = False
 
     def as_dict(self) -> dict[str, object]:
         return {
@@ -62,14 +81,19 @@ class Transcription:
             "temperature": self.temperature,
             "decode_ms": round(self.decode_ms, 1),
             "window_s": self.window_s,
+            "alternatives": list(self.alternatives),
+            "constrained": self.constrained,
         }
 
 
 class ASRBackend(Protocol):
     name: str
 
-    def transcribe(self, audio: Audio, prompt: str | None = None) -> Transcription:
-        """Transcribe one utterance (at most 30 s) of 16 kHz mono float32 audio."""
+    def transcribe(
+        self, audio: Audio, prompt: str | None = None, hints: DecodeHints | None = None
+    ) -> Transcription:
+        """Transcribe one utterance (at most 30 s) of 16 kHz mono float32 audio. A backend that cannot
+        give alternatives ignores `hints`."""
         ...
 
 
@@ -122,6 +146,8 @@ def judge(tr: Transcription, config: ASRConfig, speech_ms: float | None = None) 
         reason = "known non-speech output"
     tr.rejected = reason
     tr.text = "" if reason else text
+    if reason:
+        tr.alternatives = []  # the other readings of audio the guards threw out are no better
     return tr
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 import threading
 import time
 
@@ -20,7 +21,15 @@ from faster_whisper import WhisperModel
 from faster_whisper.tokenizer import Tokenizer
 from faster_whisper.transcribe import get_suppressed_tokens
 
-from voicebot.asr.base import Audio, Transcription, compression_ratio, decoder_prompt, judge, needs_fallback
+from voicebot.asr.base import (
+    Audio,
+    DecodeHints,
+    Transcription,
+    compression_ratio,
+    decoder_prompt,
+    judge,
+    needs_fallback,
+)
 from voicebot.config import ASRConfig
 
 RATE = 16_000
@@ -49,6 +58,7 @@ class FasterWhisperASR:
         self.suppress = list(get_suppressed_tokens(self.tokenizer, [-1]))
         self.max_length = int(self.model.max_length)
         self._prompt_cache: dict[str | None, list[int]] = {}
+        self._vocabulary_cache: dict[tuple[str, ...], list[int]] = {}
         self._lock = threading.Lock()
 
     def window_seconds(self, n_samples: int) -> float:
@@ -83,8 +93,11 @@ class FasterWhisperASR:
                 self._prompt_cache[text] = tokens
         return tokens
 
-    def transcribe(self, audio: Audio, prompt: str | None = None) -> Transcription:
+    def transcribe(
+        self, audio: Audio, prompt: str | None = None, hints: DecodeHints | None = None
+    ) -> Transcription:
         start = time.perf_counter()
+        hints = hints or DecodeHints()
         if audio.size == 0:
             return judge(Transcription(text=""), self.config)
         mel, window = self.features(audio.astype(np.float32, copy=False))
@@ -92,7 +105,7 @@ class FasterWhisperASR:
         tokens_in = self.prompt_tokens(prompt)
         result: Transcription | None = None
         for temperature in self.config.temperatures:
-            result = self._decode(encoded, tokens_in, temperature)
+            result = self._decode(encoded, tokens_in, temperature, hints.hypotheses)
             silent = (
                 result.no_speech_prob > self.config.no_speech_threshold
                 and result.avg_logprob < self.config.logprob_threshold
@@ -100,17 +113,58 @@ class FasterWhisperASR:
             if silent or not needs_fallback(result, self.config):
                 break
         assert result is not None
+        result = judge(result, self.config)
+        fits = hints.fits
+        heard = [result.text, *result.alternatives]
+        if result.text and fits and hints.vocabulary and not any(map(fits, heard)):
+            constrained = self._decode(encoded, tokens_in, 0.0, 1, self._only(hints.vocabulary))
+            if constrained.text and constrained.avg_logprob >= self.config.logprob_threshold:
+                result.alternatives.append(constrained.text)
+                result.constrained = True
         result.decode_ms = (time.perf_counter() - start) * 1000.0
         result.window_s = window
-        return judge(result, self.config)
+        return result
+
+    def _only(self, vocabulary: tuple[str, ...]) -> list[int]:
+        """Token ids to suppress so that a decode writes only `vocabulary`'s words, digits and punctuation.
+
+        A token survives when its text, without the leading space, is digits or punctuation, or is a piece
+        of one of the words (a word-initial piece must start it): BPE splits "triple" into pieces.
+        """
+        with self._lock:
+            cached = self._vocabulary_cache.get(vocabulary)
+        if cached is not None:
+            return cached
+        words = [w.lower() for w in vocabulary]
+        keep_special = set(self.tokenizer.sot_sequence) | {self.tokenizer.eot, self.tokenizer.no_timestamps}
+        suppress: list[int] = []
+        for token_id in range(self.tokenizer.eot):
+            piece = self.tokenizer.decode([token_id])
+            core = piece.strip().lower()
+            if token_id in keep_special or not core or re.fullmatch(r"[0-9.,\-'?!]+", core):
+                continue
+            initial = piece[:1] == " " or token_id == 0
+            if any((w.startswith(core) if initial else core in w) for w in words):
+                continue
+            suppress.append(token_id)
+        suppress = sorted(set(suppress) | set(self.suppress))
+        with self._lock:
+            self._vocabulary_cache[vocabulary] = suppress
+        return suppress
 
     def _decode(
-        self, encoded: ctranslate2.StorageView, prompt: list[int], temperature: float
+        self,
+        encoded: ctranslate2.StorageView,
+        prompt: list[int],
+        temperature: float,
+        hypotheses: int = 1,
+        suppress: list[int] | None = None,
     ) -> Transcription:
+        width = max(self.config.beam_size, hypotheses)
         sampling = (
             {"beam_size": 1, "sampling_topk": 0, "sampling_temperature": temperature}
             if temperature > 0
-            else {"beam_size": self.config.beam_size}
+            else {"beam_size": width, "num_hypotheses": hypotheses}
         )
         res = self.model.model.generate(
             encoded,
@@ -119,12 +173,14 @@ class FasterWhisperASR:
             return_scores=True,
             return_no_speech_prob=True,
             suppress_blank=True,
-            suppress_tokens=self.suppress,
+            suppress_tokens=suppress if suppress is not None else self.suppress,
             **sampling,
         )[0]
+        texts = [self.tokenizer.decode(seq).strip() for seq in res.sequences_ids]
         tokens = res.sequences_ids[0]
         avg_logprob = res.scores[0] * len(tokens) / (len(tokens) + 1)  # length_penalty 1, as faster-whisper
-        text = self.tokenizer.decode(tokens).strip()
+        text = texts[0]
+        others = [t for t in dict.fromkeys(texts[1:]) if t and t != text]
         return Transcription(
             text=text,
             raw_text=text,
@@ -132,4 +188,5 @@ class FasterWhisperASR:
             avg_logprob=float(avg_logprob),
             compression_ratio=compression_ratio(text),
             temperature=temperature,
+            alternatives=others,
         )

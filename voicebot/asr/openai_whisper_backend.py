@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from voicebot.asr.base import Audio, Transcription, compression_ratio, decoder_prompt, judge
+from voicebot.asr.base import Audio, DecodeHints, Transcription, compression_ratio, decoder_prompt, judge
 from voicebot.assets import ModelNotFoundError
 from voicebot.config import ASRConfig
 
@@ -34,7 +34,10 @@ class OpenAIWhisperASR:
         self.config = config
         self.name = f"openai-whisper:{Path(checkpoint).name}"
 
-    def transcribe(self, audio: Audio, prompt: str | None = None) -> Transcription:
+    def transcribe(
+        self, audio: Audio, prompt: str | None = None, hints: DecodeHints | None = None
+    ) -> Transcription:
+        """openai-whisper's own decoder gives one hypothesis; `hints` are not used."""
         start = time.perf_counter()
         if audio.size == 0:
             return judge(Transcription(text=""), self.config)

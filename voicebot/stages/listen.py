@@ -14,7 +14,8 @@ what follows is a new utterance: a `SpeechStarted` goes out (it barges in on the
 and its words are decoded on their own.
 
 Listening context: the dialogue sends a `ListeningContext` upstream before each caller turn. The endpointer
-takes its pause length and this stage its prompt and hot words, for the next utterance only; the final
+takes its pause length and this stage its prompt, hot words and, for a slot answer, a few hypotheses and
+a grammar (`voicebot.nlu.grammar`), for the next utterance only; the final
 transcript names the context it was decoded under, so the turn record shows what the bot was listening for.
 """
 
@@ -46,6 +47,7 @@ from voicebot.frames import (
     SpeechStarted,
     SpeechTimes,
 )
+from voicebot.nlu.grammar import listening_plan
 from voicebot.stages.base import Stage, in_pool
 from voicebot.vad import Endpointer
 
@@ -183,7 +185,8 @@ class ASRStage(Stage):
 
     def _decode(self, samples: int) -> asyncio.Future[Transcription]:
         audio = to_float(np.concatenate(self._chunks)[:samples])
-        return in_pool(self.executor, self.asr.transcribe, audio, context_prompt(self.context))
+        prompt, hints = listening_plan(self.context, self.config.slot_hypotheses)
+        return in_pool(self.executor, self.asr.transcribe, audio, prompt, hints)
 
     def _on_audio(self, frame: SpeechAudio) -> None:
         self._chunks.append(frame.pcm)
@@ -256,16 +259,9 @@ class ASRStage(Stage):
                 details=details,
                 times=times,
                 confidence=confidence,
+                nbest=tuple(result.alternatives),
                 context=context,
             )
             await self.push(final)
 
         self.work.submit(job, keep=True)
-
-
-def context_prompt(context: ListeningContext | None) -> str | None:
-    """The recogniser's prompt for one utterance: the context's prompt, then its hot words."""
-    if context is None:
-        return None
-    parts = [p for p in (context.prompt, ", ".join(context.hotwords)) if p]
-    return " ".join(parts) if parts else None

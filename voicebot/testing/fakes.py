@@ -27,7 +27,7 @@ from datetime import date
 
 import numpy as np
 
-from voicebot.asr.base import Audio, Transcription
+from voicebot.asr.base import Audio, DecodeHints, Transcription
 from voicebot.config import VoicebotConfig
 from voicebot.frames import PCM, BotAudio
 from voicebot.nlu.model import OOS, Labels
@@ -107,21 +107,27 @@ class EnergyVAD:
 
 @dataclass
 class FakeASR:
-    """Hears `voice`'s lines back after `delay_s` (a decode's time); keeps every prompt it was given."""
+    """Hears `voice`'s lines back after `delay_s` (a decode's time); keeps every prompt and decode hint it
+    was given. A line written "a || b" is heard as "a" with "b" as the second hypothesis."""
 
     voice: ToneVoice
     delay_s: float = 0.02
     name: str = "fake"
     prompts: list[str | None] = field(default_factory=list)
+    hints: list[DecodeHints | None] = field(default_factory=list)
 
-    def transcribe(self, audio: Audio, prompt: str | None = None) -> Transcription:
+    def transcribe(
+        self, audio: Audio, prompt: str | None = None, hints: DecodeHints | None = None
+    ) -> Transcription:
         started = time.perf_counter()
         self.prompts.append(prompt)
+        self.hints.append(hints)
         time.sleep(self.delay_s)
-        text = self.voice.hear(audio)
+        text, *others = [t.strip() for t in self.voice.hear(audio).split("||")]
         decode_ms = (time.perf_counter() - started) * 1000.0
         return Transcription(
             text=text,
+            alternatives=others if text else [],
             raw_text=text,
             avg_logprob=-0.1 if text else -2.0,
             no_speech_prob=0.01 if text else 0.9,
