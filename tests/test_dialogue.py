@@ -15,8 +15,10 @@ from typing import Any
 import pytest
 
 from voicebot.dialogue.actions import ActionResult, Actions, load_actions
-from voicebot.dialogue.nlg import NLG, say_amount, say_date, say_digits, say_email
-from voicebot.dialogue.policy import Decision, Policy
+from voicebot.dialogue.decision import Decision
+from voicebot.dialogue.nlg import NLG, say_amount, say_date, say_digits, say_email, say_phone
+from voicebot.dialogue.policy import Policy
+from voicebot.dialogue.slots import SlotReader
 from voicebot.dialogue.state import DialogueState
 from voicebot.domain.loader import Domain, load_domain
 from voicebot.nlu.parser import Entity, Parse
@@ -44,8 +46,14 @@ class Bot:
         self.state = DialogueState()
         self.policy = Policy(domain, NLG(domain, TODAY), actions, self.state, "test")
 
-    def say(self, parse: Parse) -> Decision:
-        return asyncio.run(self.policy.on_parse(parse))
+    def hear(self, parse: Parse, *alternatives: str) -> Decision | None:
+        """A caller turn; None when the bot waits for more (the start of a number)."""
+        return asyncio.run(self.policy.on_parse(parse, alternatives))
+
+    def say(self, parse: Parse, *alternatives: str) -> Decision:
+        d = self.hear(parse, *alternatives)
+        assert d is not None, "the bot said nothing"
+        return d
 
     def keys(self, digits: str) -> list[Decision]:
         out = [asyncio.run(self.policy.on_dtmf(d)) for d in digits]
@@ -71,7 +79,7 @@ def test_track_order_asks_then_answers_from_the_database(bot: Bot) -> None:
     assert d.act == "prompt" and "order number" in d.text
     d = bot.say(P("eight three oh one one two", "inform"))  # whole answer read when the tagger misses
     assert d.action == "order_status" and d.action_result == "ok"
-    assert "shipped" in d.text and "8 3 0 1 1 2" in d.text and "Tuesday the 1st of December" in d.text
+    assert "shipped" in d.text and "8 3 0, 1 1 2" in d.text and "Tuesday the 1st of December" in d.text
     assert bot.state.expecting == "anything_else"
 
 
@@ -84,7 +92,7 @@ def test_intent_with_entity_skips_the_prompt_and_unknown_order_reasks(bot: Bot) 
 
 def test_cancel_confirm_yes_runs_action_and_second_cancel_says_already(bot: Bot) -> None:
     d = bot.say(P("cancel order 457219", "cancel_order", 0.99, ("order_id", "457219", "457219")))
-    assert d.act == "confirm" and "4 5 7 2 1 9" in d.text
+    assert d.act == "confirm" and "4 5 7, 2 1 9" in d.text
     d = bot.say(P("yes", "affirm"))
     assert d.action == "cancel_order" and d.action_result == "ok" and "cancelled" in d.text
     d = bot.say(P("cancel it again", "cancel_order"))  # order id carried over from the call's memory
@@ -103,10 +111,10 @@ def test_correction_at_confirmation_updates_and_reconfirms(bot: Bot) -> None:
             ("phone", "four five seven two one nine", None),
         )
     )
-    assert d.act == "corrected" and "4 5 7 2 1 9" in d.text and "confirm" in d.text
+    assert d.act == "corrected" and "4 5 7, 2 1 9" in d.text and "confirm" in d.text
     assert bot.state.slots["order_id"].value == "457219"
     d = bot.say(P("no", "deny"))
-    assert d.act == "declined" and "left order 4 5 7 2 1 9" in d.text
+    assert d.act == "declined" and "left order 4 5 7, 2 1 9" in d.text
 
 
 def test_shipped_order_cannot_be_cancelled(bot: Bot) -> None:
@@ -248,7 +256,13 @@ def test_hanging_backend_times_out(domain: Domain) -> None:
 @pytest.mark.parametrize(
     ("fn", "value", "spoken"),
     [
-        (say_digits, "457219", "4 5 7 2 1 9"),
+        (say_digits, "457219", "4 5 7, 2 1 9"),
+        (say_digits, "52210", "5 2 2, 1 0"),
+        (say_digits, "1234567", "1 2 3, 4 5 6 7"),
+        (say_digits, "12345678", "1 2 3, 4 5 6, 7 8"),
+        (say_digits, "457", "4 5 7"),
+        (say_phone, "6175550101", "6 1 7, 5 5 5, 0 1 0 1"),
+        (say_phone, "+1 617 555 0101", "+ 1, 6 1 7, 5 5 5, 0 1 0 1"),
         (say_amount, "49.99", "49 dollars and 99 cents"),
         (say_amount, "120.00", "120 dollars"),
         (say_amount, "1.05", "1 dollar and 5 cents"),
@@ -292,3 +306,120 @@ def test_unsure_turn_is_rescued_by_its_entities_but_not_without_them(bot: Bot) -
     bare = P("where is my refund thing", "oos", 0.40)
     bare.ranking = ranking
     assert bot.say(bare).act == "nomatch"
+
+
+# ------------------------------------------------------------------------ numbers: readings and repairs
+
+
+def test_a_number_with_several_readings_takes_the_one_the_back_end_knows(bot: Bot) -> None:
+    bot.say(P("where is my order", "track_order"))
+    d = bot.say(P("eight eight three oh one one two", "inform"))  # one 8 too many: 830112 or 883012
+    assert d.action == "order_status" and d.action_result == "ok"
+    assert bot.state.slots["order_id"].value == "830112" and "8 3 0, 1 1 2" in d.text
+
+
+def test_the_other_hypotheses_are_read_and_the_existing_one_wins(bot: Bot) -> None:
+    bot.say(P("where is my order", "track_order"))
+    d = bot.say(P("four five seven two one eight", "inform"), "four five seven two one nine")
+    assert bot.state.slots["order_id"].value == "457219" and d.action_result == "ok"
+
+
+def test_with_no_known_reading_the_first_valid_one_is_taken(bot: Bot) -> None:
+    bot.say(P("where is my order", "track_order"))
+    d = bot.say(P("one two three four five six", "inform"), "one two three four five seven")
+    assert d.action_result == "unknown_order" and "1 2 3, 4 5 6" in d.text
+
+
+def test_look_ups_stop_at_the_first_known_reading_and_after_four(domain: Domain) -> None:
+    asked: list[str] = []
+
+    def exists(slots: Any) -> ActionResult:
+        asked.append(slots["order_id"])
+        return ActionResult(slots["order_id"] == "222222")
+
+    actions = Actions()
+    actions.register("order_exists", exists)
+    reader = SlotReader(domain, actions, "test")
+    options = ["111111", "222222", "333333"]
+    assert asyncio.run(reader.pick("order_id", options)) == "222222" and asked == ["111111", "222222"]
+    asked.clear()
+    many = [str(n) * 6 for n in range(3, 9)]
+    assert asyncio.run(reader.pick("order_id", many)) == "333333" and len(asked) == 4
+    asked.clear()
+    assert asyncio.run(reader.pick("order_id", ["111111"])) == "111111" and asked == []  # nothing to choose
+
+
+def test_the_look_up_answers_whether_it_exists_and_nothing_else(tmp_path: Path) -> None:
+    actions = load_actions(SHOP, {"database": str(tmp_path / "shop.sqlite"), "today": TODAY.isoformat()})
+    known = asyncio.run(actions.call("order_exists", {"order_id": "830112"}))
+    unknown = asyncio.run(actions.call("order_exists", {"order_id": "830113"}))
+    assert known == ActionResult(True) and not unknown.ok and unknown.data == {}
+    assert asyncio.run(actions.call("invoice_exists", {"invoice_id": "52210"})) == ActionResult(True)
+    assert not asyncio.run(actions.call("invoice_exists", {"invoice_id": "52211"})).ok
+
+
+def test_one_digit_corrected_at_the_confirmation(bot: Bot) -> None:
+    bot.say(P("cancel 457219", "cancel_order", 0.99, ("order_id", "457219", "457219")))
+    d = bot.say(P("no, the last digit is eight", "deny"))
+    assert d.act == "corrected" and bot.state.slots["order_id"].value == "457218"
+    assert "cancel order 4 5 7, 2 1 8?" in d.text and d.action is None
+    d = bot.say(P("it's two one nine, not two one eight", "oos", 0.4))
+    assert d.act == "corrected" and bot.state.slots["order_id"].value == "457219"
+
+
+def test_a_correction_after_a_look_up_runs_it_again(bot: Bot) -> None:
+    bot.say(P("where is 830112", "track_order", 0.99, ("order_id", "830112", "830112")))
+    d = bot.say(P("no, the last digit is three", "deny"))
+    assert d.action == "order_status" and d.action_result == "unknown_order"
+    assert "8 3 0, 1 1 3" in d.text and bot.state.expecting == "slot"
+    d = bot.say(P("sorry, the last one is two", "oos", 0.4))  # the number the retry dropped
+    assert d.action_result == "ok" and "has shipped" in d.text
+
+
+def test_a_whole_new_number_after_a_look_up_runs_it_again(bot: Bot) -> None:
+    bot.say(P("where is 830112", "track_order", 0.99, ("order_id", "830112", "830112")))
+    d = bot.say(P("no, it's nine three two oh one seven", "deny"))
+    assert d.action == "order_status" and "was delivered" in d.text
+    d = bot.say(P("no thanks", "deny"))  # the next no is no correction any more
+    assert d.hangup
+
+
+def test_wrong_without_saying_which_part_asks_for_the_number_again(bot: Bot) -> None:
+    bot.say(P("cancel 457219", "cancel_order", 0.99, ("order_id", "457219", "457219")))
+    d = bot.say(P("no, that's the wrong number", "deny"))
+    assert d.act == "wrong_value" and "order number" in d.text and "order_id" not in bot.state.slots
+    assert bot.state.expecting == "slot"
+
+
+def test_a_number_read_with_a_pause_is_one_answer(bot: Bot) -> None:
+    bot.say(P("where is my order", "track_order"))
+    assert bot.hear(P("four five seven", "inform")) is None and bot.state.partial == "457"
+    d = bot.say(P("two one nine", "inform"))
+    assert bot.state.slots["order_id"].value == "457219" and d.action_result == "ok"
+
+
+def test_silence_after_the_start_of_a_number_asks_for_the_rest(bot: Bot) -> None:
+    bot.say(P("where is my order", "track_order"))
+    assert bot.hear(P("four five seven", "inform")) is None
+    d = bot.silence()
+    assert d.act == "partial" and "got 4 5 7 so far" in d.text and "rest" in d.text
+    assert bot.hear(P("two", "inform")) is None and bot.state.partial == "4572"
+    d = bot.say(P("four five seven two one nine", "inform"))  # too long joined: this turn alone
+    assert bot.state.slots["order_id"].value == "457219" and d.action_result == "ok"
+
+
+def test_an_invalid_number_twice_offers_the_keypad(bot: Bot) -> None:
+    bot.say(P("where is my order", "track_order"))
+    first = bot.say(P("one two three four five six seven eight", "inform"))
+    assert first.act == "invalid" and "six digits" in first.text and "keypad" not in first.text
+    second = bot.say(P("one two three four five six seven eight nine", "inform"))
+    assert second.act == "invalid" and "keypad" in second.text
+
+
+def test_a_noisy_line_is_said_and_climbs_the_no_match_ladder(bot: Bot) -> None:
+    bot.say(P("where is my order", "track_order"))
+    first = asyncio.run(bot.policy.on_noise())
+    assert first.act == "noisy_line" and "noisy" in first.text and "order number" in first.text
+    second = asyncio.run(bot.policy.on_noise())
+    assert "keypad" in second.text
+    assert asyncio.run(bot.policy.on_noise()).transfer

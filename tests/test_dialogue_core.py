@@ -43,6 +43,45 @@ async def test_the_dialogue_says_what_it_listens_for(tmp_path: Path) -> None:
         "digits",
     )
     assert (asking.min_length, asking.max_length) == (6, 6)
+    assert asking.end_silence_ms == 1500 and asking.partial is None  # a number is read in groups
+
+
+async def test_the_start_of_a_number_gets_no_reply_and_is_listened_for_as_partial(tmp_path: Path) -> None:
+    brain = factory(tmp_path)()
+    brain.greeting()
+    await brain.handle(FinalTranscript(text="where is my order", t=1.0))
+    assert await brain.handle(FinalTranscript(text="four five seven", t=2.0)) is None
+    context = brain.listening_context()
+    assert context is not None and context.partial == "457" and context.as_json()["partial"] == "457"
+    reply = await brain.handle(FinalTranscript(text="two one nine", t=3.0))
+    assert reply is not None and reply.understanding is not None
+    assert (
+        reply.understanding.slots == {"order_id": "457219"} and reply.understanding.action == "order_status"
+    )
+
+
+async def test_the_recognisers_other_hypotheses_reach_the_slot_reader(tmp_path: Path) -> None:
+    brain = factory(tmp_path)()
+    brain.greeting()
+    await brain.handle(FinalTranscript(text="where is my order", t=1.0))
+    heard = FinalTranscript(text="eight three oh one one three", t=2.0, nbest=("eight three oh one one two",))
+    reply = await brain.handle(heard)  # 830113 is no order, 830112 is
+    assert reply is not None and reply.understanding is not None
+    assert reply.understanding.slots == {"order_id": "830112"} and "has shipped" in reply.text
+
+
+async def test_a_transcript_rejected_as_noise_is_answered_and_other_empty_ones_are_not(
+    tmp_path: Path,
+) -> None:
+    brain = factory(tmp_path)()
+    brain.greeting()
+    await brain.handle(FinalTranscript(text="where is my order", t=1.0))
+    assert await brain.handle(FinalTranscript(text="", t=2.0, details={"rejected": "silence"})) is None
+    assert await brain.handle(FinalTranscript(text="  ", t=2.5)) is None
+    reply = await brain.handle(FinalTranscript(text="", t=3.0, details={"rejected": "noise"}))
+    assert reply is not None and reply.understanding is not None
+    assert reply.text.startswith("Sorry, the line is noisy") and "order number" in reply.text
+    assert reply.understanding.act == "noisy_line" and reply.understanding.expecting == "slot"
 
 
 async def test_a_confirmation_is_listened_for_as_yes_or_no(tmp_path: Path) -> None:

@@ -7,8 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from voicebot.domain.loader import BUILTIN_RESPONSES, is_dialogue_domain, load_domain
+from voicebot.dialogue.brain import DialogueFactory
+from voicebot.domain.loader import BUILTIN_RESPONSES, DEFAULT_RESPONSES, is_dialogue_domain, load_domain
 from voicebot.domain.yamlfile import DomainError
+from voicebot.testing.fakes import ScriptedNLU
 
 SHOP = Path(__file__).resolve().parent.parent / "domains" / "shop"
 
@@ -125,3 +127,36 @@ def test_menu_option_must_do_one_thing(domain_dir: Path) -> None:
     edit(flows, '"1": {flow: track_order}', '"1": {flow: track_order, transfer: true}')
     with pytest.raises(DomainError, match=r"menu\.options\.1: .*exactly one"):
         load_domain(domain_dir)
+
+
+def test_the_engine_words_its_newer_responses_when_a_domain_does_not(domain_dir: Path) -> None:
+    responses = domain_dir / "responses.yaml"
+    edit(responses, "  noisy_line:\n    - Sorry, the line is noisy, could you say that again?\n", "")
+    edit(responses, "    - Sorry, it's still noisy on the line.\n", "")
+    edit(
+        responses,
+        "    - I've got {partial} so far. What's the rest?\n",
+        "    - So far {partial}. And then?\n",
+    )
+    domain = load_domain(domain_dir)
+    assert domain.responses["noisy_line"] == DEFAULT_RESPONSES["noisy_line"]
+    assert domain.responses["partial_number"] == ["So far {partial}. And then?"]  # the domain's own wins
+
+
+def test_slot_lookup_and_digit_pause_settings(domain_dir: Path) -> None:
+    domain = load_domain(domain_dir)
+    assert domain.slots["order_id"].lookup == "order_exists" and domain.slots["email"].lookup is None
+    assert domain.settings.timeouts.digits_end_silence_ms == 1500
+    edit(domain_dir / "slots.yaml", "lookup: order_exists", "lookup: Order-Exists")
+    with pytest.raises(DomainError, match=r"slots\.yaml:\d+: slots\.order_id\.lookup"):
+        load_domain(domain_dir)
+
+
+def test_a_lookup_naming_a_missing_action(domain_dir: Path, tmp_path: Path) -> None:
+    edit(domain_dir / "slots.yaml", "lookup: invoice_exists", "lookup: invoice_known")
+    domain = load_domain(domain_dir)
+    intents = {i for name, flow in domain.flows.items() for i in flow.intents or [name]}
+    with pytest.raises(
+        DomainError, match=r"slots\.yaml:\d+: slots\.invoice_id\.lookup: no action 'invoice_known'"
+    ):
+        DialogueFactory(domain_dir, ScriptedNLU({}, intents), cache_dir=tmp_path, scratch=tmp_path / "s")

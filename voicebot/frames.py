@@ -174,7 +174,8 @@ class ListeningContext(SystemFrame):
     The ASR and the endpointer apply it to the next utterance only. `expected`: "free" (anything), "slot"
     (`slot` of `slot_type`, `min_length`..`max_length` characters), "yes_no" or "choice". `prompt` and
     `hotwords` bias the recogniser; `end_silence_ms` is the pause after which the turn is over (None: the
-    endpointer's configured value), e.g. longer while a long number is being read out.
+    endpointer's configured value), e.g. longer while a long number is being read out. `partial`: the
+    digits of the slot the caller has read out so far ("457" of a six-digit order number, then a pause).
     """
 
     expected: Expected = "free"
@@ -185,6 +186,7 @@ class ListeningContext(SystemFrame):
     prompt: str | None = None
     hotwords: tuple[str, ...] = ()
     end_silence_ms: float | None = None
+    partial: str | None = None
 
     def as_json(self) -> dict[str, Any]:
         return {
@@ -196,6 +198,7 @@ class ListeningContext(SystemFrame):
             "prompt": self.prompt,
             "hotwords": list(self.hotwords),
             "end_silence_ms": self.end_silence_ms,
+            "partial": self.partial,
         }
 
 

@@ -26,8 +26,11 @@ Actions (slot names in brackets) answer `ActionResult`s with dates as "YYYY-MM-D
 order_status(order_id), cancel_order(order_id), change_order(order_id, change_request),
 change_shipping_address(order_id, street, delivery_city), get_refund(order_id, refund_amount?),
 track_refund(order_id), check_invoice(invoice_id), get_invoice(invoice_id, email?). Ids keep their digits
-only ("INV 52210" -> "52210"). Each call opens its own connection (actions run in worker threads) and does
-its check and write in one IMMEDIATE transaction, so concurrent calls cannot both cancel one order.
+only ("INV 52210" -> "52210"). order_exists(order_id) and invoice_exists(invoice_id) are the slots' look-ups
+(slots.yaml): `ok` says whether the number exists and nothing else, so trying the readings of a misheard
+number tells the caller nothing about someone else's order. Each call opens its own connection (actions
+run in worker threads) and does its check and write in one IMMEDIATE transaction, so concurrent calls cannot
+both cancel one order.
 """
 
 from __future__ import annotations
@@ -249,6 +252,12 @@ def order_status(shop: _Shop, slots: Mapping[str, Any]) -> ActionResult:
     )
 
 
+def order_exists(shop: _Shop, slots: Mapping[str, Any]) -> ActionResult:
+    with shop.transaction() as conn:
+        _, row = _order(conn, slots)
+    return ActionResult(True) if row is not None else ActionResult(False, error="unknown_order")
+
+
 def _update_processing(
     shop: _Shop, slots: Mapping[str, Any], write: Callable[[sqlite3.Connection, sqlite3.Row], dict[str, Any]]
 ) -> ActionResult:
@@ -357,6 +366,12 @@ def check_invoice(shop: _Shop, slots: Mapping[str, Any]) -> ActionResult:
     return ActionResult(True, {"invoice_id": invoice_id, **data, "status": row["status"]})
 
 
+def invoice_exists(shop: _Shop, slots: Mapping[str, Any]) -> ActionResult:
+    with shop.transaction() as conn:
+        _, row = _invoice(conn, slots)
+    return ActionResult(True) if row is not None else ActionResult(False, error="unknown_invoice")
+
+
 def get_invoice(shop: _Shop, slots: Mapping[str, Any]) -> ActionResult:
     email = _optional(slots, "email")
     with shop.transaction() as conn:
@@ -379,6 +394,8 @@ _ACTIONS: dict[str, Callable[[_Shop, Mapping[str, Any]], ActionResult]] = {
         track_refund,
         check_invoice,
         get_invoice,
+        order_exists,
+        invoice_exists,
     )
 }
 

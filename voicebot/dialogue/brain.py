@@ -3,8 +3,10 @@
 Per caller event: NLU parse (off the event loop), policy decision, spoken reply, and what it understood for
 the turn record (intent, slots, action and its result) with personal data masked. Before each caller turn
 it says what it listens for: the slot it asked for (its type and length), a yes/no answer, a menu choice or
-anything, with the domain's ASR hints as the prompt. `DialogueFactory` loads the domain, the NLU and the
-back end once and makes one brain per call.
+anything, with the domain's ASR hints as the prompt; while it asks for a number, a longer pause ends the
+turn, and a number read with a pause in it is held as `partial` until the rest comes (no reply meanwhile).
+A transcript the recogniser rejected as noise gets "the line is noisy" instead of silence.
+`DialogueFactory` loads the domain, the NLU and the back end once and makes one brain per call.
 """
 
 from __future__ import annotations
@@ -20,8 +22,9 @@ from typing import Any
 
 from voicebot.brain import BrainInput
 from voicebot.dialogue.actions import Actions, load_actions
+from voicebot.dialogue.decision import Decision
 from voicebot.dialogue.nlg import NLG, fixed_phrases
-from voicebot.dialogue.policy import Decision, Policy
+from voicebot.dialogue.policy import Policy
 from voicebot.dialogue.state import DialogueState, HistoryTurn
 from voicebot.domain.loader import Domain, load_domain
 from voicebot.domain.yamlfile import DomainError, line_of, load_yaml
@@ -76,6 +79,7 @@ class DialogueBrain:
         asking = st.flow.asking if st.flow is not None else None
         slot = self.domain.slots.get(asking or "") if st.expecting == "slot" else None
         if slot is not None:
+            digits = slot.type == "digits"
             return ListeningContext(
                 expected="slot",
                 slot=asking,
@@ -83,6 +87,8 @@ class DialogueBrain:
                 min_length=slot.min_length,
                 max_length=slot.max_length,
                 prompt=self.asr_prompt,
+                end_silence_ms=self.domain.settings.timeouts.digits_end_silence_ms if digits else None,
+                partial=st.partial or None,
             )
         return ListeningContext(expected=EXPECTED.get(st.expecting or "", "free"), prompt=self.asr_prompt)
 
@@ -95,12 +101,18 @@ class DialogueBrain:
             return None
         parse: Parse | None = None
         times = BrainTimes()
-        if isinstance(event, FinalTranscript):
-            if not event.text.strip():
+        if isinstance(event, FinalTranscript) and not event.text.strip():
+            if event.details.get("rejected") != "noise":
                 return None  # a cough or a click: nothing to answer, the no-input clock keeps running
+            decision = await self.policy.on_noise()
+        elif isinstance(event, FinalTranscript):
             parse = await asyncio.to_thread(self.nlu.parse, event.text, self.today)
             times = BrainTimes(nlu_done=time.perf_counter())
-            decision = await self.policy.on_parse(parse)
+            said = await self.policy.on_parse(parse, alternatives=event.nbest)
+            if said is None:  # the start of a number: the caller goes on after the pause
+                self.state.history.append(_caller_turn(parse))
+                return None
+            decision = said
         elif isinstance(event, DTMFDigit):
             found = await self.policy.on_dtmf(event.digit)
             if found is None:
@@ -194,12 +206,14 @@ class DialogueFactory:
                     )
 
     def _check_actions(self, actions: Actions) -> None:
-        flows_file = self.domain.path / "flows.yaml"
-        for name, flow in self.domain.flows.items():
-            if flow.action and flow.action not in actions.names():
-                line = line_of(load_yaml(flows_file)[1], ("flows", name, "action"))
+        named = [("flows.yaml", ("flows", n, "action"), f.action) for n, f in self.domain.flows.items()]
+        named += [("slots.yaml", ("slots", n, "lookup"), s.lookup) for n, s in self.domain.slots.items()]
+        for file, loc, action in named:
+            if action and action not in actions.names():
+                path = self.domain.path / file
+                line = line_of(load_yaml(path)[1], loc)
                 raise DomainError(
-                    f"{flows_file}:{line}: flows.{name}.action: no action {flow.action!r} "
+                    f"{path}:{line}: {'.'.join(loc)}: no action {action!r} "
                     "(register it in the domain's actions.py or as a webhook in settings.yaml)"
                 )
 

@@ -2,8 +2,8 @@
 
 Variants rotate per call (the second time a prompt is needed it is said differently, which is also what a
 reprompt should do), deterministically, so conversation tests are stable. Values are written the way a
-person would say them: an order number digit by digit, "49 dollars and 99 cents", "tomorrow, Tuesday the
-1st of December", an email with "at" and "dot".
+person would say them: an order number digit by digit in groups ("8 3 0, 1 1 2"), "49 dollars and 99
+cents", "tomorrow, Tuesday the 1st of December", an email with "at" and "dot".
 """
 
 from __future__ import annotations
@@ -18,9 +18,40 @@ from voicebot.domain.loader import Domain
 _ORDINAL = {1: "st", 2: "nd", 3: "rd", 21: "st", 22: "nd", 23: "rd", 31: "st"}
 
 
+def digit_groups(length: int) -> list[int]:
+    """How a person reads out `length` digits: threes, the last group two to four long (5 → 3 2, 6 → 3 3,
+    7 → 3 4, 8 → 3 3 2, 10 → 3 3 4: a phone number's own grouping); four or fewer stay one group."""
+    if length <= 4:
+        return [length] if length else []
+    groups = [3] * (length // 3)
+    rest = length % 3
+    if rest == 1:  # 7 → 3 4, 10 → 3 3 4: no lonely last digit
+        groups[-1] += 1
+    elif rest == 2:
+        groups.append(2)
+    return groups
+
+
 def say_digits(value: str) -> str:
-    """'457219' → '4 5 7 2 1 9': TTS voices read separated digits one by one, never as a big number."""
-    return " ".join(ch for ch in value if not ch.isspace())
+    """'457219' → '4 5 7, 2 1 9': TTS voices read separated digits one by one, never as a big number, and
+    the comma is the short pause a person leaves between groups, so the caller can check the number as
+    they would a human agent's read-back."""
+    chars = [ch for ch in value if not ch.isspace()]
+    out, start = [], 0
+    for size in digit_groups(len(chars)):
+        out.append(" ".join(chars[start : start + size]))
+        start += size
+    return ", ".join(out)
+
+
+def say_phone(value: str) -> str:
+    """'+1 617 555 0101' → '+ 1, 6 1 7, 5 5 5, 0 1 0 1': the last ten digits 3-3-4, what comes before them
+    (the country code) as a group of its own."""
+    chars = [ch for ch in value if ch.isdigit() or ch == "+"]
+    if len(chars) <= 10:
+        return say_digits("".join(chars))
+    head, tail = chars[:-10], "".join(chars[-10:])
+    return f"{' '.join(head)}, {say_digits(tail)}"
 
 
 def say_amount(value: str) -> str:
@@ -53,6 +84,8 @@ def say_email(value: str) -> str:
 def say(value: str, how: SayAs, today: date | None = None) -> str:
     if how in ("digits", "letters"):
         return say_digits(value)
+    if how == "phone":
+        return say_phone(value)
     if how == "amount":
         return say_amount(value)
     if how == "date":
@@ -68,7 +101,7 @@ def guess_say_as(key: str) -> SayAs:
         return "date"
     if key in ("amount", "total", "price") or key.endswith(("_amount", "_total")):
         return "amount"
-    if key.endswith("_id"):
+    if key.endswith("_id") or key == "partial":
         return "digits"
     if key == "email" or key.endswith("_email") or key == "sent_to":
         return "email"

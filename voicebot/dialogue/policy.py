@@ -3,51 +3,26 @@
 Order of precedence for a spoken turn: sustained frustration → hand-off; "start over"; "repeat that";
 goodbye; asking for a person; then the step the bot is in (a confirmation, a slot prompt, or the open
 question), where a new task's intent switches topic and a question gets its answer before the task resumes.
-Misunderstandings and silences climb the same ladder: reprompt, then the keypad, then a person.
+Misunderstandings and silences climb the same ladder: reprompt, then the keypad, then a person. A number
+the bot holds can be repaired at any of those steps, and right after a look-up read it back (`repair`).
 """
 
 from __future__ import annotations
 
-import re
 import time
-from dataclasses import dataclass, field
+from collections.abc import Sequence
 
+from voicebot.dialogue import repair, understand
 from voicebot.dialogue.actions import ActionFailed, Actions
+from voicebot.dialogue.decision import Decision
 from voicebot.dialogue.nlg import NLG
-from voicebot.dialogue.slots import Filled, from_entities, read_whole, valid
+from voicebot.dialogue.slots import Filled, SlotReader, read_whole, valid
 from voicebot.dialogue.state import DialogueState, FlowFrame
-from voicebot.domain.dialogue_spec import Cases, Flow
+from voicebot.dialogue.understand import START_OVER
+from voicebot.domain.dialogue_spec import Flow
 from voicebot.domain.loader import Domain
 from voicebot.nlu.model import OOS
 from voicebot.nlu.parser import Parse
-
-# A bare yes or no the model was unsure of, at a yes/no question ("No, that's all, thanks.").
-YES = re.compile(r"^\W*(yes|yeah|yep|yup|sure|correct|that's right|go ahead|please do|okay|ok)\b", re.I)
-NO = re.compile(r"^\W*(no|nope|nah|nothing( else)?|not really)\b", re.I)
-START_OVER = re.compile(r"\b(start (all )?over|start again|from the (beginning|start)|restart)\b", re.I)
-
-
-@dataclass
-class Decision:
-    parts: list[str] = field(default_factory=list)
-    act: str = ""
-    action: str | None = None
-    action_result: str | None = None
-    transfer: str | None = None  # reason
-    hangup: str | None = None  # reason
-    action_started: float | None = None  # when the back end was called and answered (perf_counter): its
-    # time is kept apart from the dialogue's own
-    action_done: float | None = None
-
-    @property
-    def text(self) -> str:
-        return " ".join(p.strip() for p in self.parts if p.strip())
-
-    def say(self, text: str, act: str | None = None) -> Decision:
-        self.parts.append(text)
-        if act:
-            self.act = act
-        return self
 
 
 class Policy:
@@ -56,27 +31,30 @@ class Policy:
     ) -> None:
         self.domain, self.nlg, self.actions, self.state, self.call_id = domain, nlg, actions, state, call_id
         self.meta = domain.settings.intents
+        self.reader = SlotReader(domain, actions, call_id)
+        self.heard: list[str] = []  # the current turn's transcript, then the recogniser's other hypotheses
 
     # ------------------------------------------------------------------------------------ entry points
 
-    async def on_parse(self, parse: Parse) -> Decision:
+    async def on_parse(self, parse: Parse, alternatives: Sequence[str] = ()) -> Decision | None:
+        """One caller turn; `alternatives` are the recogniser's other hypotheses of it. None: the turn was
+        the start of a number, and the caller is still reading it out."""
         st, d = self.state, Decision()
         st.turn += 1
         st.no_input = 0
         st.dtmf_done = False
+        self.heard = [parse.text, *alternatives]
+        partial, st.partial = st.partial, ""
+        done, st.done = st.done, None
         intent = parse.intent if parse.confidence >= self.domain.settings.min_confidence else OOS
         if intent == OOS:
-            intent = self._rescue(parse)
-        if st.expecting in ("confirm", "anything_else") and intent not in self.domain.flow_intents():
-            intent = (
-                self.meta.deny
-                if NO.match(parse.text)
-                else self.meta.affirm
-                if YES.match(parse.text)
-                else intent
-            )
+            intent = understand.rescue(self.domain, parse)
+        if st.expecting in ("confirm", "anything_else"):
+            intent = understand.yes_no(self.domain, parse.text, intent)
         handoff = self.domain.settings.handoff
-        st.frustrated_turns = st.frustrated_turns + 1 if self._frustrated(parse, intent) else 0
+        st.frustrated_turns = (
+            st.frustrated_turns + 1 if understand.frustrated(self.domain, parse, intent) else 0
+        )
         if handoff.negative_turns and st.frustrated_turns >= handoff.negative_turns:
             return self._transfer(d, f"caller frustrated for {st.frustrated_turns} turns in a row")
         if START_OVER.search(parse.text):
@@ -88,11 +66,21 @@ class Policy:
             return self._goodbye(d, "caller said goodbye")
         if intent in handoff.intents:
             return self._transfer(d, "caller asked for a person")
+        held = repair.target(self.domain, st, done)
+        if held is not None and (intent not in self.domain.flow_intents() or held.rerun is None):
+            repaired = await self._repair(parse, held, d)
+            if repaired is not None:
+                return repaired
         if st.flow is not None and st.expecting == "confirm":
             return await self._at_confirm(parse, intent, d)
         if st.flow is not None and st.expecting == "slot":
-            return await self._at_slot(parse, intent, d)
+            return await self._at_slot(parse, intent, d, partial)
         return await self._open(parse, intent, d)
+
+    async def on_noise(self) -> Decision:
+        """The recogniser heard only noise: say so, and ask again what was asked (the no-match ladder)."""
+        self.state.no_input = 0
+        return self._no_match(Decision().say(self.nlg.render("noisy_line"), "noisy_line"))
 
     async def on_dtmf(self, digit: str) -> Decision | None:
         """Keypad: digit entry for the slot being asked (ended by # or its length), yes/no, or the menu."""
@@ -102,18 +90,13 @@ class Policy:
             st.dtmf_done = False
             return None
         st.dtmf_done = False
+        st.partial = ""
         frame = st.flow
         slot = self.domain.slots.get(frame.asking or "") if frame and st.expecting == "slot" else None
         if frame is not None and slot is not None and slot.dtmf and frame.asking:
-            if digit == "*":
-                st.dtmf_buffer = ""
+            value = st.key(digit, slot.max_length)
+            if value is None:
                 return None
-            if digit != "#":
-                st.dtmf_buffer += digit
-                if slot.max_length is None or len(st.dtmf_buffer) < slot.max_length:
-                    return None
-                st.dtmf_done = True
-            value, st.dtmf_buffer = st.dtmf_buffer, ""
             if value and valid(slot, value):
                 st.set_slot(frame.asking, value, 1.0, "dtmf")
                 st.no_match = 0
@@ -130,8 +113,39 @@ class Policy:
         limit = self.domain.settings.retries.no_input
         if st.no_input >= limit:
             return self._transfer(d, f"no input {st.no_input} times")
-        d.say(self.nlg.render("noinput"), "noinput")
+        if not self._asking_rest():
+            d.say(self.nlg.render("noinput"), "noinput")
         return self._reprompt(d, keypad=st.no_input == limit - 1)
+
+    # ------------------------------------------------------------------------------------- repairs
+
+    async def _repair(self, parse: Parse, held: repair.Target, d: Decision) -> Decision | None:
+        """One digit corrected, a whole new number after a look-up, or "that's wrong": None when the turn
+        is none of them (it is then handled as the step the bot is in)."""
+        st, slot = self.state, self.domain.slots[held.slot]
+        value = repair.corrected(slot, held, parse.text)
+        if value is None and held.rerun is not None:  # "no, it's 457218" right after the look-up
+            options = [v for v in await self.reader.read(held.slot, self.heard) if v != held.value]
+            value = options[0] if options else None
+        asked = st.expecting == "slot" and held.rerun is None
+        if value is None and (asked or not repair.says_wrong(self.domain, st, held, parse.text)):
+            return None
+        if held.rerun is not None:
+            st.stack.append(FlowFrame(held.rerun))
+        frame = st.flow
+        assert frame is not None
+        frame.confirmed = False
+        st.no_match = 0
+        st.forgotten.pop(held.slot, None)
+        if value is None:  # wrong, and no word on which part: ask for the whole number again
+            st.slots.pop(held.slot, None)
+            return await self._advance(d.say(self.nlg.render("wrong_value"), "wrong_value"))
+        st.set_slot(held.slot, value, parse.confidence, "speech")
+        return await self._advance(d.say(self.nlg.render("corrected"), "corrected"))
+
+    def _asking_rest(self) -> bool:
+        """The caller read the start of the number the bot is asking for, then went quiet."""
+        return bool(self.state.partial) and self.state.expecting == "slot"
 
     # ------------------------------------------------------------------------------------------- steps
 
@@ -140,7 +154,7 @@ class Policy:
         flow = self.domain.flow_for_intent(intent) if intent != OOS else None
         if flow is not None:
             return await self._start(flow, parse, d)
-        answer = self._answer(parse, intent)
+        answer = understand.answer(self.domain, parse, intent)
         if answer:
             st.no_match = 0
             d.say(answer, "answer")
@@ -158,22 +172,29 @@ class Policy:
             st.stack.append(FlowFrame(flow))
         st.no_match = 0
         if parse is not None:
-            self._store(parse)
+            await self._store(parse)
         return await self._advance(d)
 
-    async def _at_slot(self, parse: Parse, intent: str, d: Decision) -> Decision:
+    async def _at_slot(self, parse: Parse, intent: str, d: Decision, partial: str) -> Decision | None:
         st = self.state
         frame = st.flow
         assert frame is not None and frame.asking is not None
         asking, slot = frame.asking, self.domain.slots[frame.asking]
-        found = self._store(parse)
+        found = await self._store(parse)
         other = self.domain.flow_for_intent(intent) if intent != OOS else None
         sure = parse.confidence >= self.domain.settings.switch_confidence
         switching = other is not None and other != frame.flow and sure
         if switching and other is not None:  # a new task asked for mid-task: do it, then come back
             return await self._start(other, parse, d)
         if asking not in found.values and not switching:
-            value = read_whole(slot, parse.text)
+            heard = repair.start_of_number(slot, parse.text)
+            so_far = repair.continue_number(slot, partial, heard) if heard else ""
+            whole = so_far and valid(slot, so_far)
+            options = [so_far] if whole else await self.reader.read(asking, self.heard)
+            value = options[0] if options else read_whole(slot, parse.text)
+            if heard and not options and len(so_far) < (slot.min_length or 0):
+                st.partial = so_far  # the caller paused mid-number: wait for the rest
+                return None
             if value is not None and valid(slot, value):
                 st.set_slot(asking, value, parse.confidence, "speech")
                 found.values[asking] = value
@@ -184,7 +205,7 @@ class Policy:
             if found.corrected:
                 d.say(self.nlg.render("corrected"), "corrected")
             return await self._advance(d)
-        answer = self._answer(parse, intent)
+        answer = understand.answer(self.domain, parse, intent)
         if answer:
             return await self._advance(d.say(answer, "answer"))
         if intent == self.meta.deny:
@@ -196,7 +217,7 @@ class Policy:
     async def _at_confirm(self, parse: Parse, intent: str, d: Decision) -> Decision:
         frame = self.state.flow
         assert frame is not None
-        found = self._store(parse)
+        found = await self._store(parse)
         if any(name in self._flow(frame).slot_names() for name in found.values):
             if found.corrected:
                 d.say(self.nlg.render("corrected"), "corrected")
@@ -208,7 +229,7 @@ class Policy:
         other = self.domain.flow_for_intent(intent) if intent != OOS else None
         if other is not None and other != frame.flow:
             return await self._start(other, parse, d)
-        answer = self._answer(parse, intent)
+        answer = understand.answer(self.domain, parse, intent)
         if answer:
             return await self._advance(d.say(answer, "answer"))
         return self._no_match(d.say(self.nlg.render("confirm_yes_no"), "nomatch"))
@@ -265,10 +286,11 @@ class Policy:
             d.action_done = time.perf_counter()
             values |= result.data
             d.action_result = "ok" if result.ok else (result.error or "failed")
+            st.done = frame.flow  # its answer read the number back: a correction next turn runs it again
             if not result.ok:
                 return await self._failed(frame, flow, result.error, values, d)
         st.no_match = 0
-        d.say(self.nlg.render(_success(flow, values) or "action_error", values))
+        d.say(self.nlg.render(flow.success_for(values) or "action_error", values))
         if flow.then == "hangup":
             return self._goodbye(d, f"{flow.title} done")
         if flow.then == "transfer":
@@ -283,7 +305,10 @@ class Policy:
             return self._anything_else(d.say(self.nlg.render("action_error")))
         d.say(self.nlg.render(failure.say, values))
         if failure.retry:
-            self.state.slots.pop(failure.retry, None)
+            self.state.done = None
+            dropped = self.state.slots.pop(failure.retry, None)
+            if dropped is not None:
+                self.state.forgotten[failure.retry] = dropped.value
             frame.confirmed = False
             self.state.stack.append(frame)
             return await self._advance(d)
@@ -313,7 +338,10 @@ class Policy:
         frame = st.flow
         if st.expecting == "slot" and frame is not None and frame.asking:
             spec = next(s for s in self._flow(frame).slot_specs() if s.slot == frame.asking)
-            d.say(self.nlg.render(spec.prompt_name(), st.values()))
+            if self._asking_rest():
+                d.say(self.nlg.render("partial_number", {"partial": st.partial}), d.act or "partial")
+            else:
+                d.say(self.nlg.render(spec.prompt_name(), st.values()))
             if keypad and self.domain.slots[frame.asking].dtmf:
                 d.say(self.nlg.render("dtmf_hint"))
             return d
@@ -366,45 +394,12 @@ class Policy:
     def _flow(self, frame: FlowFrame) -> Flow:
         return self.domain.flows[frame.flow]
 
-    def _store(self, parse: Parse) -> Filled:
+    async def _store(self, parse: Parse) -> Filled:
         """Keep every slot value this turn carries (call memory: later tasks reuse them)."""
         frame = self.state.flow
-        found = from_entities(self.domain, parse, self._flow(frame).slot_names() if frame else None)
+        found = await self.reader.entities(parse, self._flow(frame).slot_names() if frame else None)
         for name, value in found.values.items():
             if self.state.set_slot(name, value, parse.confidence, "speech"):
                 found.corrected.append(name)
             found.filled.append(name)
         return found
-
-    def _rescue(self, parse: Parse) -> str:
-        """The best task intent of an unsure turn, when the turn's own entities back it up."""
-        best = next(((name, p) for name, p in parse.ranking if name != OOS), None)
-        if best is None or best[1] < self.domain.settings.entity_rescue:
-            return OOS
-        flow = self.domain.flow_for_intent(best[0])
-        if flow is None:
-            return OOS
-        found = from_entities(self.domain, parse, self.domain.flows[flow].slot_names())
-        return best[0] if set(found.values) & set(self.domain.flows[flow].slot_names()) else OOS
-
-    def _frustrated(self, parse: Parse, intent: str) -> bool:
-        """A clearly annoyed turn that is not just a task being asked for ("cancel it!" is no complaint)."""
-        s, rule = parse.sentiment, self.domain.settings.handoff
-        if not s or intent in self.domain.flow_intents():
-            return False
-        return bool(s["scores"]["negative"] >= rule.min_negative and s["frustration"] >= rule.min_frustration)
-
-    def _answer(self, parse: Parse, intent: str) -> str | None:
-        """A spoken FAQ answer, for questions that are not tasks or conversational moves."""
-        if intent in self.domain.flow_intents() or intent in set(self.meta.model_dump().values()) - {OOS}:
-            return None
-        if parse.answer and parse.answer.get("id"):
-            return str(parse.answer["text"])
-        return self.domain.faq.get(intent)
-
-
-def _success(flow: Flow, values: dict[str, object]) -> str | None:
-    """The success response's name; None when the domain has none for this outcome."""
-    if isinstance(flow.success, Cases):
-        return flow.success.cases.get(str(values.get(flow.success.by, "")), flow.success.default)
-    return flow.success

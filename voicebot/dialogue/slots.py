@@ -3,17 +3,29 @@
 When the bot has just asked for an order number and the caller says only "eight three oh one one two",
 the tagger may or may not mark it; the whole utterance is then read with the slot's own normaliser. Values
 that fail the slot's validation are reported as invalid, never stored.
+
+A heard number can stand for several ("for five seven to one nine", a doubled digit said once too often),
+and the recogniser's other hypotheses add more: a digit slot takes every reading that is valid for it, and
+when the slot names a `lookup` action the first reading the back end knows wins (`SlotReader.pick`), as a
+person would check the number on screen before reading it back.
 """
 
 from __future__ import annotations
 
+import logging
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
+from voicebot.dialogue.actions import ActionFailed, Actions
 from voicebot.domain.dialogue_spec import Slot
 from voicebot.domain.loader import Domain
+from voicebot.nlu.digits import digit_candidates
 from voicebot.nlu.normalise import normalise, spoken_alnum
 from voicebot.nlu.parser import Parse
+
+log = logging.getLogger("voicebot.dialogue")
+MAX_LOOKUPS = 4  # back-end look-ups per heard number: the first few readings are the likely ones
 
 # Slot type → the entity-type parser that reads it (voicebot.nlu.normalise).
 _READER = {
@@ -40,20 +52,54 @@ def valid(slot: Slot, value: str) -> bool:
     return slot.pattern is None or re.fullmatch(slot.pattern, value) is not None
 
 
+def strip_lead_in(text: str) -> str:
+    """The turn without the words that lead into an answer ("no, it's …", "yeah um …")."""
+    return _LEAD_IN.sub("", text.strip())
+
+
 def read_whole(slot: Slot, text: str) -> str | None:
-    """The caller's whole turn as a value of `slot` (the answer to a question about it), or None."""
-    text = text.strip()
-    if slot.type != "text":
-        text = _LEAD_IN.sub("", text)  # "no, it's four five seven…", "yeah um Leeds"
+    """The caller's whole turn as a value of `slot` (the answer to a question about it), or None.
+
+    A digit slot takes its first valid reading, else the best reading (reported invalid by the caller)."""
+    # "no, it's four five seven…", "yeah um Leeds"
+    text = text.strip() if slot.type == "text" else strip_lead_in(text)
     if not text:
         return None
     if slot.type == "text":
         return text
+    if slot.type == "digits":
+        readings = _digit_readings(slot, text)
+        return next((r for r in readings if valid(slot, r)), readings[0] if readings else None)
     if slot.type == "alnum":
         return spoken_alnum(text)
     if slot.type in ("name", "place") and len(text.split()) > _SHORT_ANSWER_WORDS:
         return None
     return normalise(_READER[slot.type], text)
+
+
+def _digit_readings(slot: Slot, text: str) -> list[str]:
+    """What a transcript may stand for as this slot's digits, best first (the normaliser's reading last,
+    for what the candidate reader does not cover)."""
+    found = digit_candidates(text, min_length=slot.min_length, max_length=slot.max_length)
+    plain = normalise("digits", text)
+    return _unique([*found, *([plain] if plain else [])])
+
+
+def read_options(slot: Slot, texts: Iterable[str]) -> list[str]:
+    """Every valid value of `slot` the turn's transcripts give (best hypothesis first), without repeats."""
+    out: list[str] = []
+    for text in texts:
+        if slot.type == "digits":
+            stripped = strip_lead_in(text)
+            out += [r for r in _digit_readings(slot, stripped) if valid(slot, r)] if stripped else []
+        else:
+            value = read_whole(slot, text)
+            out += [value] if value is not None and valid(slot, value) else []
+    return _unique(out)
+
+
+def _unique(values: Iterable[str]) -> list[str]:
+    return list(dict.fromkeys(values))
 
 
 @dataclass
@@ -62,6 +108,7 @@ class Filled:
     corrected: list[str] = field(default_factory=list)
     invalid: list[str] = field(default_factory=list)
     values: dict[str, str] = field(default_factory=dict)
+    options: dict[str, list[str]] = field(default_factory=dict)  # every valid reading, when there are several
 
 
 def from_entities(domain: Domain, parse: Parse, prefer: list[str] | None = None) -> Filled:
@@ -74,9 +121,13 @@ def from_entities(domain: Domain, parse: Parse, prefer: list[str] | None = None)
     out = Filled()
     for entity in parse.entities:
         direct = [n for n, slot in domain.slots.items() if (slot.entity or n) == entity.type]
-        good = [n for n in direct if entity.value is not None and valid(domain.slots[n], entity.value)]
-        for name in good:
-            out.values[name] = entity.value or ""
+        good = False
+        for name in direct:
+            options = _entity_options(domain.slots[name], entity.value, entity.raw)
+            if options:
+                out.values[name], good = options[0], True
+                if len(options) > 1:
+                    out.options[name] = options
         if good:
             continue
         kinds = {_FAMILY.get(domain.slots[n].type, domain.slots[n].type) for n in direct} or {"number"}
@@ -86,10 +137,55 @@ def from_entities(domain: Domain, parse: Parse, prefer: list[str] | None = None)
             if n not in direct and _FAMILY.get(domain.slots[n].type, domain.slots[n].type) in kinds
         ]
         for name in retyped:
-            value = read_whole(domain.slots[name], entity.raw)
-            if value is not None and valid(domain.slots[name], value) and name not in out.values:
-                out.values[name] = value
+            options = _entity_options(domain.slots[name], None, entity.raw, retyped=True)
+            if options and name not in out.values:
+                out.values[name] = options[0]
+                if len(options) > 1:
+                    out.options[name] = options
                 break
         else:
             out.invalid += direct
     return out
+
+
+def _entity_options(slot: Slot, value: str | None, raw: str, retyped: bool = False) -> list[str]:
+    """The valid values an entity gives `slot`: the tagger's own value first, then the readings of its
+    words (a digit slot's, or any slot's for a span the tagger typed as something else)."""
+    first = [value] if not retyped and value is not None and valid(slot, value) else []
+    if slot.type != "digits" and not retyped:
+        return first
+    return _unique([*first, *read_options(slot, [raw])])
+
+
+class SlotReader:
+    """Slot values of a turn, with the back end's word on which reading of a heard number exists."""
+
+    def __init__(self, domain: Domain, actions: Actions, call_id: str) -> None:
+        self.domain, self.actions, self.call_id = domain, actions, call_id
+
+    async def entities(self, parse: Parse, prefer: list[str] | None = None) -> Filled:
+        """`from_entities`, each slot with several readings set to the one the back end knows."""
+        found = from_entities(self.domain, parse, prefer)
+        for name, options in found.options.items():
+            found.values[name] = await self.pick(name, options)
+        return found
+
+    async def read(self, name: str, texts: Iterable[str]) -> list[str]:
+        """Valid values of slot `name` in the whole turn's transcripts, the one the back end knows first."""
+        options = read_options(self.domain.slots[name], texts)
+        return _unique([await self.pick(name, options), *options]) if options else []
+
+    async def pick(self, name: str, options: list[str]) -> str:
+        """The first option the back end knows (at most `MAX_LOOKUPS` asked), else the first option: the
+        flow's own action then says it does not know it. One option, or no `lookup`, asks nothing."""
+        lookup = self.domain.slots[name].lookup
+        if lookup is None or len(options) < 2:
+            return options[0]
+        for value in options[:MAX_LOOKUPS]:
+            try:
+                if (await self.actions.call(lookup, {name: value}, self.call_id)).ok:
+                    return value
+            except ActionFailed as exc:  # the flow's own action meets the same trouble and says so
+                log.warning("call %s: look-up %s failed: %s", self.call_id, lookup, exc)
+                break
+        return options[0]

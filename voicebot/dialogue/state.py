@@ -51,6 +51,11 @@ class DialogueState:
     turn: int = 0
     dtmf_buffer: str = ""
     dtmf_done: bool = False  # the last keypad entry ended by its length (a trailing # is then ignored)
+    partial: str = ""  # the start of a number read with a pause in it ("four five seven" … "two one nine")
+    done: str | None = None  # the flow that just answered (its number was read back): open to a correction
+    # for one turn ("no, the last digit is three" runs it again)
+    forgotten: dict[str, str] = field(default_factory=dict)  # values a retry dropped ("I couldn't find
+    # order …"): what a correction of one digit applies to
     last_reply: str = ""
     history: list[HistoryTurn] = field(default_factory=list)
     handoff_reason: str | None = None
@@ -69,6 +74,20 @@ class DialogueState:
         self.slots[name] = SlotValue(value, confidence, source, self.turn)
         return old is not None and old.value != value
 
+    def key(self, digit: str, max_length: int | None) -> str | None:
+        """One key of a keypad entry: None while collecting (`*` starts again), the entry once `#` or its
+        length ends it."""
+        if digit == "*":
+            self.dtmf_buffer = ""
+            return None
+        if digit != "#":
+            self.dtmf_buffer += digit
+            if max_length is None or len(self.dtmf_buffer) < max_length:
+                return None
+            self.dtmf_done = True
+        value, self.dtmf_buffer = self.dtmf_buffer, ""
+        return value
+
     def said(self, text: str) -> None:
         self.history.append(HistoryTurn(role="bot", text=text))
         self.last_reply = text
@@ -86,4 +105,6 @@ class DialogueState:
         self.stack.clear()
         self.expecting = None
         self.no_match = self.no_input = 0
-        self.dtmf_buffer = ""
+        self.dtmf_buffer = self.partial = ""
+        self.done = None
+        self.forgotten.clear()

@@ -8,6 +8,7 @@ placeholder). Defaults live here, once: a domain only writes what differs.
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, Field, field_validator, model_validator
@@ -18,14 +19,14 @@ _NAME = re.compile(r"^[a-z][a-z0-9_]*$")
 _UNSPEAKABLE = re.compile(r"https?://|www\.|[*_#`<>]|\[.*\]\(")
 
 SlotType = Literal["digits", "alnum", "amount", "date", "name", "place", "email", "phone", "text"]
-SayAs = Literal["digits", "letters", "amount", "date", "email", "text"]
+SayAs = Literal["digits", "letters", "phone", "amount", "date", "email", "text"]
 DEFAULT_SAY_AS: dict[str, SayAs] = {
     "digits": "digits",
     "alnum": "letters",
     "amount": "amount",
     "date": "date",
     "email": "email",
-    "phone": "digits",
+    "phone": "phone",
 }
 
 
@@ -51,6 +52,12 @@ Template = Annotated[str, AfterValidator(_spoken)]
 class Timeouts(Strict):
     no_input_s: float = Field(7.0, gt=0, description="caller silence after the bot stops → no-input event")
     action_s: float = Field(5.0, gt=0, description="a back-end action slower than this has failed")
+    digits_end_silence_ms: float = Field(
+        1500.0,
+        gt=0,
+        description="the pause that ends the caller's turn while a digit slot is asked: people read a "
+        "number in groups and pause between them",
+    )
 
 
 class Retries(Strict):
@@ -140,6 +147,11 @@ class Slot(Strict):
     pattern: str | None = Field(None, description="regular expression the whole value must match")
     say_as: SayAs | None = Field(None, description="how replies speak the value (default by type)")
     invalid: Name | None = Field(None, description="response when a value fails validation")
+    lookup: Name | None = Field(
+        None,
+        description="action answering whether a value exists (ok = it does): picks among the readings of "
+        "a heard number the one the back end knows",
+    )
 
     @field_validator("pattern")
     @classmethod
@@ -216,6 +228,12 @@ class Flow(Strict):
 
     def slot_names(self) -> list[str]:
         return [s.slot for s in self.slot_specs()]
+
+    def success_for(self, values: Mapping[str, object]) -> str | None:
+        """The success response's name for the action's outputs; None when the domain has none for them."""
+        if isinstance(self.success, Cases):
+            return self.success.cases.get(str(values.get(self.success.by, "")), self.success.default)
+        return self.success
 
     def failure_for(self, code: str | None) -> Failure | None:
         found = self.failure.get(code or "default", self.failure.get("default"))

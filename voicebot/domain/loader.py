@@ -46,7 +46,13 @@ BUILTIN_RESPONSES = (
     "menu_invalid",
     "corrected",
 )
-BUILTIN_PLACEHOLDERS = frozenset({"flow_title"})
+# Responses the engine says that a domain may word (its own words win); the engine's otherwise.
+DEFAULT_RESPONSES: dict[str, list[str]] = {
+    "noisy_line": ["Sorry, the line is noisy, could you say that again?"],
+    "partial_number": ["I've got {partial} so far. What's the rest?"],
+    "wrong_value": ["Sorry about that, let's try again."],
+}
+BUILTIN_PLACEHOLDERS = frozenset({"flow_title", "partial"})
 FILES = ("settings.yaml", "slots.yaml", "responses.yaml", "flows.yaml")
 
 
@@ -175,7 +181,7 @@ def load_domain(path: Path) -> Domain:
         path=path,
         settings=settings,
         slots=load_model(path / "slots.yaml", SlotsFile).slots,
-        responses=load_model(path / "responses.yaml", ResponsesFile).responses,
+        responses=DEFAULT_RESPONSES | load_model(path / "responses.yaml", ResponsesFile).responses,
         flows=flows.flows,
         menu=flows.menu,
         faq=_faq_by_intent(path),
