@@ -8,12 +8,13 @@ from __future__ import annotations
 import asyncio
 import inspect
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import pytest
 
 from voicebot import frames as F
+from voicebot.asr.base import Audio, DecodeHints, Transcription, judge
 from voicebot.brain import BrainInput, EchoBrain
 from voicebot.config import ASRConfig, VADConfig
 from voicebot.frames import (
@@ -334,3 +335,25 @@ async def test_greeting_goes_out_with_the_first_listening_context() -> None:
 
 def test_bot_audio_is_data() -> None:
     assert BotAudio(pcm=np.zeros(4, np.int16), sentence="", reply_id=1).category is Category.DATA
+
+
+async def test_speech_the_guards_reject_is_a_noisy_line_but_a_cough_is_nothing(executor: ModelPool) -> None:
+    """A second of VAD speech that the recogniser cannot make out reaches the dialogue as rejected "noise"
+    (so it asks again); the guard's own verdict stays in the record; a short burst stays a plain rejection."""
+
+    class Mumble(FakeASR):
+        def transcribe(
+            self, audio: Audio, prompt: str | None = None, hints: DecodeHints | None = None
+        ) -> Transcription:
+            heard = super().transcribe(audio, prompt, hints)
+            return judge(replace(heard, avg_logprob=-3.0), ASRConfig())
+
+    out = await run_stage(asr_stage(Mumble(VOICE), executor), await caller_frames("track my order"))
+    final = next(f for f in out if isinstance(f, FinalTranscript))
+    assert final.text == "" and final.details["rejected"] == "noise"
+    assert final.details["guard"] == "low confidence"
+    short = ASRConfig(unclear_speech_ms=60_000)
+    stage = ASRStage(Mumble(VOICE), short, executor, VADConfig(), live=False, partials=False)
+    out = await run_stage(stage, await caller_frames("track my order"))
+    final = next(f for f in out if isinstance(f, FinalTranscript))
+    assert final.details["rejected"] == "low confidence" and final.details["guard"] is None

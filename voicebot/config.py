@@ -81,6 +81,12 @@ class ASRConfig(_Section):
         120, ge=0, description="utterances with less VAD speech than this are not decoded"
     )
     partial_interval_ms: int = Field(600, ge=100, description="cadence of partial re-decodes while speaking")
+    unclear_speech_ms: int = Field(
+        600,
+        ge=0,
+        description="this much VAD speech that the guards reject is a noisy line (the caller is asked to say "
+        "it again), not a cough",
+    )
 
 
 class TTSConfig(_Section):

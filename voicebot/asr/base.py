@@ -69,12 +69,14 @@ class Transcription:
     extra: dict[str, float] = field(default_factory=dict)
     alternatives: list[str] = field(default_factory=list)
     constrained: bool = False
+    guard: str | None = None  # the guard's verdict when `rejected` is "noise"
 
     def as_dict(self) -> dict[str, object]:
         return {
             "text": self.text,
             "raw_text": self.raw_text,
             "rejected": self.rejected,
+            "guard": self.guard,
             "no_speech_prob": round(self.no_speech_prob, 4),
             "avg_logprob": round(self.avg_logprob, 4),
             "compression_ratio": round(self.compression_ratio, 3),
@@ -148,6 +150,21 @@ def judge(tr: Transcription, config: ASRConfig, speech_ms: float | None = None) 
     tr.text = "" if reason else text
     if reason:
         tr.alternatives = []  # the other readings of audio the guards threw out are no better
+    return tr
+
+
+UNCLEAR = frozenset(
+    {"no speech", "low confidence", "compression ratio", "repetition", "known non-speech output"}
+)
+"""Guard verdicts that, on audio the VAD heard as speech, mean the words could not be made out."""
+
+
+def unclear(tr: Transcription, speech_ms: float, config: ASRConfig) -> Transcription:
+    """Mark a rejected decode of `speech_ms` of VAD speech as "noise": someone spoke (or a crowd did) and
+    the recogniser could not make it out, so the dialogue asks again instead of staying silent. The guard's
+    own verdict stays in `guard` for the record."""
+    if tr.rejected in UNCLEAR and speech_ms >= config.unclear_speech_ms:
+        tr.guard, tr.rejected = tr.rejected, "noise"
     return tr
 
 

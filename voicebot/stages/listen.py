@@ -30,7 +30,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from voicebot.asr import ASRBackend, Transcription
-from voicebot.asr.base import judge
+from voicebot.asr.base import judge, unclear
 from voicebot.asr.turnend import sounds_complete
 from voicebot.audio import to_float
 from voicebot.config import ASRConfig, VADConfig
@@ -242,7 +242,7 @@ class ASRStage(Stage):
             if pending is None:
                 result = judge(Transcription(text=""), self.config, speech_ms=ended.speech_ms)
             else:
-                result = await pending
+                result = unclear(await pending, ended.speech_ms, self.config)
             details = result.as_dict() | {"speculative": reuse, "speech_ms": round(ended.speech_ms, 1)}
             details["turn_end"] = "early" if early else "silence"
             times = SpeechTimes(
