@@ -36,6 +36,7 @@ RATE = 16_000
 FRAMES_PER_SECOND = 100  # Whisper mel frames
 MAX_WINDOW_S = 30.0
 MAX_PROMPT_TOKENS = 200
+CONSTRAINED_TOKENS = 48  # a constrained reading is a short answer; a longer one is a loop ("0, 0, 0, …")
 
 
 class FasterWhisperASR:
@@ -117,8 +118,10 @@ class FasterWhisperASR:
         fits = hints.fits
         heard = [result.text, *result.alternatives]
         if result.text and fits and hints.vocabulary and not any(map(fits, heard)):
-            constrained = self._decode(encoded, tokens_in, 0.0, 1, self._only(hints.vocabulary))
-            if constrained.text and constrained.avg_logprob >= self.config.logprob_threshold:
+            constrained = self._decode(
+                encoded, tokens_in, 0.0, 1, self._only(hints.vocabulary), len(tokens_in) + CONSTRAINED_TOKENS
+            )
+            if judge(constrained, self.config).text:
                 result.alternatives.append(constrained.text)
                 result.constrained = True
         result.decode_ms = (time.perf_counter() - start) * 1000.0
@@ -159,6 +162,7 @@ class FasterWhisperASR:
         temperature: float,
         hypotheses: int = 1,
         suppress: list[int] | None = None,
+        max_length: int | None = None,
     ) -> Transcription:
         width = max(self.config.beam_size, hypotheses)
         sampling = (
@@ -169,7 +173,7 @@ class FasterWhisperASR:
         res = self.model.model.generate(
             encoded,
             [prompt],
-            max_length=self.max_length,
+            max_length=min(max_length or self.max_length, self.max_length),
             return_scores=True,
             return_no_speech_prob=True,
             suppress_blank=True,

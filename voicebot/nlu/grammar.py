@@ -49,7 +49,7 @@ _DIGIT_VOCABULARY = (
     *("it's", "its", "is", "it", "my", "the", "number", "order", "invoice", "um", "uh", "yeah", "yes", "so"),
 )
 GRAMMARS: dict[str, SlotGrammar] = {
-    "digits": SlotGrammar("The number is 3 8 1, 0 6 2.", constrained=True, keep_hints=False),
+    "digits": SlotGrammar("The number is 3 8 1, double 0 6.", constrained=True, keep_hints=False),
     "phone": SlotGrammar("My phone number is 5 5 5, 0 1 4, 2 7 3 9.", constrained=True, keep_hints=False),
     "amount": SlotGrammar("It was $49.99.", keep_hints=False),
     "date": SlotGrammar("On the 3rd of March."),
