@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 HOST   ?= 127.0.0.1
 PORT   ?= 8080
-DEB_PACKAGES := ffmpeg espeak-ng flite chromium sox
+DEB_PACKAGES := ffmpeg espeak-ng flite chromium sox festival festvox-kdlpc16k festvox-us-slt-hts
 
 .PHONY: run test install system-deps models audit lint typecheck pytest bench-asr clean
 
