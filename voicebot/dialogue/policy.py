@@ -67,10 +67,8 @@ class Policy:
         if intent in handoff.intents:
             return self._transfer(d, "caller asked for a person")
         held = repair.target(self.domain, st, done)
-        if held is not None and (intent not in self.domain.flow_intents() or held.rerun is None):
-            repaired = await self._repair(parse, held, d)
-            if repaired is not None:
-                return repaired
+        if held is not None and (repaired := await self._repair(parse, intent, held, d)) is not None:
+            return repaired
         if st.flow is not None and st.expecting == "confirm":
             return await self._at_confirm(parse, intent, d)
         if st.flow is not None and st.expecting == "slot":
@@ -113,16 +111,18 @@ class Policy:
         limit = self.domain.settings.retries.no_input
         if st.no_input >= limit:
             return self._transfer(d, f"no input {st.no_input} times")
-        if not self._asking_rest():
+        if not st.asking_rest:
             d.say(self.nlg.render("noinput"), "noinput")
         return self._reprompt(d, keypad=st.no_input == limit - 1)
 
     # ------------------------------------------------------------------------------------- repairs
 
-    async def _repair(self, parse: Parse, held: repair.Target, d: Decision) -> Decision | None:
+    async def _repair(self, parse: Parse, intent: str, held: repair.Target, d: Decision) -> Decision | None:
         """One digit corrected, a whole new number after a look-up, or "that's wrong": None when the turn
-        is none of them (it is then handled as the step the bot is in)."""
+        is none of them (it is then handled as the step the bot is in; a new task after a look-up too)."""
         st, slot = self.state, self.domain.slots[held.slot]
+        if held.rerun is not None and intent in self.domain.flow_intents():
+            return None
         value = repair.corrected(slot, held, parse.text)
         if value is None and held.rerun is not None:  # "no, it's 457218" right after the look-up
             options = [v for v in await self.reader.read(held.slot, self.heard) if v != held.value]
@@ -142,10 +142,6 @@ class Policy:
             return await self._advance(d.say(self.nlg.render("wrong_value"), "wrong_value"))
         st.set_slot(held.slot, value, parse.confidence, "speech")
         return await self._advance(d.say(self.nlg.render("corrected"), "corrected"))
-
-    def _asking_rest(self) -> bool:
-        """The caller read the start of the number the bot is asking for, then went quiet."""
-        return bool(self.state.partial) and self.state.expecting == "slot"
 
     # ------------------------------------------------------------------------------------------- steps
 
@@ -338,7 +334,7 @@ class Policy:
         frame = st.flow
         if st.expecting == "slot" and frame is not None and frame.asking:
             spec = next(s for s in self._flow(frame).slot_specs() if s.slot == frame.asking)
-            if self._asking_rest():
+            if st.asking_rest:
                 d.say(self.nlg.render("partial_number", {"partial": st.partial}), d.act or "partial")
             else:
                 d.say(self.nlg.render(spec.prompt_name(), st.values()))

@@ -65,6 +65,11 @@ class DialogueState:
     def flow(self) -> FlowFrame | None:
         return self.stack[-1] if self.stack else None
 
+    @property
+    def asking_rest(self) -> bool:
+        """The caller read the start of the number the bot is asking for, then went quiet."""
+        return bool(self.partial) and self.expecting == "slot"
+
     def values(self) -> dict[str, str]:
         return {name: slot.value for name, slot in self.slots.items()}
 
