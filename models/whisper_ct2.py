@@ -269,6 +269,31 @@ def set_window(model: WhisperForConditionalGeneration, seconds: float) -> None:
     model.config.max_source_positions = positions
 
 
+@torch.no_grad()
+def greedy_tokens(
+    model: WhisperForConditionalGeneration, mel: torch.Tensor, prefix: list[int], max_tokens: int = 96
+) -> list[int]:
+    """Greedy decode of one mel window [1, mels, frames] after `prefix` (sot … notimestamps), with the
+    suppression CTranslate2 applies: the config's suppressed ids, blank/eot at the first step, timestamps."""
+    config = model.config
+    encoded = model.model.encoder(mel).last_hidden_state
+    suppress = torch.tensor(config.suppress_tokens or [], dtype=torch.long)
+    begin = torch.tensor(config.begin_suppress_tokens or [], dtype=torch.long)
+    seq, out = list(prefix), []
+    for step in range(max_tokens):
+        logits = model(encoder_outputs=(encoded,), decoder_input_ids=torch.tensor([seq])).logits[0, -1]
+        logits[suppress] = -torch.inf
+        logits[max(prefix) + 1 :] = -torch.inf  # the timestamp tokens, after <|notimestamps|>
+        if step == 0:
+            logits[begin] = -torch.inf
+        token = int(logits.argmax())
+        if token == config.eos_token_id:
+            break
+        seq.append(token)
+        out.append(token)
+    return out
+
+
 def save_hf_dir(model: WhisperForConditionalGeneration, ct2_dir: Path, out: Path) -> Path:
     """A Hugging Face directory that `TransformersConverter` reads offline: weights (the full 30 s position
     table), generation config, tokenizer (the CT2 dir's tokenizer.json) and feature extractor."""
