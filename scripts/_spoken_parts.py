@@ -20,6 +20,7 @@ from typing import Any
 
 import numpy as np
 
+from models.voices import Voice
 from voicebot.asr.base import judge, unclear
 from voicebot.audio import resample, to_float
 from voicebot.convtest.results import ConversationResult
@@ -32,7 +33,6 @@ from voicebot.nlu.digits import digit_candidates
 from voicebot.nlu.grammar import listening_plan
 from voicebot.nlu.normalise import spoken_digits
 from voicebot.pipeline import Services
-from voicebot.testing.voices import Voice
 from voicebot.transcribe import utterances
 from voicebot.tts import split_sentences
 

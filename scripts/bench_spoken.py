@@ -4,7 +4,7 @@
     python scripts/bench_spoken.py --quick    # the quick model the test suite uses
 
 Callers are synthetic voices of four families; piper and espeak-ng may be listened to while tuning,
-flite and festival never are (`voicebot.testing.voices`) and get their own column. Lines are presets of the
+flite and festival never are (`models.voices`) and get their own column. Lines are presets of the
 line simulator: `mulaw` (a clean 8 kHz G.711 call) and bad lines (`mobile-poor`: GSM, 3 % frames lost,
 10 dB babble). Measured:
 
@@ -41,6 +41,7 @@ from _spoken_parts import (
     spoken_suite,
 )
 
+from models.voices import VOICES, voices
 from voicebot.asr.base import judge
 from voicebot.audio import to_float
 from voicebot.config import VoicebotConfig
@@ -49,7 +50,6 @@ from voicebot.dialogue.brain import DialogueFactory
 from voicebot.line import PRESETS
 from voicebot.nlu.parser import NLU
 from voicebot.pipeline import Services
-from voicebot.testing.voices import VOICES, voices
 
 ROOT = Path(__file__).resolve().parent.parent
 SHOP = ROOT / "domains" / "shop"

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from voicebot.testing.voices import HELD_OUT, TUNED, VOICES, voices
+from models.voices import HELD_OUT, TUNED, VOICES, voices
 
 
 def test_two_families_are_held_out_and_none_is_both() -> None:
