@@ -149,32 +149,18 @@ def _spoken_target(text: str, spans: list[tuple[str, int, int]], rng: random.Ran
     return said + text[at:], target + text[at:]
 
 
-QUESTION_WORDS = {
-    "can",
-    "could",
-    "how",
-    "what",
-    "where",
-    "when",
-    "why",
-    "is",
-    "are",
-    "do",
-    "does",
-    "will",
-    "who",
-}
+QUESTION = re.compile(r"(can|could|how|what|where|when|why|is|are|do|does|will|who)('s)?,?")
 
 
 def whisper_style(text: str) -> str:
     """nlu.yaml writes some examples the way callers speak ("hi is this the shop"); Whisper writes a capital
     and an end mark, and one style of target keeps the model from learning to drop them at random."""
+    if not text.strip() or text.strip()[0].isupper():
+        return text.strip()
     text = re.sub(r"\bi\b", "I", text.strip())
-    if not text or text[0].isupper():
-        return text
     text = text[0].upper() + text[1:]
     if text[-1] not in ".?!":
-        text += "?" if text.split()[0].lower().strip(",") in QUESTION_WORDS else "."
+        text += "?" if QUESTION.fullmatch(text.split()[0].lower()) else "."
     return text
 
 

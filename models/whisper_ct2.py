@@ -261,7 +261,9 @@ def set_window(model: WhisperForConditionalGeneration, seconds: float) -> None:
         full = table
     if positions > full.shape[0]:
         raise ValueError(f"a {seconds} s window needs {positions} positions; the model has {full.shape[0]}")
-    encoder.embed_positions = torch.nn.Embedding(positions, table.shape[1])
+    encoder.embed_positions = torch.nn.Embedding(
+        positions, full.shape[1], device=full.device, dtype=full.dtype
+    )
     encoder.embed_positions.weight.data.copy_(full[:positions])
     encoder.embed_positions.requires_grad_(False)
     encoder.max_source_positions = positions
@@ -346,7 +348,7 @@ def compare_bins(a: Path, b: Path) -> tuple[list[str], list[str]]:
 def _roundtrip(args: argparse.Namespace) -> int:
     from faster_whisper import WhisperModel
 
-    from voicebot.testing.voices import VOICES
+    from models.voices import VOICES
 
     torch.set_num_threads(args.threads)
     stock = Path(args.model).expanduser()

@@ -15,11 +15,11 @@ from tokenizers import Tokenizer
 from transformers.models.whisper.modeling_whisper import sinusoids
 
 from models.finetune_whisper import Batcher
+from models.voices import VOICES
 from models.whisper_ct2 import greedy_tokens, load_hf_whisper, read_model_bin, set_window
 from voicebot.asr.faster_whisper_backend import FasterWhisperASR
 from voicebot.assets import whisper_model_dir
 from voicebot.config import ASRConfig, VoicebotConfig
-from voicebot.testing.voices import VOICES
 
 pytestmark = pytest.mark.models
 TEXT = "Can I speak to a human agent please?"
