@@ -324,6 +324,14 @@ def test_the_other_hypotheses_are_read_and_the_existing_one_wins(bot: Bot) -> No
     assert bot.state.slots["order_id"].value == "457219" and d.action_result == "ok"
 
 
+def test_a_tagged_number_still_gives_way_to_the_hypothesis_the_back_end_knows(bot: Bot) -> None:
+    """The tagger marks a span of the best transcript; the number said may be in another hypothesis."""
+    bot.say(P("where is my order", "track_order"))
+    tagged = P("it's 830113", "inform", 0.9, ("order_id", "830113", "830113"))
+    d = bot.say(tagged, "it's eight three oh one one two")
+    assert bot.state.slots["order_id"].value == "830112" and d.action_result == "ok"
+
+
 def test_with_no_known_reading_the_first_valid_one_is_taken(bot: Bot) -> None:
     bot.say(P("where is my order", "track_order"))
     d = bot.say(P("one two three four five six", "inform"), "one two three four five seven")

@@ -49,6 +49,8 @@ def test_registers_every_action_and_seeds_the_database(shop: Actions, db: Path) 
         "track_refund",
         "check_invoice",
         "get_invoice",
+        "order_exists",
+        "invoice_exists",
     }
     assert query(db, "SELECT count(*) FROM customers") == [(12,)]
     assert query(db, "SELECT count(*) FROM orders") == [(30,)]

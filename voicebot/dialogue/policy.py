@@ -393,7 +393,9 @@ class Policy:
     async def _store(self, parse: Parse) -> Filled:
         """Keep every slot value this turn carries (call memory: later tasks reuse them)."""
         frame = self.state.flow
-        found = await self.reader.entities(parse, self._flow(frame).slot_names() if frame else None)
+        found = await self.reader.entities(
+            parse, self._flow(frame).slot_names() if frame else None, self.heard
+        )
         for name, value in found.values.items():
             if self.state.set_slot(name, value, parse.confidence, "speech"):
                 found.corrected.append(name)

@@ -163,11 +163,22 @@ class SlotReader:
     def __init__(self, domain: Domain, actions: Actions, call_id: str) -> None:
         self.domain, self.actions, self.call_id = domain, actions, call_id
 
-    async def entities(self, parse: Parse, prefer: list[str] | None = None) -> Filled:
-        """`from_entities`, each slot with several readings set to the one the back end knows."""
+    async def entities(
+        self, parse: Parse, prefer: list[str] | None = None, heard: Iterable[str] = ()
+    ) -> Filled:
+        """`from_entities`, each slot with several readings set to the one the back end knows. A digit
+        slot's readings include those of the whole turn in every hypothesis `heard`: the tagger marks one
+        span of the best transcript ("It's for 00536"), the number said may be in another ("for double
+        536")."""
         found = from_entities(self.domain, parse, prefer)
-        for name, options in found.options.items():
-            found.values[name] = await self.pick(name, options)
+        texts = list(heard)
+        for name, value in found.values.items():
+            slot = self.domain.slots[name]
+            options = found.options.get(name, [value])
+            if slot.type == "digits" and slot.lookup is not None and texts:
+                options = _unique([*options, *read_options(slot, texts)])
+            if len(options) > 1:
+                found.values[name] = await self.pick(name, options)
         return found
 
     async def read(self, name: str, texts: Iterable[str]) -> list[str]:
