@@ -24,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import math
 import time
+from collections.abc import Callable
 from concurrent.futures import Executor
 from dataclasses import dataclass
 
@@ -99,6 +100,7 @@ class ASRStage(Stage):
         self.asr = asr
         self.config = config
         self.vad = vad or VADConfig()
+        self.live = live
         self.turn_end = live and self.vad.turn_end_silence_ms < self.vad.end_silence_ms
         self.partials = partials
         self.executor = executor
@@ -175,13 +177,33 @@ class ASRStage(Stage):
         )
 
     def _turn_over(self, frame: SpeechAudio) -> bool:
-        """The turn-end signal: enough silence, and the speculative transcript sounds finished."""
+        """The turn-end signal: enough silence, and the speculative transcript sounds finished.
+
+        While the dialogue waits out a longer pause for a number (the context's `end_silence_ms`), the turn
+        is over after the usual pause once a hypothesis already reads as a whole number of the slot: a
+        caller who said all six digits is answered at once, one who stopped after three is waited for.
+        """
         spec = self._speculative
         if spec is None or not spec.task.done() or spec.task.cancelled() or spec.task.exception():
             return False
-        if self._silence_ms < self.vad.turn_end_silence_ms or self._speech_ms < self.config.min_speech_ms:
+        if self._speech_ms < self.config.min_speech_ms:
             return False
-        return sounds_complete(spec.task.result().text)
+        heard = spec.task.result()
+        fits = self._number_fits()
+        if fits is not None:
+            return self._silence_ms >= self.vad.end_silence_ms and any(
+                map(fits, [heard.text, *heard.alternatives])
+            )
+        return (
+            self.turn_end and self._silence_ms >= self.vad.turn_end_silence_ms and sounds_complete(heard.text)
+        )
+
+    def _number_fits(self) -> Callable[[str], bool] | None:
+        """The slot grammar's test while the context holds the turn open longer than usual, else None."""
+        context = self.context
+        if context is None or (context.end_silence_ms or 0) <= self.vad.end_silence_ms:
+            return None
+        return listening_plan(context, 1)[1].fits
 
     def _decode(self, samples: int) -> asyncio.Future[Transcription]:
         audio = to_float(np.concatenate(self._chunks)[:samples])
@@ -197,7 +219,7 @@ class ASRStage(Stage):
             self._speculative = None
         else:
             self._silence_ms += frame.pcm.size / 16.0
-        if self.turn_end and self._turn_over(frame):
+        if self.live and self._turn_over(frame):
             self._ended_early, self._resumed = True, False
             speech_end_t = frame.t - self._silence_ms / 1000.0
             ended = SpeechEnded(frame.t, speech_end_t, audio=frame.pcm, speech_ms=self._speech_ms)
