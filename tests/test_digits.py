@@ -84,6 +84,9 @@ AMONG = [
     ("eight hundred thirty one twelve", None, None, "83112"),
     ("on 7987-336.", 6, 6, "7987336"),  # the literal reading stays, after the fitting one
     ("four five seven. Yes, two one nine.", None, None, "457"),
+    ("It's time 1 time 7 3 8.", 6, 6, "915738"),  # a poor line's "time" is a five or a nine
+    ("My order number is time double 2 1 0.", 5, 5, "52210"),
+    ("3 2 5 1 mine know", 6, 6, "325190"),
 ]
 
 
@@ -104,6 +107,7 @@ def test_alternative_readings_are_offered(text: str, lo: int | None, hi: int | N
         "free delivery please",
         "I ate it",
         "double check it",
+        "I want it in time for christmas",
         "O",
         "four" * 200,  # longer than any spoken entity
     ],

@@ -62,6 +62,9 @@ WEAK_DIGIT_WORDS = {
     "sex": "6",
 }
 """Ordinary words that are a digit only next to other digits, where they are how Whisper heard one."""
+NEAR_DIGIT_WORDS = {"time": "95", "mine": "9", "nein": "9", "fine": "5", "hive": "5", "know": "0"}
+"""Words a digit turns into on a poor line ("nine" as "mine", "five" or "nine" as "time"), one or more
+readings each, best first; next to other digits only, and never sure: the back end picks among them."""
 LOOKALIKES = {"O": "0", "I": "1", "l": "1", "Z": "2", "S": "5", "B": "8", "G": "6"}
 """Letters written where a digit was meant; only O inside a digit run is read without doubt."""
 
@@ -82,7 +85,7 @@ _PUNCT_PAUSE = re.compile(r"[;!?]|[.,](?![0-9])|(?<![0-9])[.,]")
 class _Piece:
     """One stretch of tokens that reads as digits, with its alternative readings and their costs."""
 
-    kind: str  # "strong", "weak" (homophone), "letter", "im" ("I'm": a filler or "1 am")
+    kind: str  # "strong", "weak" (homophone), "near" (a poor line's word), "letter", "im" ("I'm")
     digits: str  # the reading of a strong piece; the digit a weak/letter piece may stand for
     spelled: bool  # said as words (not figures): a weak word beside it is likelier a digit too
     options: tuple[tuple[str, int], ...] = ()
@@ -118,6 +121,8 @@ def _read_piece(toks: Sequence[str], i: int) -> tuple[_Piece, int] | None:
         return _Piece("strong", STRONG_DIGIT_WORDS[low], True), i + 1
     if low in WEAK_DIGIT_WORDS:
         return _Piece("weak", WEAK_DIGIT_WORDS[low], True), i + 1
+    if low in NEAR_DIGIT_WORDS:
+        return _Piece("near", NEAR_DIGIT_WORDS[low], True), i + 1
     if low == "i'm":
         return _Piece("im", "1", True), i + 1
     if len(tok) == 1 and tok.isalpha() and low != "a":
@@ -153,7 +158,7 @@ def read_digit_words(toks: Sequence[str]) -> str | None:
             i += 1
             continue
         got = _read_piece(toks, i)
-        if got is None or got[0].kind in ("letter", "im"):
+        if got is None or got[0].kind in ("letter", "im", "near"):
             return None
         out.append(got[0].digits)
         i = got[1]
@@ -233,6 +238,9 @@ def _with_options(p: _Piece, *, interior: bool, beside: _Piece | None) -> _Piece
         options: tuple[tuple[str, int], ...] = ((p.digits, 0),)
     elif p.kind == "im":
         options = (("", 0), ("1", 1))
+    elif p.kind == "near":  # each reading costs one more than the last; dropping the word is the dearest
+        readings = tuple((d, k + 1) for k, d in enumerate(p.digits))
+        options = (*readings, ("", len(p.digits) + 1)) if interior else (("", 0), *readings)
     elif not p.digits:  # a letter that looks like no digit: a filler glued on
         options = (("", 0),)
     elif interior and p.digits == "0":  # "oh", "O" between digits
