@@ -90,6 +90,7 @@ def main() -> None:
     parser.add_argument("--digits", type=int, default=8, help="digit strings per voice and line")
     parser.add_argument("--intent-voices", default="piper-joe,flite-slt,festival-ked")
     parser.add_argument("--parts", default="numbers,digits,tasks,intents,noise")
+    parser.add_argument("--slot-hypotheses", type=int, default=None, help="override asr.slot_hypotheses")
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--doc", type=Path, default=ROOT / "docs" / "benchmarks.md")
     parser.add_argument("--results", type=Path, default=ROOT / "docs" / "results")
@@ -100,7 +101,8 @@ def main() -> None:
 
     from models.train_domain import train_domain
 
-    config = VoicebotConfig()
+    overrides = {"asr": {"slot_hypotheses": args.slot_hypotheses}} if args.slot_hypotheses else {}
+    config = VoicebotConfig.model_validate(overrides)
     info = machine_info()
     started = time.perf_counter()
     model, _ = train_domain(SHOP, config.cache_dir, quick=args.quick, progress=True)
