@@ -80,6 +80,8 @@ def test_guard_rules() -> None:
     assert repetition_loop("the the the the", 4)
     assert not repetition_loop("four five seven two one nine", 4)
     assert not repetition_loop("no no no", 4)
+    assert not repetition_loop("3 7 7 7 7 7", 4)  # invoice 37777 read digit by digit
+    assert repetition_loop("I m 3 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0", 4)  # a constrained decode's loop
     assert compression_ratio("ha" * 200) > cfg.compression_ratio_threshold
     assert (
         judge(Transcription(text="Hello", no_speech_prob=0.9, avg_logprob=-1.5), cfg).rejected == "no speech"

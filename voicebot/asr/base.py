@@ -104,14 +104,20 @@ def compression_ratio(text: str) -> float:
     return len(data) / len(zlib.compress(data)) if data else 0.0
 
 
+DIGIT_RUN_REPEATS = 8
+"""A digit said again and again is a number ("3 7 7 7 7 7"), not a loop, up to this many times."""
+
+
 def repetition_loop(text: str, max_repeats: int) -> bool:
-    """True when some 1..4-word n-gram repeats `max_repeats` times in a row (a decoding loop)."""
+    """True when some 1..4-word n-gram repeats `max_repeats` times in a row (a decoding loop); an n-gram of
+    figures only needs `DIGIT_RUN_REPEATS` (numbers repeat digits)."""
     words = re.findall(r"[\w']+", text.lower())
     for n in range(1, 5):
         run = 1
         for i in range(n, len(words) - n + 1, n):
             run = run + 1 if words[i : i + n] == words[i - n : i] else 1
-            if run >= max_repeats:
+            limit = DIGIT_RUN_REPEATS if all(w.isdigit() for w in words[i : i + n]) else max_repeats
+            if run >= max(limit, max_repeats):
                 return True
     return False
 
