@@ -373,6 +373,9 @@ def test_one_digit_corrected_at_the_confirmation(bot: Bot) -> None:
     assert "cancel order 4 5 7, 2 1 8?" in d.text and d.action is None
     d = bot.say(P("it's two one nine, not two one eight", "oos", 0.4))
     assert d.act == "corrected" and bot.state.slots["order_id"].value == "457219"
+    d = bot.say(P("sorry, the third one is a one", "repeat", 0.8))  # the model hears "say that again"
+    assert d.act == "corrected" and bot.state.slots["order_id"].value == "451219"
+    assert bot.say(P("say that again", "repeat")).act == "repeat"  # no digit in it: a plain repeat
 
 
 def test_a_correction_after_a_look_up_runs_it_again(bot: Bot) -> None:

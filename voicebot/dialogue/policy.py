@@ -60,13 +60,14 @@ class Policy:
         if START_OVER.search(parse.text):
             st.reset()
             return d.say(self.nlg.render("start_over"), "start_over")
-        if intent == self.meta.repeat:
+        held = repair.target(self.domain, st, done)  # a digit corrected outranks what the words resemble
+        fixes = held is not None and repair.corrected(self.domain.slots[held.slot], held, parse.text)
+        if intent == self.meta.repeat and not fixes:
             return d.say(st.last_reply or self.nlg.render("how_can_i_help"), "repeat")
-        if intent == self.meta.goodbye:
+        if intent == self.meta.goodbye and not fixes:
             return self._goodbye(d, "caller said goodbye")
         if intent in handoff.intents:
             return self._transfer(d, "caller asked for a person")
-        held = repair.target(self.domain, st, done)
         if held is not None and (repaired := await self._repair(parse, intent, held, d)) is not None:
             return repaired
         if st.flow is not None and st.expecting == "confirm":
