@@ -89,6 +89,7 @@ def main() -> None:
     parser.add_argument("--invoices", type=int, default=6, help="invoice numbers per voice and line")
     parser.add_argument("--digits", type=int, default=8, help="digit strings per voice and line")
     parser.add_argument("--intent-voices", default="piper-joe,flite-slt,festival-ked")
+    parser.add_argument("--intent-limit", type=int, default=0, help="first N test items only (0: all)")
     parser.add_argument("--parts", default="numbers,digits,tasks,intents,noise")
     parser.add_argument("--slot-hypotheses", type=int, default=None, help="override asr.slot_hypotheses")
     parser.add_argument("--seed", type=int, default=7)
@@ -157,7 +158,7 @@ def main() -> None:
     if "intents" in parts:
         from models.eval_spoken import load_spoken_set
 
-        items = [i for i in load_spoken_set() if i.split == "test"]
+        items = [i for i in load_spoken_set() if i.split == "test"][: args.intent_limit or None]
         hints = ", ".join(factory.domain.settings.asr_hints) or None  # what an open question listens with
         rows = []
         for name in args.intent_voices.split(","):
