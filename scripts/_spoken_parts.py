@@ -41,9 +41,9 @@ TEMPLATES = ["{}", "it's {}", "my order number is {}", "yeah it's {}", "the numb
 OUTCOME_KEYS = ("act", "action", "action_result", "transfer", "hangup", "silent")
 
 
-def spoken_number(digits: str, rng: random.Random) -> str:
-    """How a caller reads a number: digit by digit, 'oh' for zero, sometimes 'double', sometimes in groups
-    of three with a comma pause."""
+def spoken_number(digits: str, rng: random.Random, pauses: bool = True) -> str:
+    """How a caller reads a number: digit by digit, 'oh' for zero, sometimes 'double', and (`pauses`)
+    sometimes in groups of three with a comma pause."""
     words, i = [], 0
     while i < len(digits):
         d = digits[i]
@@ -53,7 +53,7 @@ def spoken_number(digits: str, rng: random.Random) -> str:
         else:
             words.append("oh" if d == "0" and rng.random() < 0.6 else DIGIT_WORDS[int(d)])
             i += 1
-        if i == 3 and len(digits) >= 6 and rng.random() < 0.4:
+        if pauses and i == 3 and len(digits) >= 6 and rng.random() < 0.4:
             words[-1] += ","
     return " ".join(words)
 

@@ -36,6 +36,7 @@ from _bench_common import (
     pct,
     write_section,
 )
+from _spoken_parts import spoken_number
 
 from voicebot.audio import resample, to_float, write_wav
 from voicebot.config import VoicebotConfig
@@ -53,21 +54,6 @@ ROOT = Path(__file__).resolve().parent.parent
 SHOP = ROOT / "domains" / "shop"
 SUITE = ROOT / "tests" / "conversations" / "shop"
 OUTCOME_KEYS = ("act", "action", "action_result", "transfer", "hangup", "silent")
-DIGIT_WORDS = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"]
-
-
-def spoken_number(digits: str, rng: random.Random) -> str:
-    """How a caller reads an order number: digit by digit, 'oh' for zero, sometimes 'double'."""
-    words, i = [], 0
-    while i < len(digits):
-        d = digits[i]
-        if i + 1 < len(digits) and digits[i + 1] == d and rng.random() < 0.5:
-            words.append(f"double {DIGIT_WORDS[int(d)]}")
-            i += 2
-            continue
-        words.append("oh" if d == "0" and rng.random() < 0.6 else DIGIT_WORDS[int(d)])
-        i += 1
-    return " ".join(words)
 
 
 def phone_line(services: Services, text: str) -> np.ndarray:
@@ -131,7 +117,7 @@ def order_numbers(
     rows = []
     for _ in range(n):
         digits = "".join(rng.choice("0123456789") for _ in range(6))
-        text = rng.choice(templates).format(spoken_number(digits, rng))
+        text = rng.choice(templates).format(spoken_number(digits, rng, pauses=False))
         audio = resample(phone_line(services, text), 8_000, 16_000)
         transcript = services.asr.transcribe(to_float(audio)).text
         parse = factory.nlu.parse(transcript)
