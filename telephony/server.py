@@ -26,6 +26,7 @@ from fastapi.responses import HTMLResponse, Response
 
 from telephony import audiosocket
 from telephony.browser import browser_call
+from telephony.console import LiveFeed, console_router
 from telephony.metrics import CONTENT_TYPE, MetricsObserver
 from telephony.session import CallHub, CallObserver
 from telephony.stallwatch import StallWatch
@@ -142,7 +143,8 @@ def create_app(
     """The gateway app; `app.state.gateway` holds the hub (`.hub.observers` is the observer list, metrics
     first) and `app.state.metrics` the app's own metrics."""
     metrics = MetricsObserver()
-    gateway = Gateway(config, services, brain_factory, [metrics, *observers])
+    feed = LiveFeed(config.console.live_partials) if config.console.enabled else None
+    gateway = Gateway(config, services, brain_factory, [metrics, *observers, *filter(None, [feed])])
     gateway.stallwatch.on_lag = metrics.loop_lag.observe
     hub = gateway.hub
 
@@ -186,6 +188,8 @@ def create_app(
     async def twilio_stream(ws: WebSocket, token: str | None = None) -> None:
         await twilio_call(ws, hub, token)
 
+    if feed is not None:  # the operator console (telephony.console): its own auth, API and live feed
+        app.include_router(console_router(config, hub, feed, observers))
     return app
 
 
@@ -211,6 +215,7 @@ def endpoints(server: ServerConfig) -> list[str]:
     else:
         public, stream = "https://<public host>", "wss://<Host of the webhook request>/twilio/stream"
     token = "&token=…" if server.token else ""
+    console = "?token=…" if server.token else "   (loopback only: no token set)"
     if server.audiosocket_port is None:
         tcp = "off (server.audiosocket_port: null)"
     else:
@@ -224,6 +229,7 @@ def endpoints(server: ServerConfig) -> list[str]:
         f"  AudioSocket:    {tcp}",
         f"  health:         http://{base}/health",
         f"  metrics:        http://{base}/metrics   (Prometheus)",
+        f"  console:        http://{base}/console{console}",
     ]
 
 

@@ -25,7 +25,7 @@ from telephony.logs import CALL_ID
 from telephony.recording import CallRecorder, RecordingSink
 from voicebot.brain import BrainFactory
 from voicebot.config import ServerConfig
-from voicebot.frames import PCM, Action, CallEnded, Frame
+from voicebot.frames import PCM, Action, BotReply, CallEnded, Frame
 from voicebot.pipeline import CallPipeline, Services
 from voicebot.playback import AudioSink
 
@@ -254,6 +254,8 @@ class Call:
         self.pipe = CallPipeline(hub.services, hub.brain_factory(), sink, channel_rate, True, partials)
         self._stop = asyncio.Event()
         self._stop_reason = "server shutting down"
+        self._stop_actions: tuple[Action, ...] = ()
+        self._fallback: asyncio.Task[None] | None = None
 
     def inbound(self) -> None:
         """Every message a transport reads passes here first: the dead-line clock restarts, and a flood
@@ -278,10 +280,28 @@ class Call:
         """A transport-level event (`WireStats`, `CallOutcome`) for the call's observers only."""
         await self.hub.observe("on_event", self.id, frame)
 
-    def end(self, reason: str) -> None:
-        """Ask the call to end from the server side (shutdown)."""
-        self._stop_reason = reason
+    def end(self, reason: str, actions: tuple[Action, ...] = ()) -> None:
+        """Ask the call to end from the server side (shutdown; `actions`: a transfer the line should do)."""
+        self._stop_reason, self._stop_actions = reason, actions
         self._stop.set()
+
+    async def transfer(self, target: str, reason: str, notice: str, fallback_s: float = 20.0) -> None:
+        """An operator hands the call to a person: whatever the bot is saying is cut, it says `notice`
+        (the caller cannot cut it), then the call ends the way a bot's own transfer does (the Twilio hook,
+        AudioSocket's hang-up frame, a transfer row in the call records). Should the notice be lost (a
+        barge-in in the instant before it starts), the call is ended with the transfer after `fallback_s`."""
+        action = Action("transfer", target=target, reason=reason)
+        await self.pipe.speak.interrupt()
+        await self.pipe.speak.put(
+            BotReply(text=notice, actions=(action,), interruptible=False, cause="event")
+        )
+
+        async def fallback() -> None:
+            await asyncio.sleep(fallback_s)
+            self.end(reason, (action,))
+
+        if self._fallback is None:
+            self._fallback = asyncio.create_task(fallback(), name=f"call-{self.id}-transfer")
 
     async def run(self) -> Ending:
         """Run the call to its end; returns how it ended. Never raises for the call's own failures.
@@ -310,7 +330,7 @@ class Call:
                 ending = events.result()
             else:
                 ending = next((t.result() for t in (reader, watch) if t.done()), None) or Ending(
-                    self._stop_reason, "server", code=1001
+                    self._stop_reason, "server", self._stop_actions, code=1001
                 )
                 await self._wind_down(ending.reason, events)
         except asyncio.CancelledError:  # the server is going down without a drain (a second Ctrl-C)
@@ -323,7 +343,7 @@ class Call:
                 await asyncio.wait_for(self.transport.finish(ending), FINISH_LIMIT_S)
             except Exception:
                 log.exception("%s call %s: finishing failed", self.transport.protocol, self.id)
-            for task in tasks:
+            for task in [*tasks, *filter(None, [self._fallback])]:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
             await self.pipe.close()

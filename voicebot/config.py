@@ -217,6 +217,46 @@ class ServerConfig(_Section):
     )
 
 
+class ConsoleUser(_Section):
+    """A named operator of `/console`; the password is stored only as a PBKDF2 hash."""
+
+    name: str = Field(min_length=1, max_length=64)
+    password_hash: str = Field(
+        description="pbkdf2_sha256$ITERATIONS$SALT$HASH (make one: python -m telephony.console.auth)"
+    )
+    role: Literal["viewer", "supervisor"] = Field(
+        "viewer", description="viewer: reads calls; supervisor: also transfers live calls to a person"
+    )
+
+
+class ConsoleConfig(_Section):
+    """The operator console (`/console`): who may open it, and what it does to live calls."""
+
+    enabled: bool = True
+    users: list[ConsoleUser] = Field(
+        default_factory=list, description="named logins besides server.token (which logs in as supervisor)"
+    )
+    session_hours: float = Field(12.0, gt=0, description="a login lasts this long")
+    transfer_target: str = Field("agent", description="where an operator's transfer sends a live call")
+    transfer_notice: str = Field(
+        "I'm putting you through to a colleague now. Please hold.",
+        min_length=1,
+        description="what the bot says before an operator's transfer",
+    )
+    live_partials: bool = Field(
+        True,
+        description="while a console watches, every call decodes partial transcripts (only when the model "
+        "pool is idle, as for the browser page)",
+    )
+    low_confidence: float = Field(
+        0.5, ge=0, le=1, description="the dashboard lists utterances whose intent confidence is below this"
+    )
+    max_results: int = Field(200, ge=1, le=5000, description="most calls one history search returns")
+    dashboard_calls: int = Field(
+        5000, ge=1, description="the dashboard reads at most this many calls of its time window"
+    )
+
+
 class VoicebotConfig(_Section):
     vad: VADConfig = Field(default_factory=VADConfig)
     asr: ASRConfig = Field(default_factory=ASRConfig)
@@ -224,6 +264,7 @@ class VoicebotConfig(_Section):
     pipeline: PipelineConfig = Field(default_factory=PipelineConfig)
     nlu: NLUConfig = Field(default_factory=NLUConfig)
     server: ServerConfig = Field(default_factory=ServerConfig)
+    console: ConsoleConfig = Field(default_factory=ConsoleConfig)
     cache_dir: Path = Field(
         default_factory=lambda: Path(os.environ.get("VOICEBOT_CACHE", Path.home() / ".cache" / "voicebot"))
     )
