@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -108,9 +109,21 @@ class JointNLU(nn.Module):
         return cls(encoder, labels), tokenizer
 
     def quantized(self) -> JointNLU:
-        """int8 dynamic quantisation of every Linear layer: int8 weights, activations quantised on the fly."""
+        """int8 dynamic quantisation of every Linear layer: int8 weights, activations quantised on the fly.
+
+        torch 2.13 marks eager-mode quantisation deprecated (a DeprecationWarning from `torch.ao.quantization`
+        and a UserWarning from `torch.quantize_per_tensor`, pytorch/pytorch#184982) in favour of torchao. Both
+        say the API *will be removed*, not that it misbehaves: torch is pinned to 2.13.0, where it works at
+        the benchmarked int8 accuracy. The non-deprecated CPU int8 kernels in torch are far slower than fp32
+        here (scripts/bench_int8_paths.py, docs/benchmarks.md "int8 without torch.ao"), so exactly those two
+        messages are silenced, only around this call. The way off it, before a torch upgrade removes the API,
+        is ONNX Runtime's int8 encoder.
+        """
         quantize = torch.ao.quantization.quantize_dynamic
-        out: JointNLU = quantize(self, {nn.Linear}, dtype=torch.qint8)  # type: ignore[no-untyped-call]
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=r"torch\.ao\.quantization is deprecated")
+            warnings.filterwarnings("ignore", message=r"torch\.quantize_per_tensor, .* are deprecated")
+            out: JointNLU = quantize(self, {nn.Linear}, dtype=torch.qint8)  # type: ignore[no-untyped-call]
         return out
 
     @classmethod
