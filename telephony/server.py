@@ -28,6 +28,7 @@ from telephony import audiosocket
 from telephony.browser import browser_call
 from telephony.console import LiveFeed, console_router
 from telephony.metrics import CONTENT_TYPE, MetricsObserver
+from telephony.routes import add_carrier_routes
 from telephony.session import CallHub, CallObserver
 from telephony.stallwatch import StallWatch
 from telephony.twilio import twilio_call
@@ -188,6 +189,7 @@ def create_app(
     async def twilio_stream(ws: WebSocket, token: str | None = None) -> None:
         await twilio_call(ws, hub, token)
 
+    add_carrier_routes(app, hub)  # Telnyx, Plivo, Exotel, Vonage, jambonz, FreeSWITCH, Genesys
     if feed is not None:  # the operator console (telephony.console): its own auth, API and live feed
         app.include_router(console_router(config, hub, feed, observers))
     return app

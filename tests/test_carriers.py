@@ -1,0 +1,180 @@
+"""Every carrier protocol end to end, with model-free fakes (the fast tier): the real gateway, transports,
+pipeline and the shop's real dialogue engine and back end, the callers from `voicebot.testing.carriers`
+(each written from its carrier's reference), the models from `voicebot.testing.fakes`.
+
+One whole shop task per carrier — barge in on the greeting, ask where the order is, key the order number,
+hear its status, say goodbye, and the bot puts the line down the carrier's way — then each carrier's bad
+input: every one must end that call with a close code and a reason a carrier's logs can show.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import websockets
+
+from telephony.session import WireStats
+from voicebot.dialogue.brain import DialogueFactory
+from voicebot.domain.loader import load_domain
+from voicebot.frames import TurnDone
+from voicebot.testing.carriers import CarrierCaller, ExotelCaller, PlivoCaller, TelnyxCaller
+from voicebot.testing.fakes import ScriptedNLU, ToneTTS, ToneVoice, fake_services
+from voicebot.testing.faults.callers import until
+from voicebot.testing.faults.env import call_of, fault_config, gone
+from voicebot.testing.gateway import Gateway, Recorder, running_gateway
+
+SHOP = Path(__file__).resolve().parent.parent / "domains" / "shop"
+TOKEN = "s3cret42"
+RATE = 8_000
+LINES = ("where is my order", "no thanks goodbye")
+SCRIPT = {LINES[0]: ("track_order", {}), LINES[1]: ("goodbye", {})}
+VOICE = ToneVoice(LINES)
+CALLERS: dict[str, Callable[..., CarrierCaller]] = {
+    "telnyx": TelnyxCaller,
+    "plivo": PlivoCaller,
+    "exotel": ExotelCaller,
+}
+
+
+def line(text: str, pause_s: float = 0.8) -> np.ndarray:
+    return np.concatenate([VOICE.say(text, RATE), np.zeros(int(pause_s * RATE), np.int16)])
+
+
+def shop(tmp_path: Path) -> DialogueFactory:
+    flows = load_domain(SHOP).flows
+    intents = {i for name, flow in flows.items() for i in flow.intents or [name]}
+    nlu = ScriptedNLU(SCRIPT, intents | {"affirm", "deny", "inform", "goodbye"})
+    return DialogueFactory(SHOP, nlu, cache_dir=tmp_path, scratch=tmp_path / "scratch")
+
+
+@pytest.fixture
+async def gateway(tmp_path: Path) -> AsyncIterator[tuple[Gateway, Recorder]]:
+    config = fault_config(token=TOKEN, audiosocket_port=None, max_message_bytes=4096, start_timeout_s=1.0)
+    services = fake_services(config, voice=VOICE, tts=ToneTTS(ms_per_char=20.0))
+    recorder = Recorder()
+    try:
+        async with running_gateway(config, services, shop(tmp_path), [recorder]) as gw:
+            yield gw, recorder
+    finally:
+        services.close()
+
+
+@pytest.mark.parametrize("protocol", sorted(CALLERS))
+async def test_a_shop_task_over_each_carrier(gateway: tuple[Gateway, Recorder], protocol: str) -> None:
+    gw, recorder = gateway
+    caller = CALLERS[protocol]({"customer": "c42"}, TOKEN)
+    await caller.connect(gw)
+    try:
+        call_id = await call_of(caller, gw)
+        assert await until(lambda: caller.bot_frames > 25, 10)  # half a second into the greeting
+        caller.say(line(LINES[0]))  # barges in: "where is my order"
+        assert await until(lambda: len(recorder.of(call_id, TurnDone)) >= 2, 15)
+        await caller.press("457219", gap_s=0.15)  # the order number on the keypad (6 digits end it)
+        assert await until(lambda: len(recorder.of(call_id, TurnDone)) >= 3, 15)
+        assert await until(lambda: not caller.playout.pending and caller.bot_frames > 0, 15)
+        caller.say(line(LINES[1]))
+        await gone(call_id, gw)
+        assert await until(caller.closed.is_set, 10)  # the bot put the line down after its goodbye
+    finally:
+        await caller.close()
+    protocol_seen, meta = recorder.starts[call_id]
+    assert protocol_seen == protocol and meta["parameters"] == {"customer": "c42"}  # the token is not kept
+    records = [t.record for t in recorder.of(call_id, TurnDone)]
+    greeting, asked, status = records[:3]
+    assert greeting.cause == "greeting" and greeting.interrupted and greeting.played_ms > 0
+    assert asked.understanding is not None and asked.understanding.intent == "track_order"
+    assert asked.previous_interrupted and asked.transcript == LINES[0]
+    assert status.cause == "dtmf" and status.understanding is not None
+    assert status.understanding.action == "order_status" and status.understanding.action_result == "ok"
+    assert status.reply is not None and "blue denim jacket" in status.reply
+    assert records[-1].reply == "Thanks for calling Acme Shop. Goodbye!" and not records[-1].interrupted
+    assert recorder.ends[call_id] == "caller needed nothing else"
+    stats = recorder.of(call_id, WireStats)[0].stats
+    assert stats["clears"] >= 1 and caller.playout.clears == stats["clears"]
+    assert 1 <= stats["marks_played"] <= stats["marks_sent"] and stats["ignored"] == 0
+    assert "end-of-call" in caller.playout.marks_echoed  # it hung up once the goodbye had played
+    assert caller.ws is not None and caller.ws.close_code == 1000
+
+
+@pytest.mark.parametrize("protocol", sorted(CALLERS))
+async def test_the_caller_hanging_up_ends_the_call(gateway: tuple[Gateway, Recorder], protocol: str) -> None:
+    gw, recorder = gateway
+    caller = CALLERS[protocol](token=TOKEN)
+    await caller.connect(gw)
+    call_id = await call_of(caller, gw)
+    assert await until(lambda: caller.bot_frames > 10, 10)
+    await caller.hang_up()
+    await gone(call_id, gw)
+    await caller.close()
+    hung_up = "caller hung up" if caller.bye() is not None else "caller disconnected"
+    assert recorder.ends[call_id] == hung_up
+
+
+# --- bad input --------------------------------------------------------------------------------------------
+
+
+async def closed_with(gw: Gateway, path: str, *messages: str | bytes) -> tuple[int | None, str]:
+    """Send `messages` on a fresh socket and return how the gateway closed it."""
+    async with websockets.connect(f"ws://{gw.http}{path}") as ws:
+        for message in messages:
+            with contextlib.suppress(websockets.ConnectionClosed):
+                await ws.send(message)
+        with contextlib.suppress(websockets.ConnectionClosed):
+            async with asyncio.timeout(10):
+                async for _ in ws:
+                    pass
+        return ws.close_code, ws.close_reason or ""
+
+
+def opening(protocol: str, token: str | None = TOKEN, **start: Any) -> list[str | bytes]:
+    """`protocol`'s opening messages, with `start` fields changed (a wrong rate, say)."""
+    caller = CALLERS[protocol]({}, token)
+    messages = caller.opening()
+    last = json.loads(messages[-1])
+    last["start"] |= start
+    return [*messages[:-1], json.dumps(last)]
+
+
+BAD_FORMAT = {
+    "telnyx": {"media_format": {"encoding": "OPUS", "sample_rate": 16000, "channels": 1}},
+    "plivo": {"mediaFormat": {"encoding": "audio/x-mulaw", "sampleRate": 16000}},
+    "exotel": {"media_format": {"encoding": "audio/x-raw", "sample_rate": "11025"}},
+}
+
+
+@pytest.mark.parametrize("protocol", sorted(CALLERS))
+async def test_bad_input_ends_the_call_with_a_code_and_reason(
+    gateway: tuple[Gateway, Recorder], protocol: str
+) -> None:
+    gw, recorder = gateway
+    path = CALLERS[protocol].path  # type: ignore[attr-defined]
+    good = opening(protocol)
+    media = json.dumps({"event": "media", "media": {"payload": "AAAA"}})
+    cases: dict[str, tuple[str | bytes, ...]] = {
+        "malformed JSON": (*good, "{not json"),
+        "media before start": (media,),
+        "binary first": (b"\x00\x01",),
+        "oversized": (*good, json.dumps({"event": "media", "pad": "x" * 5000})),
+        "wrong token": tuple(opening(protocol, "nope")),
+        "no token": tuple(opening(protocol, None)),
+        "bad format": tuple(opening(protocol, **BAD_FORMAT[protocol])),
+        "silence": (),
+    }
+    results = await asyncio.gather(*(closed_with(gw, path, *messages) for messages in cases.values()))
+    got = dict(zip(cases, results, strict=True))
+    assert got["malformed JSON"] == (1007, "protocol error: malformed JSON")
+    assert got["media before start"] == (1002, "'media' before 'start'")
+    assert got["binary first"] == (1003, "binary message where JSON text was due")
+    assert got["oversized"] == (1009, "protocol error: message of 5029 characters is over the 4096 limit")
+    assert got["wrong token"] == got["no token"] == (1008, "missing or wrong token")
+    assert got["bad format"][0] == 1003 and "unsupported" in got["bad format"][1]
+    assert got["silence"] == (1002, "no 'start' in time")
+    await recorder.ended(count=2)  # the two that got in: malformed JSON and oversized
+    assert not gw.hub.calls
