@@ -3,7 +3,8 @@
 Definitions (the README's console section repeats them):
 - containment: of the calls that ended, the share that ended without a transfer to a person;
 - task success by intent: of the turns whose dialogue ran a back-end action, the share whose result was
-  `ok`, by the turn's intent (its flow when no intent was parsed);
+  `ok`, by task (the flow under way, which is named after the intent that started it; else its intent:
+  "four five seven…" is an `inform` turn of `track_order`);
 - voice-to-voice: caller stops talking → bot starts answering, per turn (`telephony.metrics`), p50 and p95
   per hour;
 - out of scope: turns whose intent is the domain's out-of-scope intent (`oos`); low confidence: turns whose
@@ -41,8 +42,9 @@ def _percentiles(values: list[float]) -> dict[str, float | None]:
     return {"p50": round(float(p50), 1), "p95": round(float(p95), 1), "n": len(values)}
 
 
-def _task(turn: TurnView) -> str | None:
-    return turn.intent or turn.extra.get("flow")
+def _flow(turn: TurnView) -> str | None:
+    flow = turn.extra.get("flow")
+    return flow if isinstance(flow, str) and flow else None
 
 
 def dashboard(
@@ -70,6 +72,7 @@ def dashboard(
             contained += not transferred
             if transferred:
                 reasons[call.transfer_reason or "unknown"] += 1
+        task: str | None = None  # the flow under way: a turn that completes it records no flow any more
         for turn in detail.turns:
             at = _hour(turn.created_at)
             total = voice_to_voice_ms(turn.timings_ms)
@@ -78,9 +81,9 @@ def dashboard(
             asr_confidence = turn.extra.get("asr_confidence")
             if isinstance(asr_confidence, int | float):
                 confidence[at].append(float(asr_confidence))
-            task = _task(turn)
-            if turn.action and task:
-                tasks[task].append(turn.action_result == "ok")
+            if turn.action and (name := _flow(turn) or task or turn.intent):
+                tasks[name].append(turn.action_result == "ok")
+            task = _flow(turn) or (None if turn.action else task)
             if turn.transcript:
                 if turn.intent in OOS_INTENTS:
                     oos[_words(turn.transcript)] += 1
