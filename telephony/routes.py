@@ -12,15 +12,21 @@ from collections.abc import Awaitable, Callable
 from fastapi import FastAPI, WebSocket
 
 from telephony.exotel import exotel_call
+from telephony.freeswitch import freeswitch_call
+from telephony.jambonz import jambonz_call
 from telephony.plivo import plivo_call
 from telephony.session import CallHub
 from telephony.telnyx import telnyx_call
+from telephony.vonage import vonage_call
 
 Handler = Callable[[WebSocket, CallHub, str | None], Awaitable[None]]
 CARRIERS: dict[str, Handler] = {
     "/telnyx/stream": telnyx_call,
     "/plivo/stream": plivo_call,
     "/exotel/stream": exotel_call,
+    "/vonage/socket": vonage_call,
+    "/jambonz/listen": jambonz_call,
+    "/freeswitch/fork": freeswitch_call,
 }
 
 

@@ -9,7 +9,8 @@ names and framing only, so the protocol modules (`telephony.mediastream`, `telep
   sentence; its echo says the caller's side really played the audio before it, so `played_ms` never
   reports less than what was echoed. A barge-in sends the protocol's clear and forgets pending marks.
 - hang-up from our side: a final mark, waited for up to `hangup_grace_s` so the caller hears the goodbye,
-  then the protocol's own hang-up (a message, a close). Protocols without marks fall back to the clock.
+  then the protocol's own hang-up (a message, a close). Without marks, the audio sent ahead of the clock
+  (`pipeline.send_ahead_ms`) is given `UNMARKED_GRACE_S` to play.
 - bad input: anything that makes the stream untrustworthy raises `WireError` with a WebSocket close code
   (1003 binary where text is due or a format we cannot speak, 1007 malformed JSON, 1009 oversize, 1002
   wrong order, 1008 auth); harmless oddities are logged and ignored, up to `MAX_IGNORED` per call.
@@ -39,6 +40,7 @@ from voicebot.frames import PCM, BotAudio, Frame
 log = logging.getLogger(__name__)
 MAX_IGNORED = 50  # ignored messages before a stream counts as broken
 FINAL_MARK = "end-of-call"
+UNMARKED_GRACE_S = 0.3  # no marks: the far end still holds `pipeline.send_ahead_ms` (100) of audio to play
 STATS = ("frames_in", "frames_out", "marks_sent", "marks_played", "clears", "ignored")
 
 
@@ -91,8 +93,8 @@ def codec(kind: str, rate: int) -> Codec:
 # --- strict parsing ---------------------------------------------------------------------------------
 
 
-def parse_json(message: str | bytes, limit: int, key: str = "event") -> dict[str, Any]:
-    """One JSON control message: an object whose `key` is a string, or `WireError`."""
+def parse_json(message: str | bytes, limit: int, key: str | None = "event") -> dict[str, Any]:
+    """One JSON control message: an object (whose `key`, if given, is a string), or `WireError`."""
     if isinstance(message, bytes):
         raise WireError("binary message where JSON text was due", 1003)
     if len(message) > limit:
@@ -103,8 +105,8 @@ def parse_json(message: str | bytes, limit: int, key: str = "event") -> dict[str
         raise WireError("malformed JSON", 1007) from None
     except RecursionError:  # nested deeper than the decoder's recursion limit: `[[[[…` fits in 4 KiB
         raise WireError("malformed JSON: nested too deeply", 1007) from None
-    if not isinstance(data, dict) or not isinstance(data.get(key), str):
-        raise WireError(f"not a control message (no {key})", 1007)
+    if not isinstance(data, dict) or (key is not None and not isinstance(data.get(key), str)):
+        raise WireError(f"not a control message (no {key or 'object'})", 1007)
     return data
 
 
@@ -272,7 +274,9 @@ class StreamTransport:
 
     async def finish(self, ending: Ending) -> None:
         """Let the caller hear the bot's last words (the final mark's echo), then hang up."""
-        if ending.by in ("bot", "server") and not self.line.gone and self.has_marks:
+        if ending.by in ("bot", "server") and not self.line.gone and not self.has_marks:
+            await asyncio.sleep(UNMARKED_GRACE_S)
+        elif ending.by in ("bot", "server") and not self.line.gone:
             await self.send_mark(FINAL_MARK)
             try:
                 await asyncio.wait_for(self._heard.wait(), self.config.hangup_grace_s)

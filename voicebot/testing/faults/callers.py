@@ -228,6 +228,11 @@ class AudioSocketCaller(Caller):
 
 class _WebSocketCaller(Caller):
     path = ""
+    subprotocols: tuple[str, ...] = ()  # offered in the upgrade request (jambonz's `audio.jambonz.org`)
+
+    def headers(self) -> dict[str, str]:
+        """Extra upgrade request headers (a carrier's Basic auth)."""
+        return {}
 
     def __init__(self) -> None:
         super().__init__()
@@ -236,7 +241,10 @@ class _WebSocketCaller(Caller):
     async def _connect(self, gw: Gateway) -> ClientConnection:
         # No client keepalive: a frozen caller must send nothing at all, like a vanished one.
         sock = await self._socket(int(gw.http.rsplit(":", 1)[1]))
-        self.ws = await connect(f"ws://{gw.http}{self.path}", sock=sock, ping_interval=None, open_timeout=20)
+        self.ws = await connect(
+            f"ws://{gw.http}{self.path}", sock=sock, ping_interval=None, open_timeout=20,
+            additional_headers=self.headers(), subprotocols=list(self.subprotocols) or None,  # type: ignore[arg-type]
+        )  # fmt: skip
         self.local_port = self.ws.transport.get_extra_info("sockname")[1]
         return self.ws
 
