@@ -4,7 +4,7 @@
 // tests/test_console_browser.py reads the element ids and data-* attributes used here: keep them stable.
 
 const $ = id => document.getElementById(id);
-const state = window.consoleState = { me: null, live: new Map(), feedEvents: 0, view: null };
+const state = window.consoleState = { me: null, live: new Map(), feedEvents: 0, partials: 0, view: null, ready: false };
 
 function el(tag, attrs = {}, ...children) {
   const node = document.createElement(tag);
@@ -92,7 +92,7 @@ function onFeed(event) {
   } else {
     const call = live.get(event.id);
     if (!call) return;
-    if (event.type === "partial") call.partial = event.text;
+    if (event.type === "partial") { call.partial = event.text; state.partials += 1; }
     else if (event.type === "line") { call.lines.push({ who: event.who, text: event.text }); if (event.who === "caller") call.partial = ""; }
     else if (event.type === "state") Object.assign(call, { flow: event.flow, intent: event.intent, sentiment: event.sentiment, slots: event.slots });
   }
@@ -147,8 +147,8 @@ async function searchCalls() {
 
 // --- one call -------------------------------------------------------------------------------------------
 
-const MILESTONES = ["speech_start", "speech_end", "turn_decision", "final_transcript", "nlu_done", "action_done", "first_tts_audio", "first_audio_sent"];
-const SEGMENTS = { speech_end: "speech", turn_decision: "endpoint", final_transcript: "asr", nlu_done: "nlu", action_done: "action", first_tts_audio: "tts", first_audio_sent: "send" };
+const MILESTONES = ["speech_end", "turn_decision", "final_transcript", "nlu_done", "action_done", "first_tts_audio", "first_audio_sent"];
+const SEGMENTS = { turn_decision: "endpoint", final_transcript: "asr", nlu_done: "nlu", action_done: "action", first_tts_audio: "tts", first_audio_sent: "send" };
 const COLOURS = { speech: "#94a3b8", endpoint: "#f59e0b", asr: "#3b82f6", nlu: "#8b5cf6", action: "#ef4444", tts: "#10b981", send: "#0ea5e9" };
 const SVG = "http://www.w3.org/2000/svg";
 
@@ -171,7 +171,8 @@ function waterfall(at) {
       svg("rect", { x, y: y + 2, width: w, height: row - 4, fill: COLOURS[name] || "#64748b", "data-segment": name }),
       svg("text", { x: x + w + 3, y: y + 10 }, `${Math.round(t - from)}`));
   });
-  chart.append(svg("text", { x: label, y: row * (points.length - 1) + 11 }, `speech start → first audio out: ${Math.round(span)} ms`));
+  const spoke = typeof at.speech_start === "number" && typeof at.speech_end === "number" ? `, after ${Math.round(at.speech_end - at.speech_start)} ms of speech` : "";
+  chart.append(svg("text", { x: 0, y: row * (points.length - 1) + 11 }, `${points[0][0].replaceAll("_", " ")} → first audio out: ${Math.round(span)} ms${spoke}`));
   return chart;
 }
 
@@ -267,8 +268,9 @@ async function showDashboard() {
   $("chart-asr").replaceChildren(timeChart(d.asr_confidence_per_hour, [{ key: "mean", colour: "#8b5cf6" }]));
   $("chart-transfers").replaceChildren(bars(d.transfers_by_reason, r => r.reason, r => r.calls));
   $("chart-tasks").replaceChildren(bars(d.task_success, r => `${r.intent} (${r.turns})`, r => r.success, fmt.pct, 1));
-  $("list-oos").replaceChildren(...d.out_of_scope.map(u => el("li", {}, `${u.text} (${u.count})`)));
-  $("list-unsure").replaceChildren(...d.low_confidence.map(u => el("li", {}, `${u.text} (${u.count})`)));
+  const utterances = list => list.length ? list.map(u => el("li", {}, `${u.text} (${u.count})`)) : [el("li", { class: "meta" }, "none in this window")];
+  $("list-oos").replaceChildren(...utterances(d.out_of_scope));
+  $("list-unsure").replaceChildren(...utterances(d.low_confidence));
   $("view-dashboard").dataset.loaded = String(Date.now());
 }
 
