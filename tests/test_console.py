@@ -164,6 +164,11 @@ async def test_a_supervisor_sees_a_live_call_and_transfers_it(bed: ConsoleBed) -
         assert await until(
             lambda: any(e["type"] == "state" and e.get("flow") == "track_order" for e in events), 10
         )
+        assert await until(lambda: bed.turns(call_id) >= 2, 10)
+        caller.say(line("four five seven two one nine"))  # long enough for a partial decode on the way
+        heard = {"type": "partial", "id": call_id, "text": "four five seven two one nine"}
+        assert await until(lambda: heard in events, 10)
+        assert await until(lambda: bed.turns(call_id) >= 3, 10)
         path = f"/console/api/live/{call_id}/transfer"
         assert (await request(host, path, "POST", {"Cookie": cookie}))[0] == 403  # no CSRF token
         wrong = {"Cookie": cookie, "X-CSRF-Token": "x" * 43}
