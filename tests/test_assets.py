@@ -100,3 +100,30 @@ def test_real_packaged_base_joins(tmp_path: Path) -> None:
     target = whisper_model_dir("base", tmp_path)
     assert is_complete(target)
     assert (target / "model.bin").stat().st_size == sum(p.stat().st_size for p in assets.base_parts())
+
+
+def test_smart_turn_from_a_wheel_that_does_not_match_is_refused(tmp_path: Path) -> None:
+    """The model is taken out of the pipecat-ai wheel only when it is the file we measured (SHA-256); a
+    tampered or different wheel leaves nothing behind in the cache."""
+    import zipfile
+
+    from voicebot.assets import SMART_TURN_LICENCE, SMART_TURN_MEMBER, fetch_smart_turn
+
+    wheel = tmp_path / "pipecat_ai-1.14.0-py3-none-any.whl"
+    with zipfile.ZipFile(wheel, "w") as zf:
+        zf.writestr(SMART_TURN_MEMBER, b"not the model")
+        zf.writestr(SMART_TURN_LICENCE, b"BSD 2-Clause License")
+    cache = tmp_path / "cache"
+    with pytest.raises(OSError, match="SHA-256"):
+        fetch_smart_turn(cache, wheel)
+    assert not (cache / "smart-turn-v3.2").exists()
+
+
+def test_smart_turn_is_extracted_once_with_its_licence() -> None:
+    from voicebot.assets import fetch_smart_turn, smart_turn_path
+    from voicebot.config import VoicebotConfig
+
+    cache = VoicebotConfig().cache_dir  # `make test` ran `voicebot models` first
+    path = smart_turn_path(cache)
+    assert fetch_smart_turn(cache) == path  # already there: no download
+    assert "BSD 2-Clause" in (path.parent / "LICENSE").read_text()

@@ -133,3 +133,54 @@ def silero_vad_path() -> Path:
     if not path.is_file():
         raise ModelNotFoundError(f"Silero VAD model not found at {path}; pip install silero-vad")
     return path
+
+
+# smart-turn v3.2 (end-of-turn audio classifier, BSD-2-Clause, Daily): shipped inside the pipecat-ai 1.14.0
+# wheel. We take the wheel from the package registry at install time (`voicebot models`), keep only the ONNX
+# file and the licence, and never import pipecat.
+SMART_TURN_WHEEL = "pipecat-ai==1.14.0"
+SMART_TURN_MEMBER = "pipecat/audio/turn/smart_turn/data/smart-turn-v3.2-cpu.onnx"
+SMART_TURN_LICENCE = "pipecat_ai-1.14.0.dist-info/licenses/LICENSE"
+SMART_TURN_SHA256 = "2bb026316b14a660486a75b1733cd3fbab8c2fd0314dc9af7be49f8cca967e4f"
+
+
+def smart_turn_path(cache_dir: Path) -> Path:
+    """The extracted smart-turn ONNX file; `voicebot models` (run by `make run`/`make test`) puts it there."""
+    path = cache_dir / "smart-turn-v3.2" / "smart-turn-v3.2-cpu.onnx"
+    if not path.is_file():
+        raise ModelNotFoundError(
+            f"smart-turn model missing at {path}: run `voicebot models` (needs PyPI once)"
+        )
+    return path
+
+
+def fetch_smart_turn(cache_dir: Path, wheel: Path | None = None) -> Path:
+    """Extract smart-turn from the pipecat-ai wheel (downloaded with pip unless `wheel` is given), checked
+    against its known SHA-256, atomically into the cache; a no-op once there."""
+    import hashlib
+    import subprocess
+    import sys
+    import zipfile
+
+    target = cache_dir / "smart-turn-v3.2"
+    onnx = target / "smart-turn-v3.2-cpu.onnx"
+    if onnx.is_file():
+        return onnx
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    with _lock(cache_dir / ".smart-turn.lock"), tempfile.TemporaryDirectory(dir=cache_dir) as tmp:
+        if onnx.is_file():
+            return onnx
+        if wheel is None:
+            pip = [sys.executable, "-m", "pip", "download", "-q", "--no-deps", SMART_TURN_WHEEL, "-d", tmp]
+            subprocess.run(pip, check=True)
+            wheel = next(Path(tmp).glob("pipecat_ai-*.whl"))
+        staged = Path(tmp) / "staged"
+        staged.mkdir()
+        with zipfile.ZipFile(wheel) as zf:
+            (staged / onnx.name).write_bytes(zf.read(SMART_TURN_MEMBER))
+            (staged / "LICENSE").write_bytes(zf.read(SMART_TURN_LICENCE))
+        digest = hashlib.sha256((staged / onnx.name).read_bytes()).hexdigest()
+        if digest != SMART_TURN_SHA256:
+            raise OSError(f"smart-turn model from {wheel} has SHA-256 {digest}, expected {SMART_TURN_SHA256}")
+        os.rename(staged, target)
+    return onnx

@@ -85,7 +85,7 @@ def _trained_model(args: argparse.Namespace, config: VoicebotConfig) -> Path:
 
 
 def cmd_models(args: argparse.Namespace) -> int:
-    from voicebot.assets import silero_vad_path, whisper_model_dir
+    from voicebot.assets import fetch_smart_turn, silero_vad_path, whisper_model_dir
     from voicebot.tts.piper_tts import default_voice
 
     config = _config(args)
@@ -96,6 +96,7 @@ def cmd_models(args: argparse.Namespace) -> int:
     return 0
 
 
+    print(f"smart-turn v3.2  {fetch_smart_turn(config.cache_dir)}")
 def cmd_transcribe(args: argparse.Namespace) -> int:
     from voicebot.asr import make_asr
     from voicebot.transcribe import transcribe_file

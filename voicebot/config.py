@@ -35,15 +35,62 @@ class VADConfig(_Section):
         "only if more speech follows",
     )
     end_silence_ms: int = Field(500, ge=32, description="trailing silence that ends an utterance")
-    turn_end_silence_ms: int = Field(
-        500,
-        ge=32,
-        description="silence ending a turn whose transcript sounds finished; off while >= end_silence_ms "
-        "(250 saves ~100 ms a turn, but splits turns at a comma pause: opt-in)",
-    )
     max_utterance_ms: int = Field(20_000, ge=500, description="an utterance is force-ended at this length")
     pre_roll_ms: int = Field(
         300, ge=0, description="silence kept before speech-start (word onsets), besides any maybe-speech"
+    )
+
+
+class TurnConfig(_Section):
+    """When a caller's turn is over, on live calls (`voicebot.asr.turnend`). Offline runs (files, tests fed
+    faster than real time) keep the endpointer's fixed `vad.end_silence_ms`. Each pause below is silence
+    after the caller's last word, as the VAD hears it; figures behind them: docs/benchmarks.md "turns"."""
+
+    decide: bool = Field(
+        True,
+        description="end a turn by decision (transcript, listening context, audio model) instead of a fixed "
+        "vad.end_silence_ms: a plain 'Yes.' is answered sooner, a number read in groups is waited for",
+    )
+    speculate_after_ms: int = Field(
+        96,
+        ge=32,
+        description="pause before the speculative final decode (and the audio model) start: the decision "
+        "can come no sooner than this plus one decode (~150-230 ms of Whisper base on 2 cores)",
+    )
+    complete_ms: int = Field(
+        240,
+        ge=32,
+        description="pause that ends a turn that is plainly over: the yes/no or whole number the bot asked "
+        "for, or a finished sentence the audio model also hears as finished (people answer in ~200 ms; "
+        "under 224 ms the comma pause of 'Yes, that's right.' ended turns in bench_turns)",
+    )
+    text_complete_ms: int = Field(
+        300,
+        ge=32,
+        description="a finished-sounding sentence without the audio model's agreement (model off, or it "
+        "unsure): Whisper puts a full stop after many a comma pause, so this waits a little longer",
+    )
+    hold_ms: int = Field(
+        1_500,
+        ge=100,
+        description="longest pause inside a turn: an incomplete number of the slot asked for, a trailing "
+        "'and', 'my order number is', 'um' (people pause 0.5-1.5 s between digit groups)",
+    )
+    audio_model: Literal["smart-turn", "none"] = Field(
+        "none",
+        description="audio end-of-turn classifier heard beside the transcript: 'smart-turn' (v3.2, ~150-200 "
+        "ms of one core at each candidate pause). Off by default: on our synthetic test voices it added "
+        "over-waits and did not cut false cuts (docs/benchmarks.md 'turns'); real voices may differ",
+    )
+    audio_threshold: float = Field(
+        0.5, ge=0.0, le=1.0, description="audio model probability above which it hears the turn as complete"
+    )
+    audio_goes_on: float = Field(
+        0.1,
+        ge=0.0,
+        le=1.0,
+        description="below this the audio model is sure the caller goes on ('I want to track my order and…' "
+        "heard as '…order in.' scored 0.02): a finished-looking transcript is held open `hold_ms`",
     )
 
 
@@ -274,6 +321,7 @@ ENV_PREFIX = "VOICEBOT__"
 
 
 def _env_overrides(environ: dict[str, str]) -> dict[str, Any]:
+    turn: TurnConfig = Field(default_factory=TurnConfig)
     tree: dict[str, Any] = {}
     for key, value in environ.items():
         if not key.startswith(ENV_PREFIX):

@@ -24,6 +24,8 @@ from functools import partial
 from itertools import pairwise
 
 from voicebot.asr import ASRBackend, make_asr
+from voicebot.asr.smart_turn import SmartTurn
+from voicebot.assets import smart_turn_path
 from voicebot.audio import live_resampler
 from voicebot.brain import Brain
 from voicebot.config import VoicebotConfig
@@ -57,6 +59,7 @@ class Services:
     asr: ASRBackend
     tts: CachedTTS
     executor: ModelPool
+    smart_turn: SmartTurn | None = None  # the audio end-of-turn model, when `turn.audio_model` names it
 
     @classmethod
     def load(cls, config: VoicebotConfig) -> Services:
@@ -67,6 +70,11 @@ class Services:
             asr=make_asr(config.asr, config.cache_dir),
             tts=make_tts(config.tts),
             executor=ModelPool(max_workers=workers, thread_name_prefix="model"),
+            smart_turn=(
+                SmartTurn(smart_turn_path(config.cache_dir))
+                if config.turn.decide and config.turn.audio_model == "smart-turn"
+                else None
+            ),
         )
 
     def close(self) -> None:
@@ -97,8 +105,18 @@ class CallPipeline:
             live_resampler(self.channel_rate, RATE, low_delay) if self.channel_rate != RATE else None
         )
         self._audio_t = 0.0
-        self.vad = VADStage(Endpointer(services.vad, cfg.vad))
-        self.asr = ASRStage(services.asr, cfg.asr, services.executor, cfg.vad, live=paced, partials=partials)
+        deciding = paced and cfg.turn.decide  # the ASR stage ends turns; the endpointer only past hold_ms
+        self.vad = VADStage(Endpointer(services.vad, cfg.vad, cfg.turn.hold_ms if deciding else None))
+        self.asr = ASRStage(
+            services.asr,
+            cfg.asr,
+            services.executor,
+            cfg.vad,
+            live=paced,
+            partials=partials,
+            turn=cfg.turn,
+            smart_turn=services.smart_turn,
+        )
         self.brain_stage = BrainStage(brain, live=paced)
         self.speak = SpeakStage(
             services.tts,

@@ -106,9 +106,12 @@ class SileroVAD:
 class Endpointer:
     """Feeds 16 kHz audio of any chunk size; returns SpeechStarted / SpeechAudio / SpeechEnded frames."""
 
-    def __init__(self, vad: VADModel, config: VADConfig) -> None:
+    def __init__(self, vad: VADModel, config: VADConfig, hold_ms: float | None = None) -> None:
+        """`hold_ms`: a longer pause before an utterance ends, for when the listener decides the end of
+        the turn itself (`turn.decide`) and needs the utterance kept open that long at most."""
         self.vad = vad
         self.config = config
+        self.hold_ms = hold_ms
         self.state = VADState()
         self._pending = np.zeros(0, np.int16)
         self._samples = 0  # audio consumed, defines the clock
@@ -146,7 +149,7 @@ class Endpointer:
 
     @property
     def end_silence_ms(self) -> float:
-        return self._end_silence_ms or self.config.end_silence_ms
+        return max(self._end_silence_ms or self.config.end_silence_ms, self.hold_ms or 0)
 
     def process(self, pcm: PCM) -> list[Frame]:
         self._pending = np.concatenate([self._pending, pcm]) if self._pending.size else pcm

@@ -7,11 +7,14 @@ as the caller pauses (a few VAD windows of silence), a *speculative final* decod
 into the end of the utterance, that result is the final transcript, ready when — or before — the endpointer's
 silence timer runs out. If the caller speaks again, the speculation is thrown away.
 
-Turn-end signal: when that speculative transcript sounds like a finished sentence (`asr.turnend`), the turn
-ends after `vad.turn_end_silence_ms` instead of the endpointer's `end_silence_ms`; the endpointer's own end of
-that utterance is then dropped here. If the caller goes on talking after all (`vad.min_speech_ms` of speech),
-what follows is a new utterance: a `SpeechStarted` goes out (it barges in on the reply already under way)
-and its words are decoded on their own.
+The end of a turn is a decision (`turn.decide`, live calls): the speculative transcript, the listening
+context and the smart-turn audio model's probability, heard at the first pause, give the pause this turn
+needs (`voicebot.asr.turnend.decide`): ~160 ms after "Yes." or the whole number asked for, up to
+`turn.hold_ms` inside an incomplete number or after "and", `vad.end_silence_ms` when unsure. The endpointer
+holds the utterance open that long meanwhile, and its own end of an utterance this stage already ended is
+dropped here. If the caller goes on talking after all (`vad.min_speech_ms` of speech), what follows is a
+new utterance: a `SpeechStarted` goes out (it barges in on the reply already under way) and its words are
+decoded on their own.
 
 Listening context: the dialogue sends a `ListeningContext` upstream before each caller turn. The endpointer
 takes its pause length and this stage its prompt, hot words and, for a slot answer, a few hypotheses and
@@ -32,9 +35,10 @@ import numpy as np
 
 from voicebot.asr import ASRBackend, Transcription
 from voicebot.asr.base import judge, unclear
-from voicebot.asr.turnend import sounds_complete
+from voicebot.asr.smart_turn import SmartTurn
+from voicebot.asr.turnend import Verdict, decide
 from voicebot.audio import to_float
-from voicebot.config import ASRConfig, VADConfig
+from voicebot.config import ASRConfig, TurnConfig, VADConfig
 from voicebot.frames import (
     PCM,
     AudioIn,
@@ -52,7 +56,6 @@ from voicebot.nlu.grammar import listening_plan
 from voicebot.stages.base import Stage, in_pool
 from voicebot.vad import Endpointer
 
-SPECULATE_AFTER_MS = 160.0  # silence before a speculative final decode starts
 KEEP_TAIL_MS = 250.0  # trailing silence kept for a decode (as the endpointer keeps it)
 
 
@@ -80,6 +83,15 @@ class VADStage(Stage):
 class _Decode:
     samples: int  # utterance samples the decode covered
     task: asyncio.Future[Transcription]
+    audio_p: asyncio.Future[float] | None = None  # the audio model's P(turn complete), when it runs
+    verdict: Verdict | None = None  # once both are in (decide mode)
+
+    def ready(self) -> bool:
+        return all(f is None or (f.done() and not f.cancelled() and not f.exception()) for f in self._futures)
+
+    @property
+    def _futures(self) -> tuple[asyncio.Future[Transcription] | asyncio.Future[float] | None, ...]:
+        return (self.task, self.audio_p)
 
 
 class ASRStage(Stage):
@@ -93,15 +105,20 @@ class ASRStage(Stage):
         vad: VADConfig | None = None,
         live: bool = False,
         partials: bool = True,
+        turn: TurnConfig | None = None,
+        smart_turn: SmartTurn | None = None,
     ) -> None:
-        """`live`: audio arrives in real time, so the turn-end signal can save time (offline runs, fed
-        faster than real time, keep the endpointer's verdict and stay deterministic)."""
+        """`live`: audio arrives in real time, so deciding the end of a turn can save time (offline runs,
+        fed faster than real time, keep the endpointer's verdict and stay deterministic). `smart_turn`: the
+        audio model, heard beside the transcript when `turn.audio_model` names it."""
         super().__init__()
         self.asr = asr
         self.config = config
         self.vad = vad or VADConfig()
+        self.turn = turn or TurnConfig()
         self.live = live
-        self.turn_end = live and self.vad.turn_end_silence_ms < self.vad.end_silence_ms
+        self.decide = live and self.turn.decide
+        self.smart_turn = smart_turn if self.decide and self.turn.audio_model == "smart-turn" else None
         self.partials = partials
         self.executor = executor
         self.context: ListeningContext | None = None  # from the dialogue, for the next utterance only
@@ -176,27 +193,46 @@ class ASRStage(Stage):
             forced=ended.forced,
         )
 
-    def _turn_over(self, frame: SpeechAudio) -> bool:
-        """The turn-end signal: enough silence, and the speculative transcript sounds finished.
+    def _turn_over(self) -> bool:
+        """Whether the caller's turn is over now, before the endpointer's own (longer) end.
 
-        While the dialogue waits out a longer pause for a number (the context's `end_silence_ms`), the turn
-        is over after the usual pause once a hypothesis already reads as a whole number of the slot: a
-        caller who said all six digits is answered at once, one who stopped after three is waited for.
+        Deciding (`turn.decide`): once the speculative decode (and the audio model) are in, the turn needs
+        the pause `decide` gives; until then, the plain pause (`vad.end_silence_ms`, or the context's).
+        With a fixed timer instead, only a number slot ends sooner: while the dialogue waits out a longer
+        pause for a number, the turn is over after the usual pause once a hypothesis already reads as a
+        whole number of the slot.
         """
         spec = self._speculative
-        if spec is None or not spec.task.done() or spec.task.cancelled() or spec.task.exception():
-            return False
-        if self._speech_ms < self.config.min_speech_ms:
+        ready = spec is not None and spec.ready()
+        if self.decide:
+            context_ms = self.context.end_silence_ms if self.context is not None else None
+            fallback = context_ms or self.vad.end_silence_ms
+            verdict = self._verdict() if ready else None
+            return self._silence_ms >= (verdict.pause_ms if verdict is not None else fallback)
+        if not ready or spec is None or self._speech_ms < self.config.min_speech_ms:
             return False
         heard = spec.task.result()
         fits = self._number_fits()
-        if fits is not None:
-            return self._silence_ms >= self.vad.end_silence_ms and any(
-                map(fits, [heard.text, *heard.alternatives])
-            )
         return (
-            self.turn_end and self._silence_ms >= self.vad.turn_end_silence_ms and sounds_complete(heard.text)
+            fits is not None
+            and self._silence_ms >= self.vad.end_silence_ms
+            and any(map(fits, [heard.text, *heard.alternatives]))
         )
+
+    def _verdict(self) -> Verdict:
+        """`decide` on the speculative decode in hand (once per decode: it does not change)."""
+        spec = self._speculative
+        assert spec is not None
+        if spec.verdict is None:
+            heard = spec.task.result()
+            audio_p = spec.audio_p.result() if spec.audio_p is not None else None
+            if self._speech_ms < self.config.min_speech_ms:  # a click or a breath: the ASR rejects it anyway
+                spec.verdict = Verdict(self.vad.end_silence_ms, "too short")
+            else:
+                spec.verdict = decide(
+                    heard.text, self.context, self.turn, self.vad.end_silence_ms, heard.alternatives, audio_p
+                )
+        return spec.verdict
 
     def _number_fits(self) -> Callable[[str], bool] | None:
         """The slot grammar's test while the context holds the turn open longer than usual, else None."""
@@ -204,6 +240,14 @@ class ASRStage(Stage):
         if context is None or (context.end_silence_ms or 0) <= self.vad.end_silence_ms:
             return None
         return listening_plan(context, 1)[1].fits
+
+    def _speculate(self) -> _Decode:
+        """The speculative final decode at a pause, and beside it (deciding) the audio model."""
+        audio_p = None
+        if self.smart_turn is not None and self._speech_ms >= self.config.min_speech_ms:
+            audio = to_float(np.concatenate(self._chunks))
+            audio_p = in_pool(self.executor, self.smart_turn.probability, audio)
+        return _Decode(self._samples, self._decode(self._samples), audio_p)
 
     def _decode(self, samples: int) -> asyncio.Future[Transcription]:
         audio = to_float(np.concatenate(self._chunks)[:samples])
@@ -219,15 +263,15 @@ class ASRStage(Stage):
             self._speculative = None
         else:
             self._silence_ms += frame.pcm.size / 16.0
-        if self.live and self._turn_over(frame):
+        if self.live and self._turn_over():
             self._ended_early, self._resumed = True, False
             speech_end_t = frame.t - self._silence_ms / 1000.0
             ended = SpeechEnded(frame.t, speech_end_t, audio=frame.pcm, speech_ms=self._speech_ms)
             self._finalise(ended, early=True)
             self._chunks, self._speech_ms = [], 0.0
             return
-        if self._speculative is None and self._silence_ms >= SPECULATE_AFTER_MS:
-            self._speculative = _Decode(self._samples, self._decode(self._samples))
+        if self._speculative is None and self._silence_ms >= self.turn.speculate_after_ms:
+            self._speculative = self._speculate()
             return
         due = (time.perf_counter() - self._last_partial_at) * 1000 >= self.config.partial_interval_ms
         idle = getattr(self.executor, "busy", 0) == 0
@@ -252,6 +296,8 @@ class ASRStage(Stage):
         spec = self._speculative
         reuse = spec is not None and spec.samples >= self._last_speech and not ended.forced
         pending = spec.task if reuse and spec is not None else None
+        verdict = spec.verdict if reuse and spec is not None else None
+        audio_p = spec.audio_p if reuse and spec is not None else None
         if pending is None and ended.speech_ms >= self.config.min_speech_ms:
             self._chunks = [ended.audio]
             pending = self._decode(ended.audio.size)
@@ -267,6 +313,10 @@ class ASRStage(Stage):
                 result = unclear(await pending, ended.speech_ms, self.config)
             details = result.as_dict() | {"speculative": reuse, "speech_ms": round(ended.speech_ms, 1)}
             details["turn_end"] = "early" if early else "silence"
+            if verdict is not None:  # why the turn ended after the pause it did
+                details["turn_reason"], details["turn_pause_ms"] = verdict.reason, verdict.pause_ms
+            if audio_p is not None and audio_p.done() and not audio_p.exception():
+                details["turn_audio_p"] = round(audio_p.result(), 3)
             times = SpeechTimes(
                 speech_start=min(speech_start, speech_end),
                 speech_end=speech_end,
