@@ -40,7 +40,8 @@ from models.data import Example, SentimentExample
 from models.distill import SoftTargets, distill_loss, teacher_targets
 from voicebot.nlu.infer import logits_for_calibration, run
 from voicebot.nlu.model import OOS, SENTIMENTS, JointNLU, Labels, default_encoder
-from voicebot.nlu.tokens import IGNORE, align_tags, encode, word_lists
+from voicebot.nlu.tokens import IGNORE, Batch, align_tags, encode, word_lists
+from voicebot.progress import progress
 
 SENTIMENT_INDEX = {name: i for i, name in enumerate(SENTIMENTS)}
 
@@ -149,8 +150,12 @@ def build_labels(
     return Labels(intents=list(intents), tags=tags, max_length=cfg.max_length)
 
 
-def fit_frustration(model: JointNLU, tokenizer: object, valid: list[SentimentExample]) -> float:
-    scores = run(model, tokenizer, word_lists([e.text for e in valid])).frustration
+def fit_frustration(
+    model: JointNLU, tokenizer: object, valid: list[SentimentExample], show: bool = False
+) -> float:
+    bar = progress(desc="calibration (frustration)", total=len(valid), unit="comments", enabled=show)
+    with bar:
+        scores = run(model, tokenizer, word_lists([e.text for e in valid]), done=bar.update).frustration
     return best_f1_threshold(scores, np.array([e.frustrated for e in valid]))
 
 
@@ -189,12 +194,17 @@ class JointTrainer:
         except KeyError as exc:
             raise ValueError(f"{example.source or example.text!r}: unknown tag {exc.args[0]!r}") from exc
 
+    def _forward(self, batch_words: list[list[str]]) -> tuple[dict[str, torch.Tensor], Batch]:
+        """One training forward pass: tokenise, then the whole model (`FirstModelTrainer` caches the
+        frozen lower layers' output instead)."""
+        enc = encode(self.tokenizer, batch_words, self.cfg.max_length)
+        return self.model(enc.input_ids, enc.attention_mask), enc
+
     def _domain_loss(self, batch: list[Example]) -> torch.Tensor:
         if self.cfg.augment:
             batch = [augment(e, self.rng) if self.rng.random() < self.cfg.augment else e for e in batch]
         words = [example_words(e) for e in batch]
-        enc = encode(self.tokenizer, words, self.cfg.max_length)
-        out = self.model(enc.input_ids, enc.attention_mask)
+        out, enc = self._forward(words)
         gold = torch.tensor([self.intent_index[e.intent] for e in batch])
         loss = nn.functional.cross_entropy(out["intent"], gold, label_smoothing=self.cfg.label_smoothing)
         if self.soft is not None:
@@ -208,8 +218,7 @@ class JointTrainer:
         return loss
 
     def _sentiment_loss(self, batch: list[SentimentExample]) -> torch.Tensor:
-        enc = encode(self.tokenizer, word_lists([e.text for e in batch]), self.cfg.max_length)
-        out = self.model(enc.input_ids, enc.attention_mask)
+        out, _ = self._forward(word_lists([e.text for e in batch]))
         gold = torch.tensor([SENTIMENT_INDEX[e.label] for e in batch])
         frustrated = torch.tensor([float(e.frustrated) for e in batch])
         return nn.functional.cross_entropy(
@@ -221,8 +230,7 @@ class JointTrainer:
         ids = list(dict.fromkeys(a for _, a in batch))  # one positive per answer in the batch
         questions = [next(q for q, a in batch if a == i) for i in ids]
         texts = questions + [self.faq.answers[i] for i in ids]
-        enc = encode(self.tokenizer, word_lists(texts), self.cfg.max_length)
-        emb = self.model(enc.input_ids, enc.attention_mask)["match"]
+        emb = self._forward(word_lists(texts))[0]["match"]
         sims = emb[: len(ids)] @ emb[len(ids) :].T / self.cfg.match_temperature
         target = torch.arange(len(ids))
         return 0.5 * (nn.functional.cross_entropy(sims, target) + nn.functional.cross_entropy(sims.T, target))
@@ -232,7 +240,9 @@ class JointTrainer:
         entity F1, the two figures a domain is judged on — tag-sentence accuracy is shown, not selected on."""
         if not self.valid:
             return {"score": 0.0}
-        out = run(self.model, self.tokenizer, [example_words(e) for e in self.valid])
+        bar = progress(desc="validation", total=len(self.valid), unit="utterances", enabled=self.progress)
+        with bar:
+            out = run(self.model, self.tokenizer, [example_words(e) for e in self.valid], done=bar.update)
         pred = out.intent_probs.argmax(1)
         gold = np.array([self.intent_index[e.intent] for e in self.valid])
         metrics = {"intent_acc": float((pred == gold).mean())}
@@ -270,11 +280,11 @@ class JointTrainer:
             self.model.train()
             order = list(self.train)
             self.rng.shuffle(order)
-            bar = tqdm(
+            bar = progress(
                 range(steps_per_epoch),
                 desc=f"epoch {epoch + 1}/{cfg.epochs}",
-                disable=None if self.progress else True,
-                mininterval=10,
+                unit="steps",
+                enabled=self.progress,
             )
             for i in bar:
                 scale = min(1.0, (step + 1) / warm) * max(0.0, (total - step) / max(1, total - warm))
@@ -348,7 +358,9 @@ class JointTrainer:
         if self.faq is not None and self.faq.valid:
             self.labels.answer_threshold = self._fit_answer_threshold()
         if self.sentiment is not None and self.sentiment[1]:
-            self.labels.frustration_threshold = fit_frustration(self.model, self.tokenizer, self.sentiment[1])
+            self.labels.frustration_threshold = fit_frustration(
+                self.model, self.tokenizer, self.sentiment[1], self.progress
+            )
 
     def _fit_answer_threshold(self) -> float:
         assert self.faq is not None

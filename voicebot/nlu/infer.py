@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -27,7 +28,14 @@ class Outputs:
 
 
 @torch.inference_mode()
-def run(model: JointNLU, tokenizer: object, batch_words: list[list[str]], batch_size: int = 64) -> Outputs:
+def run(
+    model: JointNLU,
+    tokenizer: object,
+    batch_words: list[list[str]],
+    batch_size: int = 64,
+    done: Callable[[int], object] | None = None,
+) -> Outputs:
+    """`done(n)` is called after each batch with its size (a progress bar's `update`)."""
     model.eval()
     t = model.labels.temperature
     parts: dict[str, list[F32]] = {"intent": [], "sentiment": [], "frustration": [], "match": []}
@@ -49,6 +57,8 @@ def run(model: JointNLU, tokenizer: object, batch_words: list[list[str]], batch_
             for (word, _), tag in zip(seen, best, strict=True):
                 word_tags[word] = tag
             tags.append(word_tags)
+        if done is not None:
+            done(len(chunk))
     empty = np.zeros((0, 1), np.float32)
     stacked = {k: np.concatenate(v) if v else empty for k, v in parts.items()}
     return Outputs(stacked["intent"], tags, stacked["sentiment"], stacked["frustration"], stacked["match"])
