@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import sys
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -14,9 +15,10 @@ from urllib.parse import quote
 
 import pytest
 
+from telephony.console.api import reviews_path
 from telephony.console.auth import hash_password, password_ok
 from voicebot.config import ConsoleConfig, ServerConfig, VoicebotConfig
-from voicebot.testing.console import CALLER_NUMBER, TOKEN, ConsoleBed, console_gateway, line
+from voicebot.testing.console import CALLER_NUMBER, SHOP, TOKEN, ConsoleBed, console_gateway, line
 from voicebot.testing.fakes import fake_services
 from voicebot.testing.faults.callers import until
 from voicebot.testing.faults.env import gone
@@ -245,7 +247,8 @@ async def test_history_filters_and_the_dashboard(bed: ConsoleBed) -> None:
 
 
 async def test_without_credentials_the_console_is_for_loopback_only(tmp_path: Path) -> None:
-    config = VoicebotConfig(server=ServerConfig(audiosocket_port=None, drain_s=1), console=ConsoleConfig())
+    server = ServerConfig(audiosocket_port=None, drain_s=1)
+    config = VoicebotConfig(server=server, console=ConsoleConfig(), cache_dir=tmp_path)  # its records
     services = fake_services(config)
     try:
         async with running_gateway(config, services) as gw:
@@ -259,3 +262,76 @@ async def test_without_credentials_the_console_is_for_loopback_only(tmp_path: Pa
             assert (await request(gw.http, "/console/api/calls", headers=proxied))[0] == 401
     finally:
         services.close()
+
+
+async def test_an_operator_corrects_a_turn_into_the_reviewed_file_and_retrains(tmp_path: Path) -> None:
+    boss = {"name": "sam", "password_hash": hash_password("super-pass", 1000), "role": "supervisor"}
+    viewer = {"name": "vera", "password_hash": hash_password("viewer-pass", 1000), "role": "viewer"}
+    command = [sys.executable, "-c", "import os; print('training on', os.environ['VOICEBOT_REVIEWED'])"]
+    async with console_gateway(tmp_path, {"users": [boss, viewer], "retrain_command": command}) as bed:
+        host = bed.gw.http
+        call_id = await bed.place_call(
+            ["where is my order", "what is the meaning of life", "no thanks goodbye"]
+        )
+        cookie, csrf = await token_session(host)
+        sam = {"Cookie": cookie, "X-CSRF-Token": csrf, "Content-Type": "application/json"}
+        detail = json.loads((await request(host, f"/console/api/calls/{call_id}", headers=BEARER))[2])
+        turn = next(t for t in detail["turns"] if t["transcript"] == "what is the meaning of life")
+        path = f"/console/api/calls/{call_id}/turns/{turn['index']}/review"
+
+        async def review(
+            body: dict[str, Any], headers: dict[str, str] = sam, to: str = path
+        ) -> tuple[int, Any]:
+            status, _, text = await request(host, to, "POST", headers, json.dumps(body))
+            return status, json.loads(text)
+
+        good = {
+            "verdict": "corrected",
+            "intent": "track_order",
+            "example": "what is the [meaning](order_id) of life",
+        }
+        assert (await review(good, {"Cookie": cookie}))[0] == 403  # no CSRF token
+        form = {"Content-Type": "application/x-www-form-urlencoded"}
+        _, headers, _ = await request(host, "/console/login", "POST", form, "name=vera&password=viewer-pass")
+        vera = {"Cookie": cookie_of(headers), "Content-Type": "application/json"}
+        vera["X-CSRF-Token"] = json.loads((await request(host, "/console/api/me", headers=vera))[2])["csrf"]
+        assert (await review(good, vera))[0] == 403  # a viewer reads, never writes
+        assert (await review(good | {"intent": "no_such_intent"}))[0] == 400
+        assert (await review(good | {"example": "what is [the meaning(order_id) of life"}))[0] == 400
+        assert (await review(good | {"verdict": "maybe"}))[0] == 400
+        assert (await review(good, to=f"/console/api/calls/{call_id}/turns/0/review"))[
+            0
+        ] == 404  # the greeting
+        assert not (tmp_path / "reviewed.jsonl").exists()
+
+        status, written = await review(
+            good | {"example": "call me on +44 7911 123456 about the [meaning](order_id)"}
+        )
+        assert status == 200 and written["by"] == "token" and "7911" not in written["example"]
+        status, written = await review(good)  # the same turn again: the latest review wins
+        assert status == 200 and written["slots"] == {"order_id": "meaning"}
+        assert (written["heard"], written["heard_intent"]) == ("what is the meaning of life", "oos")
+        lines = [json.loads(t) for t in (tmp_path / "reviewed.jsonl").read_text().splitlines()]
+        assert [r["verdict"] for r in lines] == ["corrected", "corrected"] and lines[-1] == written
+        listed = json.loads((await request(host, "/console/api/reviews", headers=BEARER))[2])
+        assert listed["examples"] == {"track_order": ["what is the [meaning](order_id) of life"]}
+        assert "track_order" in listed["known_intents"] and listed["reviews"][0] == written
+
+        assert (await request(host, "/console/api/retrain", "POST", {"Cookie": cookie}))[0] == 403
+        status, _, text = await request(host, "/console/api/retrain", "POST", sam)
+        assert status == 200 and json.loads(text)["started"]
+
+        async def finished() -> dict[str, Any]:
+            while True:
+                state: dict[str, Any] = json.loads(
+                    (await request(host, "/console/api/retrain", headers=BEARER))[2]
+                )
+                if not state["running"]:
+                    return state
+                await asyncio.sleep(0.1)
+
+        state = await asyncio.wait_for(finished(), 20)
+        assert state["returncode"] == 0 and f"training on {tmp_path / 'reviewed.jsonl'}" in state["output"]
+        config = bed.gw.app.state.gateway.config.model_copy(deep=True)
+        config.console.reviews_file = None
+        assert reviews_path(config, bed.gw.hub) == SHOP / "reviewed.jsonl"  # beside the domain by default

@@ -1,7 +1,8 @@
 """The operator console in a real headless Chromium, against real calls: an operator logs in with the form,
 watches a Twilio-protocol call appear and its transcript grow, transfers another to a person with the
-button, filters the history, opens the finished call and plays its recording, and reads the dashboard;
-requests without the session or the CSRF token are refused from inside the page too.
+button, filters the history, opens the finished call and plays its recording, corrects a turn into the
+reviewed training file, and reads the dashboard; requests without the session or the CSRF token are
+refused from inside the page too.
 
 The calls run on the shop's real dialogue engine with fake models (`voicebot.testing.console`), so the
 test needs no model. With VOICEBOT_SCREENSHOTS=DIR it writes the README's screenshots there
@@ -48,6 +49,8 @@ STATE = """(() => {
     kpis: Object.fromEntries([...document.querySelectorAll(".kpi")].map(k => [k.id, k.textContent])),
     bars: document.querySelectorAll("#chart-calls rect").length,
     oos: (document.getElementById("list-oos") || {}).textContent || "",
+    saved: Object.fromEntries([...document.querySelectorAll("form.review")].map(
+      f => [f.dataset.index, f.dataset.saved])),
   };
 })()"""
 
@@ -167,6 +170,23 @@ async def _session(bed: ConsoleBed, binary: str, tmp_path: Path) -> None:
         )
         assert not state["audio"]["error"] and state["audio"]["duration"] > 5
         assert state["playing"][0] >= 1  # past the greeting, the player follows the turns
+
+        # Correct a turn: it lands in the reviewed training file.
+        await page.evaluate("""(() => {
+            const f = document.querySelector('#call-turns form.review[data-index="2"]');
+            f.elements.intent.value = "inform";
+            f.elements.example.value = "[four five seven two one nine](order_id)";
+            f.requestSubmit(); })()""")
+        await until_page(page, lambda s: s["saved"].get("2") == "corrected", "the correction saved")
+        review = json.loads((tmp_path / "reviewed.jsonl").read_text().splitlines()[-1])
+        assert (review["call"], review["turn"], review["by"], review["intent"]) == (
+            tracked,
+            2,
+            "sam",
+            "inform",
+        )
+        assert review["slots"] == {"order_id": "four five seven two one nine"}
+        await page.evaluate("window.scrollTo(0, 0)")
         await shoot(page, "console-call.png")
 
         # The dashboard.

@@ -302,6 +302,16 @@ class ConsoleConfig(_Section):
     dashboard_calls: int = Field(
         5000, ge=1, description="the dashboard reads at most this many calls of its time window"
     )
+    reviews_file: Path | None = Field(
+        None,
+        description="where operators' reviews of turns go (JSON lines); None: reviewed.jsonl in the domain "
+        "folder, or in cache_dir without a domain",
+    )
+    retrain_command: list[str] | None = Field(
+        None,
+        description="the command 'retrain' runs (VOICEBOT_REVIEWED names the reviewed file); None: no retrain",
+    )
+
 
 
 class VoicebotConfig(_Section):

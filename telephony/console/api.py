@@ -9,6 +9,7 @@ paces every call's audio, and never on the model pool.
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import Awaitable, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
@@ -30,6 +31,7 @@ from sqlalchemy import Engine
 
 from telephony.console.auth import COOKIE, Auth, Session
 from telephony.console.live import LiveFeed
+from telephony.console.review import Retrain, Reviews, check_review, reviewed_examples
 from telephony.console.stats import dashboard
 from telephony.session import CallHub, CallObserver
 from telephony.twiml import BodyTooLarge, read_body
@@ -138,6 +140,21 @@ def console_router(
             return await answer(session)
         except ValueError as exc:
             return refused(400, str(exc))
+
+    reviews = Reviews(reviews_path(config, hub), known_intents(hub))
+    retrain_hook = Retrain(config.console.retrain_command, reviews.path)
+
+    async def change(request: Request, answer: Callable[[Session], Awaitable[Response]]) -> Response:
+        """A supervisor's state change from the console's own page (see `auth`)."""
+
+        async def checked(s: Session) -> Response:
+            if not auth.csrf_ok(request, s):
+                return refused(403, "missing or wrong CSRF token")
+            if s.role != "supervisor":
+                return refused(403, "only a supervisor may do this")
+            return await answer(s)
+
+        return await guarded(request, checked)
 
     @router.get("", response_class=HTMLResponse)
     async def page(request: Request, token: str | None = None) -> Response:
@@ -269,10 +286,6 @@ def console_router(
     @router.post("/api/live/{call_id}/transfer")
     async def transfer(request: Request, call_id: str) -> Response:
         async def answer(s: Session) -> Response:
-            if not auth.csrf_ok(request, s):
-                return refused(403, "missing or wrong CSRF token")
-            if s.role != "supervisor":
-                return refused(403, "only a supervisor may transfer calls")
             live_call = hub.calls.get(call_id)
             if live_call is None:
                 return refused(404, "no such live call")
@@ -280,9 +293,71 @@ def console_router(
             await live_call.transfer(config.console.transfer_target, reason, config.console.transfer_notice)
             return JSONResponse({"ok": True, "target": config.console.transfer_target})
 
+        return await change(request, answer)
+
+    @router.get("/api/reviews")
+    async def review_list(request: Request) -> Response:
+        async def answer(_: Session) -> Response:
+            found = await asyncio.to_thread(reviews.read)
+            return JSONResponse({"file": str(reviews.path), "known_intents": reviews.known_intents,
+                                 "reviews": found[::-1], "examples": reviewed_examples(found),
+                                 "retrain": retrain_hook.status()})  # fmt: skip
+
         return await guarded(request, answer)
 
+    @router.post("/api/calls/{call_id}/turns/{index}/review")
+    async def review(request: Request, call_id: str, index: int) -> Response:
+        async def answer(s: Session) -> Response:
+            try:
+                body = json.loads(await read_body(request, LOGIN_BYTES))
+            except (BodyTooLarge, json.JSONDecodeError) as exc:
+                raise ValueError(f"a JSON body of at most {LOGIN_BYTES} bytes, please") from exc
+            verdict, intent, example = check_review(
+                str(body.get("verdict")), str(body.get("intent")), str(body.get("example") or ""),
+                reviews.known_intents,
+            )  # fmt: skip
+            detail = await records.read(lambda e: get_call(e, call_id))
+            turn = next((t for t in detail.turns if t.index == index), None) if detail is not None else None
+            if turn is None or turn.transcript is None:
+                return refused(404, "no such caller turn")
+            data = {"index": turn.index, "transcript": turn.transcript, "intent": turn.intent,
+                    "confidence": turn.confidence}  # fmt: skip
+            written = await asyncio.to_thread(reviews.add, call_id, data, s.user, verdict, intent, example)
+            return JSONResponse(written)
+
+        return await change(request, answer)
+
+    @router.get("/api/retrain")
+    async def retrain_status(request: Request) -> Response:
+        async def answer(_: Session) -> Response:
+            return JSONResponse(retrain_hook.status())
+
+        return await guarded(request, answer)
+
+    @router.post("/api/retrain")
+    async def retrain(request: Request) -> Response:
+        async def answer(_: Session) -> Response:
+            retrain_hook.start()
+            return JSONResponse(retrain_hook.status())
+
+        return await change(request, answer)
+
     return router
+
+
+def reviews_path(config: VoicebotConfig, hub: CallHub) -> Path:
+    """`console.reviews_file`, else reviewed.jsonl beside the domain the gateway answers with (the
+    dialogue engine's factory knows it), else in the cache dir."""
+    if config.console.reviews_file is not None:
+        return config.console.reviews_file
+    domain = getattr(getattr(hub.brain_factory, "domain", None), "path", None)
+    return Path(domain if domain is not None else config.cache_dir) / "reviewed.jsonl"
+
+
+def known_intents(hub: CallHub) -> list[str]:
+    """The intents the running model knows (empty without a dialogue engine: any name is taken)."""
+    labels = getattr(getattr(hub.brain_factory, "nlu", None), "labels", None)
+    return sorted(getattr(labels, "intents", None) or [])
 
 
 def summary_json(call: CallSummary) -> dict[str, Any]:

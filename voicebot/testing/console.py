@@ -85,6 +85,11 @@ class ConsoleBed:
         return len(self.recorder.of(call_id, TurnDone))
 
 
+def _console(tmp: Path, console: dict[str, Any] | None) -> dict[str, Any]:
+    """The console's settings: reviews go to `tmp`, never into the repository's domain folder."""
+    return {"reviews_file": tmp / "reviewed.jsonl"} | (console or {})
+
+
 @asynccontextmanager
 async def console_gateway(tmp: Path, console: dict[str, Any] | None = None) -> AsyncIterator[ConsoleBed]:
     """The gateway (token `TOKEN`, recordings kept) with the shop's dialogue engine on a scripted NLU."""
@@ -94,7 +99,7 @@ async def console_gateway(tmp: Path, console: dict[str, Any] | None = None) -> A
     recordings = tmp / "recordings"
     config = fault_config(token=TOKEN, recordings_dir=recordings, idle_timeout_s=30.0)
     config = VoicebotConfig.model_validate(
-        config.model_dump() | {"console": ConsoleConfig.model_validate(console or {}).model_dump()}
+        config.model_dump() | {"console": ConsoleConfig.model_validate(_console(tmp, console)).model_dump()}
     )
     flows = load_domain(SHOP).flows
     intents = {i for name, flow in flows.items() for i in flow.intents or [name]}

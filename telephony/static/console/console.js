@@ -196,12 +196,51 @@ function turnCard(turn, start) {
   return card;
 }
 
+function reviewForm(callId, turn) {
+  const intent = el("input", { name: "intent", value: turn.intent || "", required: true, size: 18 });
+  intent.setAttribute("list", "known-intents");
+  const example = el("input", { name: "example", value: turn.transcript, required: true, size: 44 });
+  const status = el("span", { class: "review-status meta" });
+  const confirm = el("button", { type: "button", class: "confirm", textContent: "Confirm" });
+  const form = el("form", { class: "review", "data-index": turn.index },
+    el("label", {}, "intent ", intent), el("label", {}, "words, slots as [words](slot) ", example),
+    confirm, el("button", { type: "submit", class: "correct", textContent: "Save correction" }), status);
+  const send = async verdict => {
+    try {
+      const saved = await api(`/console/api/calls/${encodeURIComponent(callId)}/turns/${turn.index}/review`, {
+        method: "POST", headers: { "X-CSRF-Token": state.me.csrf, "Content-Type": "application/json" },
+        body: JSON.stringify({ verdict, intent: verdict === "confirmed" ? (turn.intent || intent.value) : intent.value, example: example.value }) });
+      status.textContent = `${saved.verdict} as ${saved.intent} by ${saved.by}`; form.dataset.saved = saved.verdict;
+    } catch (e) { status.textContent = "not saved: " + e.message; }
+  };
+  form.addEventListener("click", e => e.stopPropagation());  // a click in the form is no "play from here"
+  confirm.onclick = () => send("confirmed");
+  form.onsubmit = e => { e.preventDefault(); send("corrected"); };
+  return form;
+}
+
+async function showLearning() {
+  const r = await api("/console/api/reviews"), box = $("learn");
+  $("known-intents").replaceChildren(...r.known_intents.map(i => el("option", { value: i })));
+  const retrain = el("button", { type: "button", id: "retrain", textContent: "Retrain" });
+  retrain.hidden = state.me.role !== "supervisor" || !r.retrain.configured;
+  const status = el("span", { class: "meta", id: "retrain-status" }, r.retrain.running ? "retraining…" : r.retrain.returncode === null ? "" : `last run exited ${r.retrain.returncode}`);
+  retrain.onclick = async () => {
+    try { await post("/console/api/retrain"); status.textContent = "retraining…"; } catch (e) { status.textContent = e.message; }
+  };
+  box.replaceChildren(el("span", { class: "meta" }, `${r.reviews.length} review(s) in ${r.file}`), retrain, status);
+}
+
 async function showCall(id) {
   const data = await api(`/console/api/calls/${encodeURIComponent(id)}`), c = data.call;
   $("call-id").textContent = c.id;
   $("call-summary").textContent = `${c.protocol}, ${fmt.when(c.started_at)}, ${fmt.secs(c.duration_s)}, caller ${c.caller || "unknown"}, ${outcome(c)}: ${c.end_reason || "still active"}` +
     (data.transfers.length ? ` — transferred to ${data.transfers.map(t => `${t.target} (${t.reason})`).join(", ")}` : "");
   const player = $("call-player"), turns = data.turns.map(t => turnCard(t, t.start_s));
+  if (state.me.role === "supervisor") {
+    data.turns.forEach((t, i) => { if (t.transcript) turns[i].querySelector(".chat").append(reviewForm(c.id, t)); });
+    await showLearning();
+  }
   player.replaceChildren();
   if (data.recording_url) {
     const audio = el("audio", { id: "call-audio", controls: true, preload: "auto", src: data.recording_url });

@@ -1,0 +1,147 @@
+"""Learning from calls: an operator confirms or corrects what the bot understood of a turn, into a reviewed
+training file beside the domain, and may start the configured retraining command.
+
+The file (`reviewed.jsonl` in the domain folder, or `console.reviews_file`) takes one JSON object per line,
+appended, never rewritten: who reviewed which turn of which call and when, the words as heard, what the bot
+made of them (`heard_intent`, `heard_confidence`), and the verdict: `intent` and `example`, the words with the
+slots marked as in nlu.yaml (`[four five seven two one nine](order_id)`). Nothing is edited into the domain's
+YAML: `reviewed_examples` gives the examples in nlu.yaml's `intents:` shape (the latest review of a turn
+wins) for a training recipe to take in, once a person has looked at them. Text is masked before it is
+written, like the call records: a training file must hold no card numbers, emails or phone numbers.
+
+Retraining is only a hook: `console.retrain_command` runs as a subprocess (one at a time, output kept);
+loading the retrained model into the running gateway is the live model swap's business, not this module's.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import re
+import time
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Literal
+
+from voicebot.domain.nlu_spec import parse_markup
+from voicebot.pii import mask_text
+
+Verdict = Literal["confirmed", "corrected"]
+_NAME = re.compile(r"^[a-z][a-z0-9_]*$")
+_MARK_LEFT = re.compile(r"\[[^\]]+\]\([a-z_][a-z0-9_]*\)")
+OUTPUT_CHARS = 4000  # the tail of the retraining command's output a console shows
+
+
+def check_review(verdict: str, intent: str, example: str, known: Sequence[str]) -> tuple[Verdict, str, str]:
+    """A review as written, or ValueError naming what is wrong with it."""
+    if verdict not in ("confirmed", "corrected"):
+        raise ValueError("verdict must be confirmed or corrected")
+    if not _NAME.match(intent):
+        raise ValueError(f"intent {intent!r} must be lower_snake_case")
+    if known and intent not in known:
+        raise ValueError(f"intent {intent!r} is not one the domain's model knows")
+    example = " ".join(example.split())
+    if not example or len(example) > 500:
+        raise ValueError("the example must have 1 to 500 characters")
+    rest = _MARK_LEFT.sub("", example)
+    if "[" in rest or "](" in rest:
+        raise ValueError(f"malformed slot markup in {example!r} (use [words](slot))")
+    return verdict, intent, mask_text(example)  # type: ignore[return-value]
+
+
+def slots_of(example: str) -> dict[str, str]:
+    """The marked words of an example by slot: '[four five](order_id)' → {'order_id': 'four five'}."""
+    text, spans = parse_markup(example)
+    return {name: text[start:end] for name, start, end in spans}
+
+
+@dataclass
+class Reviews:
+    """The reviewed training file of one gateway."""
+
+    path: Path
+    known_intents: list[str] = field(default_factory=list)
+
+    def add(
+        self, call_id: str, turn: dict[str, Any], by: str, verdict: Verdict, intent: str, example: str
+    ) -> dict[str, Any]:
+        """Append one review (blocking file I/O: run it in a thread)."""
+        review = {
+            "at": datetime.now(UTC).isoformat(), "by": by, "call": call_id, "turn": turn["index"],
+            "heard": turn.get("transcript"), "heard_intent": turn.get("intent"),
+            "heard_confidence": turn.get("confidence"), "verdict": verdict, "intent": intent,
+            "example": example, "slots": slots_of(example),
+        }  # fmt: skip
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with self.path.open("a", encoding="utf-8") as out:
+            out.write(json.dumps(review, ensure_ascii=False) + "\n")
+        return review
+
+    def read(self) -> list[dict[str, Any]]:
+        """Every review, oldest first; a line that is not JSON (a hand edit gone wrong) is skipped."""
+        if not self.path.is_file():
+            return []
+        found = []
+        for text in self.path.read_text(encoding="utf-8").splitlines():
+            try:
+                found.append(json.loads(text))
+            except json.JSONDecodeError:
+                continue
+        return found
+
+
+def reviewed_examples(reviews: list[dict[str, Any]]) -> dict[str, list[str]]:
+    """nlu.yaml's `intents:` shape from the reviews, the latest review of each turn winning."""
+    latest = {(r.get("call"), r.get("turn")): r for r in reviews}
+    intents: dict[str, list[str]] = defaultdict(list)
+    for review in latest.values():
+        if review.get("example") not in intents[review["intent"]]:
+            intents[review["intent"]].append(review["example"])
+    return dict(intents)
+
+
+@dataclass
+class Retrain:
+    """The retraining hook: one run of `console.retrain_command` at a time, its output kept in memory."""
+
+    command: list[str] | None
+    reviews: Path
+    started: float | None = None
+    returncode: int | None = None
+    output: str = ""
+    _task: asyncio.Task[None] | None = None
+
+    @property
+    def running(self) -> bool:
+        return self._task is not None and not self._task.done()
+
+    def status(self) -> dict[str, Any]:
+        return {"configured": self.command is not None, "running": self.running, "started": self.started,
+                "returncode": self.returncode, "output": self.output[-OUTPUT_CHARS:]}  # fmt: skip
+
+    def start(self) -> None:
+        """Start the command (VOICEBOT_REVIEWED names the reviewed file); ValueError when it cannot."""
+        if self.command is None:
+            raise ValueError("no console.retrain_command configured")
+        if self.running:
+            raise ValueError("a retraining run is already going")
+        self.started, self.returncode, self.output = time.time(), None, ""
+        self._task = asyncio.create_task(self._run(self.command), name="console-retrain")
+
+    async def _run(self, command: list[str]) -> None:
+        env = os.environ | {"VOICEBOT_REVIEWED": str(self.reviews)}
+        try:
+            process = await asyncio.create_subprocess_exec(
+                *command, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT, env=env
+            )
+        except OSError as exc:
+            self.output, self.returncode = f"cannot start {command[0]}: {exc.strerror or exc}", 127
+            return
+        assert process.stdout is not None
+        while chunk := await process.stdout.read(4096):
+            self.output = (self.output + chunk.decode(errors="replace"))[-4 * OUTPUT_CHARS :]
+        self.returncode = await process.wait()
