@@ -313,7 +313,6 @@ class ConsoleConfig(_Section):
     )
 
 
-
 class VoicebotConfig(_Section):
     vad: VADConfig = Field(default_factory=VADConfig)
     asr: ASRConfig = Field(default_factory=ASRConfig)
