@@ -142,7 +142,7 @@ class MediaStreamTransport(StreamTransport):
         """A nested field, or None where the message's shape is not what the dialect expects."""
         try:
             return get(data)
-        except (AttributeError, TypeError):
+        except (AttributeError, TypeError, KeyError):  # KeyError: the fuzz found `{"mark": {}}`
             return None
 
     def _count(self, data: Message) -> None:

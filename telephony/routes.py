@@ -13,6 +13,7 @@ from fastapi import FastAPI, WebSocket
 
 from telephony.exotel import exotel_call
 from telephony.freeswitch import freeswitch_call
+from telephony.genesys import genesys_call
 from telephony.jambonz import jambonz_call
 from telephony.plivo import plivo_call
 from telephony.session import CallHub
@@ -27,6 +28,7 @@ CARRIERS: dict[str, Handler] = {
     "/vonage/socket": vonage_call,
     "/jambonz/listen": jambonz_call,
     "/freeswitch/fork": freeswitch_call,
+    "/genesys/audiohook": genesys_call,
 }
 
 

@@ -297,6 +297,7 @@ class Opened:
     rate: int
     meta: dict[str, Any] = field(default_factory=dict)
     token: str | None = None
+    check_token: bool = True  # False: the protocol authenticated the request itself (Genesys's signature)
 
 
 async def serve_stream(
@@ -319,7 +320,7 @@ async def serve_stream(
         log.warning("%s stream refused: %s", protocol, error.reason)
         await line.close(error.code, error.reason)
         return
-    refusal = hub.refusal(opened.token)
+    refusal = hub.refusal(opened.token, check_token=opened.check_token)
     if refusal is not None:
         log.warning("%s stream %s refused: %s", protocol, opened.transport.sid, refusal.reason)
         await line.close(refusal.code, refusal.reason)

@@ -224,6 +224,12 @@ class ServerConfig(_Section):
     twilio_transfer_url: str | None = Field(
         None, description="if set, Twilio transfers are POSTed here as JSON {callSid, target, reason}"
     )
+    genesys_api_key: str | None = Field(
+        None, description="Genesys AudioConnector: the integration's API key, required as X-API-KEY"
+    )
+    genesys_client_secret: str | None = Field(
+        None, description="Genesys AudioConnector: the client secret (base64) that signs connection requests"
+    )
     audiosocket_host: str = Field(
         "127.0.0.1", description="AudioSocket has no authentication: keep it on loopback or a private network"
     )
