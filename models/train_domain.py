@@ -15,6 +15,7 @@ from pathlib import Path
 
 from models.bio import spans_to_bio
 from models.data import Example, data_root, load_dataset, load_sentiment
+from models.train_first import FirstModelConfig, FirstModelTrainer
 from models.train_joint import FAQ, JointTrainConfig, JointTrainer
 from voicebot.domain.nlu_spec import FAQSpec, NLUSpec, load_nlu_spec, parse_markup
 from voicebot.domain.yamlfile import DomainError, line_of, load_yaml
@@ -126,9 +127,11 @@ def fingerprint(domain: Path, spec: NLUSpec, data_dir: Path | None) -> str:
     return digest.hexdigest()[:12]
 
 
-def model_dir(domain: Path, cache_dir: Path, data_dir: Path | None = None, quick: bool = False) -> Path:
+def model_dir(
+    domain: Path, cache_dir: Path, data_dir: Path | None = None, quick: bool = False, first: bool = False
+) -> Path:
     spec, _ = load_nlu_spec(domain)
-    kind = "-quick" if quick else ""
+    kind = "-quick" if quick else "-first" if first else ""
     return cache_dir / "models" / f"{domain.resolve().name}{kind}-{fingerprint(domain, spec, data_dir)}"
 
 
@@ -139,13 +142,15 @@ def train_domain(
     force: bool = False,
     progress: bool = True,
     quick: bool = False,
+    first: FirstModelConfig | None = None,
 ) -> tuple[Path, bool]:
     """Train (or reuse) the domain's NLU model; returns its directory and whether it was trained now.
 
     `quick` trains on a seeded sample of the referenced datasets for fewer epochs: a real model of the
-    domain in a few minutes, for the test suite and trying a domain out; `voicebot train` makes the full one.
+    domain in a few minutes, for the test suite and trying a domain out. `first`: the first model
+    (train_first.py), on all the data in about two minutes; otherwise the full fine-tune.
     """
-    out = model_dir(domain, cache_dir, data_dir, quick)
+    out = model_dir(domain, cache_dir, data_dir, quick, first is not None)
     if (out / "metrics.json").is_file() and not force:
         return out, False
     spec, faq_spec, train, valid = gather(domain, data_dir, quick)
@@ -163,7 +168,11 @@ def train_domain(
             rng = random.Random(spec.training.seed)
             sentiment = (rng.sample(senti.train, min(QUICK_SENTIMENT, len(senti.train))), senti.valid[:1000])
     faq = None if quick else build_faq(faq_spec, train, spec.training.seed)
-    trainer = JointTrainer(train, valid, intents, entity_types, cfg, sentiment, faq, progress=progress)
+    trainer = (
+        JointTrainer(train, valid, intents, entity_types, cfg, sentiment, faq, progress=progress)
+        if first is None
+        else FirstModelTrainer(train, valid, intents, entity_types, cfg, first, sentiment, faq, progress)
+    )
     tmp = out.with_name(out.name + ".partial")
     trainer.fit(tmp)
     (tmp / "domain.json").write_text(

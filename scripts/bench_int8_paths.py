@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import copy
 import time
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -35,7 +36,8 @@ class IntMMLinear(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         rows = x.reshape(-1, x.shape[-1])
         xs = rows.abs().amax(1, keepdim=True).clamp(min=1e-8) / 127
-        y = torch._int_mm(torch.round(rows / xs).to(torch.int8), self.w).float() * xs * self.scale
+        w, scale = cast(torch.Tensor, self.w), cast(torch.Tensor, self.scale)
+        y = torch._int_mm(torch.round(rows / xs).to(torch.int8), w).float() * xs * scale
         y = y if self.bias is None else y + self.bias
         return y.reshape(*x.shape[:-1], -1)
 
@@ -50,7 +52,7 @@ def main() -> None:
     torch.set_num_threads(1)
     model, tokenizer = JointNLU.create(default_encoder(), Labels(intents=["a", "b"]))
     model.eval()
-    variants = {
+    variants: dict[str, Any] = {
         "fp32": model,
         "torch.ao int8": model.quantized(),
         "_int_mm int8": swap_linears(copy.deepcopy(model)),

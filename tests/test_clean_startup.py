@@ -15,11 +15,11 @@ from pathlib import Path
 
 import pytest
 import torch
-from transformers import AutoTokenizer, BertConfig, BertModel
 
+from tests.tiny import tiny_encoder
 from voicebot.config import VoicebotConfig
 from voicebot.nlu.brain import UnderstandingBrain
-from voicebot.nlu.model import JointNLU, Labels, default_encoder
+from voicebot.nlu.model import JointNLU, Labels
 from voicebot.nlu.parser import NLU
 from voicebot.testing.fakes import fake_services
 from voicebot.testing.gateway import http_get, running_gateway
@@ -29,18 +29,11 @@ pytestmark = pytest.mark.models
 
 @pytest.fixture(scope="module")
 def random_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    tokenizer = AutoTokenizer.from_pretrained(str(default_encoder()))
-    config = BertConfig(
-        vocab_size=tokenizer.vocab_size,
-        hidden_size=32,
-        num_hidden_layers=1,
-        num_attention_heads=2,
-        intermediate_size=64,
-    )
-    torch.manual_seed(0)
+    encoder = tiny_encoder(tmp_path_factory.mktemp("tiny-encoder"), layers=1)
     labels = Labels(intents=["greet", "oos"], tags=["O", "B-order_id", "I-order_id"], sentiment=True)
+    model, tokenizer = JointNLU.create(encoder, labels)
     out = tmp_path_factory.mktemp("random-nlu")
-    JointNLU(BertModel(config), labels).save(out, tokenizer)
+    model.save(out, tokenizer)
     return out
 
 

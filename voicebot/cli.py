@@ -77,11 +77,15 @@ def _brain_factory(
 
 
 def _trained_model(args: argparse.Namespace, config: VoicebotConfig) -> Path:
-    from models.train_domain import train_domain
+    """The quick model with --quick; else the domain's served model (models/first_start.py), the first
+    model trained now if none is finished, the full fine-tune then started in the background."""
+    if getattr(args, "quick", False):
+        from models.train_domain import train_domain
 
-    quick = bool(getattr(args, "quick", False))
-    model, _ = train_domain(args.domain, config.cache_dir, progress=True, quick=quick)
-    return model
+        return train_domain(args.domain, config.cache_dir, progress=True, quick=True)[0]
+    from models.first_start import ensure_model
+
+    return ensure_model(args.domain, config.cache_dir)[0]
 
 
 def cmd_models(args: argparse.Namespace) -> int:
@@ -92,11 +96,11 @@ def cmd_models(args: argparse.Namespace) -> int:
     for name in ("base", "tiny.en"):
         print(f"whisper {name:8s} {whisper_model_dir(name, config.cache_dir)}")
     print(f"silero vad       {silero_vad_path()}")
+    print(f"smart-turn v3.2  {fetch_smart_turn(config.cache_dir)}")
     print(f"piper voice      {default_voice()}")
     return 0
 
 
-    print(f"smart-turn v3.2  {fetch_smart_turn(config.cache_dir)}")
 def cmd_transcribe(args: argparse.Namespace) -> int:
     from voicebot.asr import make_asr
     from voicebot.transcribe import transcribe_file
@@ -223,20 +227,31 @@ def cmd_eval_nlu(args: argparse.Namespace) -> int:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
+    from models.first_start import ensure_model, train_full_locked
     from models.train_domain import train_domain
 
     config = _config(args)
-    out, trained = train_domain(
-        args.domain,
-        config.cache_dir,
-        args.data_dir,
-        force=args.force,
-        progress=not args.quiet,
-        quick=args.quick,
-    )
+    domain, cache, progress = args.domain, config.cache_dir, not args.quiet
+    started = None
+    if args.quick or args.force:
+        out, trained = train_domain(
+            domain, cache, args.data_dir, force=args.force, progress=progress, quick=args.quick
+        )
+    elif args.full:
+        out, trained = train_full_locked(domain, cache, args.data_dir, progress), True
+    else:
+        from models.first_start import start_full_training
+
+        out, trained = ensure_model(domain, cache, args.data_dir, progress, background=False)
+        started = start_full_training(domain, cache, args.data_dir)
     metrics = json.loads((out / "metrics.json").read_text())
     state = f"trained in {metrics['train_seconds']:.0f} s" if trained else "up to date"
-    print(f"{args.domain}: NLU model {state}: {out}")
+    print(f"{domain}: NLU model {state}: {out}")
+    if started is not None:
+        print(
+            f"{domain}: full fine-tune started in the background (nice, ~20 min on 2 cores); it serves from"
+        )
+        print(f"  serves from the next start if it scores at least as well on validation. Log: {started}")
     return 0
 
 
@@ -350,6 +365,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quick", action="store_true", help="the domain's quick model (minutes to train)")
     p.add_argument("--data-dir", type=Path, help="datasets folder (default ../shared/data, $VOICEBOT_DATA)")
     p.add_argument("--force", action="store_true", help="retrain even if the cached model is up to date")
+    p.add_argument("--full", action="store_true", help="only the full fine-tune, in the foreground")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=cmd_train)
 

@@ -79,6 +79,11 @@ class JointNLU(nn.Module):
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> dict[str, torch.Tensor]:
         hidden = self.encoder(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+        return self.read(hidden, attention_mask)
+
+    def read(self, hidden: torch.Tensor, attention_mask: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Every head on the encoder's last hidden states (the first model's trainer runs the encoder's top
+        layers itself on cached lower-layer states, then reads the heads here)."""
         pooled = mean_pool(hidden, attention_mask)
         dropped = self.dropout(pooled)
         return {

@@ -1,0 +1,113 @@
+"""Which model serves a domain, and the first start: a first model in minutes, the full one in the background.
+
+`voicebot train` (and `serve`, `shell`, `call`, `test` when no model exists yet) trains the first model
+(train_first.py, ~2 minutes) and returns, after starting the full fine-tune (~20 minutes on 2 cores) as a
+separate low-priority process (`nice`), so calls are answered while it runs. `served_model` picks, among the
+finished models of the domain's current data, the one with the better held-out score: the domain's
+validation split, never trained on (`metrics.json` `validation`, the mean of intent accuracy and entity
+F1). The full model replaces the first only if it scores at least as well.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from models.train_domain import model_dir, train_domain
+from models.train_first import FirstModelConfig
+
+BACKGROUND_NICE = 10
+
+
+def _score(model: Path) -> float | None:
+    try:
+        return float(json.loads((model / "metrics.json").read_text())["validation"])
+    except (OSError, ValueError, KeyError):
+        return None
+
+
+def served_model(domain: Path, cache_dir: Path, data_dir: Path | None = None) -> Path | None:
+    """The finished model that serves: the full one unless the first scores better on validation."""
+    scored = []
+    for rank, first in enumerate((False, True)):  # on a tie the full model wins (rank 0)
+        path = model_dir(domain, cache_dir, data_dir, first=first)
+        score = _score(path)
+        if score is not None:
+            scored.append((-score, rank, path))
+    return min(scored)[2] if scored else None
+
+
+def full_training_log(domain: Path, cache_dir: Path, data_dir: Path | None = None) -> Path:
+    return model_dir(domain, cache_dir, data_dir).with_suffix(".log")
+
+
+def full_training_running(domain: Path, cache_dir: Path, data_dir: Path | None = None) -> bool:
+    """Whether a background full fine-tune of this data holds its lock."""
+    lock = model_dir(domain, cache_dir, data_dir).with_suffix(".lock")
+    if not lock.is_file():
+        return False
+    with open(lock) as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return True
+        fcntl.flock(handle, fcntl.LOCK_UN)
+    return False
+
+
+def train_full_locked(domain: Path, cache_dir: Path, data_dir: Path | None, progress: bool) -> Path:
+    """The full fine-tune, holding a lock so that one runs per domain data at a time (the background one)."""
+    lock = model_dir(domain, cache_dir, data_dir).with_suffix(".lock")
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    with open(lock, "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        out, _ = train_domain(domain, cache_dir, data_dir, progress=progress)
+    return out
+
+
+def start_full_training(domain: Path, cache_dir: Path, data_dir: Path | None = None) -> Path | None:
+    """Start the full fine-tune as a detached `nice` process; returns its log file, or None when one is
+    already running or the full model is already there."""
+    if _score(model_dir(domain, cache_dir, data_dir)) is not None or full_training_running(
+        domain, cache_dir, data_dir
+    ):
+        return None
+    log = full_training_log(domain, cache_dir, data_dir)
+    log.parent.mkdir(parents=True, exist_ok=True)
+    command = [sys.executable, "-m", "voicebot.cli", "train", "--domain", str(domain), "--full"]
+    command += ["--data-dir", str(data_dir)] if data_dir is not None else []
+    env = os.environ | {"VOICEBOT_CACHE": str(cache_dir)}
+    with open(log, "ab") as out:
+        subprocess.Popen(  # our own CLI, no shell
+            ["nice", "-n", str(BACKGROUND_NICE), *command],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            env=env,
+            start_new_session=True,  # outlives the command that started it, and its Ctrl-C
+        )
+    return log
+
+
+def ensure_model(
+    domain: Path,
+    cache_dir: Path,
+    data_dir: Path | None = None,
+    progress: bool = True,
+    background: bool = True,
+) -> tuple[Path, bool]:
+    """The model to serve now, training the first model if none is finished; `background`: also start
+    the full fine-tune if it is missing. Returns the model and whether it was trained now."""
+    trained = False
+    if served_model(domain, cache_dir, data_dir) is None:
+        train_domain(domain, cache_dir, data_dir, progress=progress, first=FirstModelConfig())
+        trained = True
+    if background:
+        start_full_training(domain, cache_dir, data_dir)
+    model = served_model(domain, cache_dir, data_dir)
+    assert model is not None
+    return model, trained

@@ -1,0 +1,97 @@
+"""The first model's trainer (models/train_first.py) on a tiny random encoder: its cached forward pass is the
+model's own, its frozen layers stay as they were, and what it saves loads as an ordinary NLU model."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from models.data import Example
+from models.train_first import FirstModelConfig, FirstModelTrainer
+from models.train_joint import JointTrainConfig
+from tests.tiny import tiny_encoder
+from voicebot.nlu.parser import NLU
+from voicebot.nlu.tokens import encode
+
+pytestmark = pytest.mark.models
+
+TRAIN = [
+    Example(
+        "cancel order 4 5 7", "cancel", ["cancel", "order", "4", "5", "7"], ["O", "O", "B-id", "I-id", "I-id"]
+    ),
+    Example("cancel my order", "cancel", ["cancel", "my", "order"], ["O", "O", "O"]),
+    Example(
+        "where is order 9 1", "track", ["where", "is", "order", "9", "1"], ["O", "O", "O", "B-id", "I-id"]
+    ),
+    Example("where is my parcel", "track", ["where", "is", "my", "parcel"], ["O", "O", "O", "O"]),
+]
+
+
+@pytest.fixture(scope="module")
+def encoder(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tiny_encoder(tmp_path_factory.mktemp("tiny-encoder"), layers=3)
+
+
+def trainer(encoder: Path, trainable: int = 1, epochs: int = 2) -> FirstModelTrainer:
+    cfg = JointTrainConfig(encoder=encoder, batch_size=2, average_last=0)
+    first = FirstModelConfig(trainable_layers=trainable, epochs=epochs)
+    return FirstModelTrainer(TRAIN, TRAIN[:2], ["cancel", "track"], ["id"], cfg, first, progress=False)
+
+
+@pytest.mark.parametrize("trainable", [0, 1, 3])
+def test_cached_forward_is_the_models_forward(encoder: Path, trainable: int) -> None:
+    t = trainer(encoder, trainable)
+    t.model.eval()
+    words = [e.tokens or [] for e in TRAIN]
+    with torch.no_grad():
+        cached, enc = t._forward(words)
+        again = encode(t.tokenizer, words, t.cfg.max_length)
+        whole = t.model(again.input_ids, again.attention_mask)
+    assert torch.equal(enc.input_ids, again.input_ids) and enc.word_ids == again.word_ids
+    for head in ("intent", "match"):
+        assert torch.allclose(cached[head], whole[head], atol=1e-5), head
+    real = enc.attention_mask.bool()  # padding positions differ (zeros in the cache) and are never read
+    assert torch.allclose(cached["tags"][real], whole["tags"][real], atol=1e-5)
+
+
+def test_only_the_top_layers_train_and_the_model_loads(encoder: Path, tmp_path: Path) -> None:
+    t = trainer(encoder, trainable=1)
+    before = {k: v.clone() for k, v in t.model.encoder.state_dict().items()}
+    t.fit(tmp_path / "model")
+    after = t.model.encoder.state_dict()
+    changed = {
+        k.split(".")[2]
+        for k in before
+        if k.startswith("encoder.layer.") and not torch.equal(before[k], after[k])
+    }
+    assert changed == {"2"}  # of layers 0-2, only the top one
+    assert all(torch.equal(before[k], after[k]) for k in before if k.startswith("embeddings."))
+    parse = NLU(tmp_path / "model").parse("cancel order 4 5 7")
+    assert parse.intent in {"cancel", "track"}
+
+
+def test_the_second_stage_trains_sentiment_and_answer_heads_only(encoder: Path, tmp_path: Path) -> None:
+    from models.data import SentimentExample
+    from models.train_joint import FAQ
+
+    comments = [
+        SentimentExample("this is awful", "negative", True, ["anger"]),
+        SentimentExample("great thanks", "positive", False, ["gratitude"]),
+    ]
+    faq = FAQ(answers={"hours": "We are open nine to five."}, questions=[("when are you open", "hours")] * 2)
+    cfg = JointTrainConfig(encoder=encoder, batch_size=2, average_last=0)
+    first = FirstModelConfig(trainable_layers=1, epochs=1, aux_steps=3)
+    t = FirstModelTrainer(
+        TRAIN, TRAIN[:2], ["cancel", "track"], ["id"], cfg, first, (comments, comments), faq, False
+    )
+    assert t.sentiment is None and t.faq is None  # the first stage is the domain's alone
+    heads = {k: v.clone() for k, v in t.model.heads_state().items()}
+    t.fit(tmp_path / "model")
+    after = t.model.heads_state()
+    changed = {k.split(".")[0] for k in heads if not torch.equal(heads[k], after[k])}
+    assert {"sentiment", "frustration", "matcher", "intent", "tagger"} <= changed
+    nlu = NLU(tmp_path / "model")
+    parse = nlu.parse("when are you open")
+    assert parse.sentiment is not None and parse.answer is not None
