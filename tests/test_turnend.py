@@ -72,8 +72,12 @@ YES_NO = ListeningContext(expected="yes_no")
         ("I'd like to cancel my order.", None, None, TURN.text_complete_ms, "sentence complete"),
         ("I'd like to cancel my order.", None, 0.9, TURN.complete_ms, "sentence and voice complete"),
         ("I'd like to cancel my order.", None, 0.3, 500, "voice unsure"),
-        ("I want to track my order in.", None, 0.02, TURN.hold_ms, "voice goes on"),  # "…and" misheard
+        ("I want to track my order.", None, 0.02, TURN.hold_ms, "voice goes on"),  # "…order and" cut
         ("My order number is", None, None, TURN.hold_ms, "trails off"),
+        ("I want to track my order in.", None, None, TURN.hold_ms, "trails off"),  # a preposition last
+        ("What is it about?", None, None, TURN.text_complete_ms, "sentence complete"),  # ... not a question
+        ("Hi.", None, None, TURN.hold_ms, "greeting"),  # "Hi, … I'd like a refund."
+        ("Hello there.", None, 0.9, TURN.hold_ms, "greeting"),
         ("I'd like to, um,", None, None, TURN.hold_ms, "trails off"),
         ("I want to return the shoes because", None, 0.9, TURN.hold_ms, "trails off"),
         ("", None, None, TURN.hold_ms, "no words"),  # an "um" Whisper wrote nothing for

@@ -48,6 +48,8 @@ def sounds_complete(text: str) -> bool:
     if not words:
         return False
     last = words[-1]
+    if stripped.endswith("?"):  # a question is asked ("What is it about?"), unless it ends on a number
+        return not (last.isdigit() or last in _NUMBER_WORDS)
     return not (last.isdigit() or last in CONTINUES or last in _NUMBER_WORDS)
 
 
@@ -70,8 +72,11 @@ class Verdict:
 # wait. Narrower than CONTINUES ("Thank you.", "Can you do that?" end on words that list holds).
 HOLDS = frozenset(
     """a an the my your our their his her and or but because if than of from to with into by
-    is are was were um uh er erm hmm""".split()  # noqa: SIM905
+    in on at for about is are was were um uh er erm hmm""".split()  # noqa: SIM905
 )
+# A greeting alone is the start of a request: the bot has greeted the caller already ("Hi, … I'd like a
+# refund.").
+GREETINGS = frozenset("hi hello hey hiya morning afternoon evening good there".split())  # noqa: SIM905
 
 
 def trails_off(text: str) -> bool:
@@ -116,6 +121,8 @@ def decide(
         return Verdict(turn.hold_ms, "no words")
     if trails_off(text):
         return Verdict(turn.hold_ms, "trails off")
+    if set(words) <= GREETINGS:
+        return Verdict(turn.hold_ms, "greeting")
     if context is not None and context.expected == "yes_no" and set(words) <= YES_NO_WORDS:
         return Verdict(turn.complete_ms, "yes/no answer")
     if audio_p is not None and audio_p < turn.audio_goes_on:
