@@ -18,7 +18,8 @@ Architect flow to route on; Genesys answers with `close`, we answer `closed` and
 connection probe (conversationId all zeros, sent when the integration is saved) gets `opened` and
 `closed`, and no call. Authentication: with `server.genesys_api_key` (and `genesys_client_secret`) set, the
 `X-API-KEY` must match and the request must carry a valid signature (`telephony.httpsig`); otherwise the
-gateway token, as `X-API-KEY` or `?token=…`. Failures refuse the upgrade (HTTP 403) before any call.
+gateway token, as `X-API-KEY` or `?token=…`. A failure closes the socket at once with 1008 and the reason
+(accepted first, as every route here does, so the reason reaches Genesys's logs rather than a bare 403).
 """
 
 from __future__ import annotations
@@ -180,12 +181,10 @@ async def probe(session: Session, line: WebSocketLine, media: Message, limit: in
 async def genesys_call(ws: WebSocket, hub: CallHub, query_token: str | None) -> None:
     config = hub.config
     refusal = check_request(ws, config, query_token)
-    if refusal is not None:  # before the upgrade: Genesys sees the HTTP status
-        log.warning("genesys connection refused: %s", refusal)
-        await ws.close(code=1008, reason=refusal)
-        return
 
     async def opening(line: WebSocketLine) -> Opened:
+        if refusal is not None:  # before anything is read; a close reason Genesys's logs can show
+            raise WireError(refusal, 1008)
         data = await await_open(line, config.max_message_bytes)
         session = Session(line, data["id"])
         session.saw(data)

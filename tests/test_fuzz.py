@@ -20,14 +20,21 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from telephony.audiosocket import FrameError, read_frame
-from telephony.mediastream import start_object, stream_id
+from telephony.exotel import EXOTEL
+from telephony.freeswitch import FREESWITCH
+from telephony.jambonz import JAMBONZ
+from telephony.mediastream import Dialect, start_object, stream_id
+from telephony.plivo import PLIVO
 from telephony.stream import WireError
 from telephony.stream import as_int as _int
 from telephony.stream import parse_json as parse
+from telephony.telnyx import TELNYX
 from telephony.twilio import TWILIO, media_format, meta
+from telephony.vonage import VONAGE
 from telephony.websocket import MAX_REASON_BYTES, close_reason
 from voicebot.pipeline import Services
 from voicebot.testing.fuzz.campaign import fuzz_config, run_campaign
+from voicebot.testing.fuzz.carriers import CARRIER_STRATEGIES, peer
 from voicebot.testing.fuzz.cases import (
     JSON,
     LIMIT,
@@ -45,6 +52,7 @@ from voicebot.testing.fuzz.cases import (
 from voicebot.testing.gateway import no_greeting, running_gateway
 
 PER_PROTOCOL = 250
+PER_CARRIER = 60
 FAST = settings(
     max_examples=1000, derandomize=True, deadline=None, suppress_health_check=[HealthCheck.too_slow]
 )
@@ -91,6 +99,41 @@ def test_twilio_start_fields_can_go_back_out(start: dict[str, Any], key: str, va
     except WireError:
         return
     json.dumps(fields, ensure_ascii=False).encode()
+
+
+MEDIA_DIALECTS = {"telnyx": TELNYX, "plivo": PLIVO, "exotel": EXOTEL}
+
+
+@FAST
+@given(st.sampled_from(sorted(MEDIA_DIALECTS)), TEXT, SCALAR | JSON, st.data())
+def test_carrier_starts_only_raise_wire_errors(protocol: str, key: str, value: object, data: Any) -> None:
+    """Any field of a Telnyx, Plivo or Exotel `start` set to anything: a WireError or fields that can go
+    back out on the wire."""
+    dialect: Dialect = MEDIA_DIALECTS[protocol]
+    start = json.loads(peer(protocol).opening()[-1])
+    holder = data.draw(st.sampled_from([start, start["start"]]))
+    holder[key] = value
+    try:
+        inner = start_object(start)
+        fields = [stream_id(dialect, start, inner), dialect.meta(start, inner), dialect.token(start, inner)]
+        dialect.fmt(inner)
+    except WireError as exc:
+        assert 1000 <= exc.code <= 1015
+        return
+    json.dumps(fields, ensure_ascii=False).encode()
+
+
+@FAST
+@given(st.sampled_from(["vonage", "jambonz", "freeswitch"]), TEXT, SCALAR | JSON)
+def test_binary_stream_openings_only_raise_wire_errors(protocol: str, key: str, value: object) -> None:
+    dialect = {"vonage": VONAGE, "jambonz": JAMBONZ, "freeswitch": FREESWITCH}[protocol]
+    first = json.loads(peer(protocol).opening()[0]) | {key: value}
+    try:
+        opened = dialect.opening(first, {})
+    except WireError as exc:
+        assert 1000 <= exc.code <= 1015
+        return
+    json.dumps([opened.meta, opened.token, opened.codec.name], ensure_ascii=False).encode()
 
 
 @FAST
@@ -141,6 +184,22 @@ async def test_live_fuzz_every_protocol(services: Services, tmp_path: Path) -> N
     closes = {p: " | ".join(t.closes) for p, t in result.protocols.items()}
     assert "protocol error" in closes["twilio"] and "protocol error" in closes["audiosocket"]  # got in
     assert "caller hung up" in closes["twilio"] and "caller hung up" in closes["browser"]  # tolerated
+
+
+async def test_live_fuzz_every_carrier(services: Services, tmp_path: Path) -> None:
+    """The same rules for the seven carrier protocols, a good call of each alongside."""
+    cases = [case for strategy in CARRIER_STRATEGIES.values() for case in generate(strategy(), PER_CARRIER)]
+    result = await run_campaign(services, cases, tmp_path, concurrency=8)
+    assert result.failures() == []
+    assert {p: t.inputs for p, t in result.protocols.items()} == dict.fromkeys(
+        CARRIER_STRATEGIES, PER_CARRIER
+    )
+    assert all(result.good[f"{p} ok"] >= 1 for p in CARRIER_STRATEGIES)
+    assert result.errors == [] and result.calls_left == 0
+    assert result.leaks == {"fds": 0, "sockets": 0, "tasks": 0}
+    assert all(result.admitted[p] == result.stored[p] > 0 for p in CARRIER_STRATEGIES)
+    closes = " | ".join(c for t in result.protocols.values() for c in t.closes)
+    assert "protocol error" in closes and "caller hung up" in closes and "missing or wrong token" in closes
 
 
 async def test_browser_rate_that_is_not_a_number_gets_a_reason(services: Services) -> None:

@@ -29,6 +29,7 @@ from voicebot.config import ServerConfig, VoicebotConfig
 from voicebot.frames import PCM
 from voicebot.pipeline import Services
 from voicebot.records import CallStore
+from voicebot.testing.fuzz.carriers import PEERS, good_carrier
 from voicebot.testing.fuzz.cases import (
     AUDIO,
     BROWSER_HANGUP,
@@ -263,7 +264,8 @@ async def run_campaign(
                 await asyncio.sleep(0.5)
                 result.before = resources(folder)
                 done = asyncio.Event()
-                good = asyncio.create_task(_good_loop(done, gw.http, port, tally, audio, result))
+                protocols = {case.protocol for case in cases}
+                good = asyncio.create_task(_good_loop(done, gw.http, port, tally, audio, result, protocols))
                 health = asyncio.create_task(_health_loop(done, gw.http, result))
                 started = time.perf_counter()
                 result.protocols = await play_all(cases, gw.http, port, tally, audit, concurrency, progress)
@@ -285,15 +287,25 @@ async def run_campaign(
 
 
 async def _good_loop(
-    done: asyncio.Event, http: str, port: int, tally: Tally, audio: dict[int, PCM], result: Result
+    done: asyncio.Event,
+    http: str,
+    port: int,
+    tally: Tally,
+    audio: dict[int, PCM],
+    result: Result,
+    protocols: set[str],
 ) -> None:
-    """Good calls, one protocol after another, until the fuzz is done (at least one round)."""
+    """Good calls, one of each fuzzed protocol after another, until the fuzz is done (at least one round)."""
     while True:
-        for name, call in (
+        calls = [
             ("browser", good_browser(http, audio[16_000], tally)),
             ("twilio", good_twilio(http, audio[8_000], tally)),
             ("audiosocket", good_audiosocket(port, audio[8_000], tally)),
-        ):
+        ]
+        calls += [
+            (p, good_carrier(p, http, audio[8_000], tally, GOOD_TIMEOUT_S)) for p in PEERS if p in protocols
+        ]
+        for name, call in calls:
             try:
                 problem = await asyncio.wait_for(call, GOOD_TIMEOUT_S * 2)
             except Exception as exc:

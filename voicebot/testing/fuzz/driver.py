@@ -25,8 +25,10 @@ import websockets
 from websockets.asyncio.client import ClientConnection
 
 from voicebot.frames import BotReply, FinalTranscript, Frame
+from voicebot.testing.fuzz.carriers import PATHS
 from voicebot.testing.fuzz.cases import HANGUP, KNOWN, Case
 
+LINGER_S = 0.2  # a carrier without a hang-up message waits this long for the server's verdict, then closes
 WAIT_S = 20.0  # longest wait for the server to close after the caller's last word (a busy 2-core box)
 REFUSED = re.compile(r"audiosocket connection from [^:]+:(\d+) refused: (.*)")
 
@@ -53,7 +55,9 @@ class Tally:
 
     def on_start(self, call_id: str, protocol: str, meta: dict[str, Any]) -> None:
         self.protocol[call_id] = protocol
-        self.meta[call_id] = {k: v for k, v in meta.items() if k in ("uuid", "streamSid", "peer")}
+        self.meta[call_id] = {
+            k: v for k, v in meta.items() if k in ("uuid", "streamSid", "peer", "parameters")
+        }
         if "peer" in meta:
             self.by_peer[int(str(meta["peer"]).rsplit(":", 1)[1])] = call_id
 
@@ -149,7 +153,7 @@ async def _drain(ws: ClientConnection) -> None:
 
 async def play_websocket(case: Case, http: str, wait_s: float = WAIT_S) -> Outcome:
     """Send the case's messages, end it its way, and read the server's close frame."""
-    path = "/twilio/stream" if case.protocol == "twilio" else "/ws"
+    path = {"twilio": "/twilio/stream", "browser": "/ws"}.get(case.protocol) or PATHS[case.protocol]
     url = f"ws://{http}{path}" + (f"?{case.query}" if case.query else "")
     try:
         ws = await websockets.connect(url, max_size=None, open_timeout=wait_s, close_timeout=2)
@@ -163,7 +167,10 @@ async def play_websocket(case: Case, http: str, wait_s: float = WAIT_S) -> Outco
             await ws.send(message)
     except websockets.ConnectionClosed:
         pass
-    if case.ending == "close":
+    if case.ending == "polite" and not case.stop:  # a carrier that hangs up by closing: a moment first
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(asyncio.shield(reader), LINGER_S)
+    if case.ending == "close" or (case.ending == "polite" and not case.stop):
         await ws.close(1000, "fuzz caller leaves")
     elif case.ending == "drop":
         ws.transport.abort()
@@ -175,9 +182,10 @@ async def play_websocket(case: Case, http: str, wait_s: float = WAIT_S) -> Outco
         await reader
     rcvd = ws.protocol.close_rcvd
     if rcvd is None or not ws.protocol.close_rcvd_then_sent:  # the caller closed first (or vanished)
-        if case.ending == "polite" and problem is None:
+        if case.ending == "polite" and case.stop and problem is None:
             problem = "no close frame from the server" if rcvd is None else "server did not close"
-        return Outcome(case.protocol, "caller left" if case.ending != "polite" else "abnormal", problem)
+        left = "abnormal" if case.ending == "polite" and case.stop else "caller left"
+        return Outcome(case.protocol, left, problem)
     if problem is None and (rcvd.code == 1011 or rcvd.reason.startswith("internal error")):
         problem = "internal error"
     elif problem is None and not rcvd.reason:
