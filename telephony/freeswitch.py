@@ -7,7 +7,7 @@ PCM at the fork's rate; with the last three arguments (bidirectional audio on, s
 frames we send back are played to the caller. Text frames we send are the module's commands: `{"type":
 "killAudio"}` (barge-in: drop what is queued) and `{"type": "disconnect"}` (our hang-up; the dialplan goes
 on after the fork, e.g. to a `bridge` to your agents). `uuid_audio_fork <uuid> send_text <json>` sends a
-text frame to us: bind it to the keypad (`bind_digit_action`) with `{"event": "dtmf", "dtmf": "5"}` to pass
+text frame to us: call it from your DTMF handler (ESL, Lua) with `{"event": "dtmf", "dtmf": "5"}` to pass
 keys — the module forwards no DTMF itself.
 
 The module has no playback report (no mark), so what the caller heard is the speak stage's clock; and the
