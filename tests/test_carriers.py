@@ -138,6 +138,29 @@ async def test_the_caller_hanging_up_ends_the_call(gateway: tuple[Gateway, Recor
     assert recorder.ends[call_id] == hung_up
 
 
+@pytest.mark.parametrize("protocol", sorted(CALLERS))
+async def test_a_line_that_drops_or_freezes_mid_reply_ends_the_call(
+    gateway: tuple[Gateway, Recorder], protocol: str
+) -> None:
+    """The two ways a carrier's connection fails without a word: gone at once (no close frame), or frozen
+    half-open (nothing more arrives); the call ends either way and nothing is left behind."""
+    gw, recorder = gateway
+    dropped, frozen = CALLERS[protocol](token=TOKEN), CALLERS[protocol](token=TOKEN)
+    for caller in (dropped, frozen):
+        await caller.connect(gw)
+    ids = [await call_of(caller, gw) for caller in (dropped, frozen)]
+    assert await until(lambda: dropped.bot_frames > 10 and frozen.bot_frames > 10, 10)  # mid-greeting
+    dropped.abort()
+    frozen.freeze()
+    for call_id in ids:
+        await gone(call_id, gw)
+    for caller in (dropped, frozen):
+        await caller.close()
+    assert recorder.ends[ids[0]] == "caller disconnected"
+    assert recorder.ends[ids[1]].startswith("line dead: nothing from the caller")
+    assert not gw.hub.calls
+
+
 # --- bad input --------------------------------------------------------------------------------------------
 
 
