@@ -29,9 +29,8 @@ import numpy as np
 from voicebot.config import ServerConfig, VoicebotConfig
 from voicebot.frames import PCM, TurnDone
 from voicebot.pipeline import Services
-from voicebot.testing.carriers import CarrierCaller
+from voicebot.testing.carriers import PEERS, CarrierCaller
 from voicebot.testing.faults.callers import Caller, TwilioCaller, until
-from voicebot.testing.fuzz.carriers import PEERS
 from voicebot.testing.gateway import Recorder, no_greeting, running_gateway
 from voicebot.testing.speech import caller_audio
 

@@ -20,9 +20,9 @@ from __future__ import annotations
 
 from fastapi import WebSocket
 
-from telephony.mediastream import Dialect, Message, media_stream_call
+from telephony.mediastream import Message, media_stream_call, twilio_shaped
 from telephony.session import CallHub
-from telephony.stream import Codec, WireError, as_int, basic_password, codec, strings, text
+from telephony.stream import Codec, WireError, as_int, basic_password, codec, text
 
 ENCODINGS = frozenset({"raw/slin", "audio/x-raw", "slin", "audio/x-l16", "pcm"})
 
@@ -36,24 +36,10 @@ def media_format(start: Message) -> Codec:
     return codec("l16le", rate)
 
 
-def meta(data: Message, start: Message) -> Message:
-    ids = {key: text(start.get(key, "")) for key in ("call_sid", "account_sid", "from", "to")}
-    params = {k: v for k, v in strings(start.get("custom_parameters")).items() if k != "token"}
-    return ids | {"stream_sid": text(data.get("stream_sid") or start.get("stream_sid")), "parameters": params}
-
-
-EXOTEL = Dialect(
-    protocol="exotel",
-    sid="stream_sid",
-    sequence="sequence_number",
-    fmt=media_format,
-    media=lambda sid, payload, _: {"event": "media", "stream_sid": sid, "media": {"payload": payload}},
-    mark=lambda sid, name: {"event": "mark", "stream_sid": sid, "mark": {"name": name}},
-    clear=lambda sid: {"event": "clear", "stream_sid": sid},
-    echoes={"mark": lambda data: data["mark"]["name"]},
-    meta=meta,
-    token=lambda data, start: strings(start.get("custom_parameters")).get("token"),
-)
+EXOTEL = twilio_shaped(
+    "exotel", "stream_sid", "sequence_number", media_format, ("call_sid", "account_sid", "from", "to"),
+    "custom_parameters",
+)  # fmt: skip
 
 
 async def exotel_call(ws: WebSocket, hub: CallHub, query_token: str | None) -> None:

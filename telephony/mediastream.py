@@ -34,6 +34,7 @@ from telephony.stream import (
     b64encode,
     parse_json,
     serve_stream,
+    strings,
     text,
 )
 from telephony.websocket import WebSocketLine
@@ -63,6 +64,43 @@ class Dialect:
     digit: Callable[[Message], Any] = lambda message: (message.get("dtmf") or {}).get("digit")
     timeline: bool = True  # media timestamps are ms since the stream began (gaps are lost audio)
     strict_sid: bool = True  # every message must name our stream (else: only those that name one)
+
+
+def twilio_shaped(
+    protocol: str,
+    sid: str,
+    sequence: str,
+    fmt: Callable[[Message], Codec],
+    ids: tuple[str, ...],
+    parameters: str,
+    names_stream: bool = True,
+    **options: Any,
+) -> Dialect:
+    """A dialect with Twilio's message shapes under other names: `media`/`mark`/`clear` out (naming the
+    stream under `sid` where `names_stream`), `mark` echoes in, the `start` object's `ids` and its custom
+    `parameters` (whose `token` is the gateway token) for the call's metadata."""
+
+    def named(stream: str) -> Message:
+        return {sid: stream} if names_stream else {}
+
+    def meta(data: Message, start: Message) -> Message:
+        found = {key: text(start.get(key, "")) for key in ids}
+        params = {k: v for k, v in strings(start.get(parameters)).items() if k != "token"}
+        return found | {sid: text(data.get(sid) or start.get(sid)), "parameters": params}
+
+    return Dialect(
+        protocol=protocol,
+        sid=sid,
+        sequence=sequence,
+        fmt=fmt,
+        media=lambda stream, payload, _: {"event": "media", **named(stream), "media": {"payload": payload}},
+        mark=lambda stream, name: {"event": "mark", **named(stream), "mark": {"name": name}},
+        clear=lambda stream: {"event": "clear", **named(stream)},
+        echoes={"mark": lambda data: data["mark"]["name"]},
+        meta=meta,
+        token=lambda data, start: strings(start.get(parameters)).get("token"),
+        **options,
+    )
 
 
 def start_object(data: Message) -> Message:

@@ -23,9 +23,9 @@ from __future__ import annotations
 
 from fastapi import WebSocket
 
-from telephony.mediastream import Dialect, Message, media_stream_call
+from telephony.mediastream import Message, media_stream_call, twilio_shaped
 from telephony.session import CallHub
-from telephony.stream import Codec, WireError, as_int, codec, strings, text
+from telephony.stream import Codec, WireError, as_int, codec, text
 
 CODECS = {"PCMU": "pcmu", "PCMA": "pcma", "L16": "l16be"}
 
@@ -39,25 +39,11 @@ def media_format(start: Message) -> Codec:
     return codec(CODECS[str(encoding)], rate)
 
 
-def meta(data: Message, start: Message) -> Message:
-    ids = {key: text(start.get(key, "")) for key in ("call_control_id", "call_session_id", "from", "to")}
-    params = {k: v for k, v in strings(start.get("custom_parameters")).items() if k != "token"}
-    return ids | {"stream_id": text(data.get("stream_id") or start.get("stream_id")), "parameters": params}
-
-
-TELNYX = Dialect(
-    protocol="telnyx",
-    sid="stream_id",
-    sequence="sequence_number",
-    fmt=media_format,
-    media=lambda sid, payload, _: {"event": "media", "media": {"payload": payload}},
-    mark=lambda sid, name: {"event": "mark", "mark": {"name": name}},
-    clear=lambda sid: {"event": "clear"},
-    echoes={"mark": lambda data: data["mark"]["name"]},
-    meta=meta,
-    token=lambda data, start: strings(start.get("custom_parameters")).get("token"),
-    timeline=False,
-)
+IDS = ("call_control_id", "call_session_id", "from", "to")
+TELNYX = twilio_shaped(
+    "telnyx", "stream_id", "sequence_number", media_format, IDS, "custom_parameters",
+    names_stream=False, timeline=False,
+)  # fmt: skip
 
 
 async def telnyx_call(ws: WebSocket, hub: CallHub, query_token: str | None) -> None:

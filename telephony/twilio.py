@@ -16,9 +16,9 @@ from __future__ import annotations
 
 from fastapi import WebSocket
 
-from telephony.mediastream import Dialect, MediaStreamTransport, Message, media_stream_call
+from telephony.mediastream import MediaStreamTransport, Message, media_stream_call, twilio_shaped
 from telephony.session import CallHub, Ending
-from telephony.stream import Codec, WireError, codec, strings, text
+from telephony.stream import Codec, WireError, codec
 from telephony.twiml import post_transfer
 
 RATE = 8_000
@@ -34,26 +34,8 @@ def media_format(start: Message) -> Codec:
     return codec("pcmu", RATE)
 
 
-def meta(data: Message, start: Message) -> Message:
-    return {
-        "callSid": text(start.get("callSid", "")),
-        "streamSid": text(data.get("streamSid") or start.get("streamSid")),
-        "accountSid": text(start.get("accountSid", "")),
-        "parameters": {k: v for k, v in strings(start.get("customParameters")).items() if k != "token"},
-    }
-
-
-TWILIO = Dialect(
-    protocol="twilio",
-    sid="streamSid",
-    sequence="sequenceNumber",
-    fmt=media_format,
-    media=lambda sid, payload, _: {"event": "media", "streamSid": sid, "media": {"payload": payload}},
-    mark=lambda sid, name: {"event": "mark", "streamSid": sid, "mark": {"name": name}},
-    clear=lambda sid: {"event": "clear", "streamSid": sid},
-    echoes={"mark": lambda data: data["mark"]["name"]},
-    meta=meta,
-    token=lambda data, start: strings(start.get("customParameters")).get("token"),
+TWILIO = twilio_shaped(
+    "twilio", "streamSid", "sequenceNumber", media_format, ("callSid", "accountSid"), "customParameters"
 )
 
 

@@ -24,20 +24,11 @@ from telephony.session import WireStats
 from voicebot.dialogue.brain import DialogueFactory
 from voicebot.domain.loader import load_domain
 from voicebot.frames import TurnDone
-from voicebot.testing.carriers import (
-    CarrierCaller,
-    ExotelCaller,
-    FreeSwitchCaller,
-    GenesysCaller,
-    JambonzCaller,
-    PlivoCaller,
-    TelnyxCaller,
-    VonageCaller,
-)
-from voicebot.testing.fakes import ScriptedNLU, ToneTTS, ToneVoice, fake_services
+from voicebot.testing.carriers import PEERS, CarrierCaller, GenesysCaller, fake_gateway
+from voicebot.testing.fakes import ScriptedNLU, ToneVoice
 from voicebot.testing.faults.callers import until
 from voicebot.testing.faults.env import call_of, fault_config, gone
-from voicebot.testing.gateway import Gateway, Recorder, running_gateway
+from voicebot.testing.gateway import Gateway, Recorder
 
 SHOP = Path(__file__).resolve().parent.parent / "domains" / "shop"
 TOKEN = "s3cret42"
@@ -45,15 +36,7 @@ RATE = 8_000
 LINES = ("where is my order", "no thanks goodbye")
 SCRIPT: dict[str, tuple[str, dict[str, str]]] = {LINES[0]: ("track_order", {}), LINES[1]: ("goodbye", {})}
 VOICE = ToneVoice(LINES)
-CALLERS: dict[str, Callable[..., CarrierCaller]] = {
-    "telnyx": TelnyxCaller,
-    "plivo": PlivoCaller,
-    "exotel": ExotelCaller,
-    "vonage": VonageCaller,
-    "jambonz": JambonzCaller,
-    "freeswitch": FreeSwitchCaller,
-    "genesys": GenesysCaller,
-}
+CALLERS: dict[str, Callable[..., CarrierCaller]] = dict(PEERS)
 MEDIA_STREAMS = ("telnyx", "plivo", "exotel")  # JSON with base64 audio; the others send binary audio
 
 
@@ -71,13 +54,8 @@ def shop(tmp_path: Path) -> DialogueFactory:
 @pytest.fixture
 async def gateway(tmp_path: Path) -> AsyncIterator[tuple[Gateway, Recorder]]:
     config = fault_config(token=TOKEN, audiosocket_port=None, max_message_bytes=4096, start_timeout_s=1.0)
-    services = fake_services(config, voice=VOICE, tts=ToneTTS(ms_per_char=20.0))
-    recorder = Recorder()
-    try:
-        async with running_gateway(config, services, shop(tmp_path), [recorder]) as gw:
-            yield gw, recorder
-    finally:
-        services.close()
+    async with fake_gateway(config, shop(tmp_path), VOICE) as running:
+        yield running
 
 
 @pytest.mark.parametrize("protocol", sorted(CALLERS))
@@ -164,9 +142,11 @@ async def test_a_line_that_drops_or_freezes_mid_reply_ends_the_call(
 # --- bad input --------------------------------------------------------------------------------------------
 
 
-async def closed_with(gw: Gateway, path: str, *messages: str | bytes) -> tuple[int | None, str]:
+async def closed_with(
+    gw: Gateway, path: str, *messages: str | bytes, headers: dict[str, str] | None = None
+) -> tuple[int | None, str]:
     """Send `messages` on a fresh socket and return how the gateway closed it."""
-    async with websockets.connect(f"ws://{gw.http}{path}") as ws:
+    async with websockets.connect(f"ws://{gw.http}{path}", additional_headers=headers) as ws:
         for message in messages:
             with contextlib.suppress(websockets.ConnectionClosed):
                 await ws.send(message)

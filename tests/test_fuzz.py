@@ -29,7 +29,7 @@ from telephony.stream import WireError
 from telephony.stream import as_int as _int
 from telephony.stream import parse_json as parse
 from telephony.telnyx import TELNYX
-from telephony.twilio import TWILIO, media_format, meta
+from telephony.twilio import TWILIO, media_format
 from telephony.vonage import VONAGE
 from telephony.websocket import MAX_REASON_BYTES, close_reason
 from voicebot.pipeline import Services
@@ -66,7 +66,7 @@ def start_fields(data: dict[str, Any]) -> list[Any]:
     start = start_object(data)
     sid = stream_id(TWILIO, data, start)
     media_format(start)
-    return [sid, *meta(data, start).values(), TWILIO.token(data, start)]
+    return [sid, *TWILIO.meta(data, start).values(), TWILIO.token(data, start)]
 
 
 @FAST

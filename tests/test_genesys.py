@@ -17,11 +17,11 @@ import pytest
 import websockets
 
 from telephony.genesys import PROBE
-from voicebot.testing.carriers import GenesysCaller, signed
-from voicebot.testing.fakes import ToneTTS, fake_services
+from tests.test_carriers import closed_with
+from voicebot.testing.carriers import GenesysCaller, fake_gateway, signed
 from voicebot.testing.faults.callers import until
 from voicebot.testing.faults.env import call_of, fault_config, gone
-from voicebot.testing.gateway import Gateway, Recorder, running_gateway
+from voicebot.testing.gateway import Gateway, Recorder
 
 API_KEY = "audioconnector-key-1"
 SECRET = base64.b64encode(b"a client secret of 32 bytes!!!!!").decode()
@@ -33,13 +33,8 @@ async def gateway() -> AsyncIterator[tuple[Gateway, Recorder]]:
         token="gateway-token", audiosocket_port=None, max_message_bytes=4096, start_timeout_s=1.0,
         genesys_api_key=API_KEY, genesys_client_secret=SECRET,
     )  # fmt: skip
-    services = fake_services(config, tts=ToneTTS(ms_per_char=10.0))
-    recorder = Recorder()
-    try:
-        async with running_gateway(config, services, observers=[recorder]) as gw:
-            yield gw, recorder
-    finally:
-        services.close()
+    async with fake_gateway(config) as running:
+        yield running
 
 
 class Signed(GenesysCaller):
@@ -119,32 +114,27 @@ async def test_the_connection_probe_gets_opened_and_closed_and_no_call(
     assert caller.opened.is_set() and not recorder.starts
 
 
-async def closed_with(gw: Gateway, *messages: str | bytes, offers: Any = None) -> tuple[int | None, str]:
+async def session_closed_with(
+    gw: Gateway, *messages: str | bytes, offers: Any = None
+) -> tuple[int | None, str]:
+    """A signed session: `open` (with `offers`, if given), then `messages`; how the gateway closed it."""
     caller = Signed()
     caller.host = gw.http
     opening = json.loads(caller.opening()[0])
     if offers is not None:
         opening["parameters"]["media"] = offers
-    url = f"ws://{gw.http}{caller.path}"
-    async with websockets.connect(url, additional_headers=caller.headers()) as ws:
-        for message in [json.dumps(opening), *messages] if messages != ("",) else []:
-            with contextlib.suppress(websockets.ConnectionClosed):
-                await ws.send(message)
-        with contextlib.suppress(websockets.ConnectionClosed):
-            async with asyncio.timeout(10):
-                async for _ in ws:
-                    pass
-        return ws.close_code, ws.close_reason or ""
+    sent = [json.dumps(opening), *messages] if messages != ("",) else []
+    return await closed_with(gw, caller.path, *sent, headers=caller.headers())
 
 
 async def test_bad_input_ends_the_session_with_a_code_and_reason(gateway: tuple[Gateway, Recorder]) -> None:
     gw, recorder = gateway
     stereo = [{"type": "audio", "format": "PCMU", "channels": ["external", "internal"], "rate": 8000}]
     results = await asyncio.gather(
-        closed_with(gw, "{not json"),
-        closed_with(gw, bytes(5000)),
-        closed_with(gw, offers=stereo),
-        closed_with(gw, ""),  # nothing at all
+        session_closed_with(gw, "{not json"),
+        session_closed_with(gw, bytes(5000)),
+        session_closed_with(gw, offers=stereo),
+        session_closed_with(gw, ""),  # nothing at all
     )
     malformed, oversized, stereo_only, silence = results
     assert malformed == (1007, "protocol error: malformed JSON")

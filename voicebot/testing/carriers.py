@@ -20,14 +20,18 @@ import hmac
 import json
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import websockets
 
 from voicebot.audio import ulaw_encode
+from voicebot.brain import BrainFactory, EchoBrain
+from voicebot.config import VoicebotConfig
 from voicebot.frames import PCM
+from voicebot.testing.fakes import ToneTTS, ToneVoice, fake_services
 from voicebot.testing.faults.callers import GONE, _WebSocketCaller
+from voicebot.testing.gateway import Gateway, Recorder, running_gateway
 from voicebot.testing.twilio import RATE
 
 Echo = Callable[[str, bool], Any]  # (mark name, cleared) → the message that returns it, or None
@@ -117,6 +121,18 @@ class CarrierCaller(_WebSocketCaller):
         if message is not None:
             await self._send_raw(message)
 
+    def read_json(
+        self, message: str | bytes, media: str, mark: str, name: Callable[[dict[str, Any]], str]
+    ) -> tuple[str, Any]:
+        """A JSON `event` message: `media` (base64 audio in media.payload), `mark` (its `name`), or other."""
+        data = json.loads(message)
+        event = data.get("event")
+        if event == media:
+            return "media", self.seconds(base64.b64decode(data["media"]["payload"]))
+        if event == mark:
+            return "mark", name(data)
+        return str(event), data
+
     def read(self, message: str | bytes) -> tuple[str, Any]:
         """What an app message is: ("media", seconds), ("mark", name), ("clear", None), or (kind, data)."""
         raise NotImplementedError
@@ -179,9 +195,13 @@ class CarrierCaller(_WebSocketCaller):
     def _echo(self, name: str, cleared: bool) -> None:
         message = self.echo(name, cleared)
         if message is not None:
-            task = asyncio.ensure_future(self._send_raw(message))
-            self.tasks.add(task)
-            task.add_done_callback(self.tasks.discard)
+            self._later(message)
+
+    def _later(self, message: str) -> None:
+        """Send `message` soon (from a synchronous callback: a playout timer, a read)."""
+        task = asyncio.ensure_future(self._send_raw(message))
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
 
     async def handshake_abort(self, gw: Any) -> None:
         """The first opening message, then gone before the call is set up."""
@@ -242,13 +262,7 @@ class TelnyxCaller(CarrierCaller):
         return self._message("stop", stop={"user_id": "u", "call_control_id": "v3:" + self.call_ref})
 
     def read(self, message: str | bytes) -> tuple[str, Any]:
-        data = json.loads(message)
-        event = data.get("event")
-        if event == "media":
-            return "media", self.seconds(base64.b64decode(data["media"]["payload"]))
-        if event == "mark":
-            return "mark", data["mark"]["name"]
-        return str(event), data
+        return self.read_json(message, "media", "mark", lambda data: data["mark"]["name"])
 
     def echo(self, name: str, cleared: bool) -> str:
         return self._message("mark", mark={"name": name})
@@ -319,21 +333,11 @@ class PlivoCaller(CarrierCaller):
         return self._message("dtmf", dtmf={"digit": digit, "track": "inbound"})
 
     def read(self, message: str | bytes) -> tuple[str, Any]:
-        data = json.loads(message)
-        event = data.get("event")
-        if event == "playAudio":
-            return "media", self.seconds(base64.b64decode(data["media"]["payload"]))
-        if event == "checkpoint":
-            return "mark", data["name"]
-        if event == "clearAudio":
-            self._echo_cleared()
+        kind, data = self.read_json(message, "playAudio", "checkpoint", lambda data: data["name"])
+        if kind == "clearAudio":
+            self._later(self._message("clearedAudio"))
             return "clear", None
-        return str(event), data
-
-    def _echo_cleared(self) -> None:
-        task = asyncio.ensure_future(self._send_raw(self._message("clearedAudio")))
-        self.tasks.add(task)
-        task.add_done_callback(self.tasks.discard)
+        return kind, data
 
     def echo(self, name: str, cleared: bool) -> str:
         return self._message("playedStream", name=name)
@@ -366,7 +370,10 @@ class VonageCaller(CarrierCaller):
     def read(self, message: str | bytes) -> tuple[str, Any]:
         if isinstance(message, bytes):
             return "media", self.seconds(message)
-        data = json.loads(message)
+        return self.control(json.loads(message))
+
+    def control(self, data: dict[str, Any]) -> tuple[str, Any]:
+        """A text message from the app (the binary ones are audio)."""
         action = data.get("action")
         if action == "notify":
             return "mark", data["payload"]["name"]
@@ -377,11 +384,6 @@ class VonageCaller(CarrierCaller):
 
     def echo(self, name: str, cleared: bool) -> str:
         return json.dumps({"event": "websocket:notify", "payload": {"name": name}})
-
-    def _later(self, message: str) -> None:
-        task = asyncio.ensure_future(self._send_raw(message))
-        self.tasks.add(task)
-        task.add_done_callback(self.tasks.discard)
 
 
 class JambonzCaller(VonageCaller):
@@ -406,10 +408,7 @@ class JambonzCaller(VonageCaller):
     def key(self, digit: str) -> str:
         return json.dumps({"event": "dtmf", "dtmf": digit, "duration": "250"})
 
-    def read(self, message: str | bytes) -> tuple[str, Any]:
-        if isinstance(message, bytes):
-            return "media", self.seconds(message)
-        data = json.loads(message)
+    def control(self, data: dict[str, Any]) -> tuple[str, Any]:
         kind = data.get("type")
         if kind == "mark":
             return "mark", data["data"]["name"]
@@ -562,11 +561,6 @@ class GenesysCaller(CarrierCaller):
             self._dry = None
             self._later(self._message("playback_completed"))
 
-    def _later(self, message: str) -> None:
-        task = asyncio.ensure_future(self._send_raw(message))
-        self.tasks.add(task)
-        task.add_done_callback(self.tasks.discard)
-
 
 def signed(
     headers: dict[str, str], path: str, host: str, key: str, secret: str, now: int | None = None
@@ -583,3 +577,28 @@ def signed(
     text = "".join(f'"{c}": {lower[c]}\n' for c in covered) + f'"@signature-params": {params}'
     mac = hmac.new(base64.b64decode(secret), text.encode(), hashlib.sha256).digest()
     return {"Signature-Input": f"sig1={params}", "Signature": f"sig1=:{b64(mac)}:"}
+
+
+PEERS: dict[str, type[CarrierCaller]] = {
+    "telnyx": TelnyxCaller,
+    "plivo": PlivoCaller,
+    "exotel": ExotelCaller,
+    "vonage": VonageCaller,
+    "jambonz": JambonzCaller,
+    "freeswitch": FreeSwitchCaller,
+    "genesys": GenesysCaller,
+}
+
+
+@contextlib.asynccontextmanager
+async def fake_gateway(
+    config: VoicebotConfig, brain_factory: BrainFactory = EchoBrain, voice: ToneVoice | None = None
+) -> AsyncIterator[tuple[Gateway, Recorder]]:
+    """The real gateway on model-free fakes (`voice`: the callers' tone voice), with a `Recorder`."""
+    services = fake_services(config, voice=voice, tts=ToneTTS(ms_per_char=20.0))
+    recorder = Recorder()
+    try:
+        async with running_gateway(config, services, brain_factory, [recorder]) as gw:
+            yield gw, recorder
+    finally:
+        services.close()

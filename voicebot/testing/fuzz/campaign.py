@@ -29,7 +29,8 @@ from voicebot.config import ServerConfig, VoicebotConfig
 from voicebot.frames import PCM
 from voicebot.pipeline import Services
 from voicebot.records import CallStore
-from voicebot.testing.fuzz.carriers import PEERS, good_carrier
+from voicebot.testing.carriers import PEERS
+from voicebot.testing.fuzz.carriers import good_carrier
 from voicebot.testing.fuzz.cases import (
     AUDIO,
     BROWSER_HANGUP,

@@ -22,16 +22,7 @@ from typing import TYPE_CHECKING, Any, cast
 import numpy as np
 from hypothesis import strategies as st
 
-from voicebot.testing.carriers import (
-    CarrierCaller,
-    ExotelCaller,
-    FreeSwitchCaller,
-    GenesysCaller,
-    JambonzCaller,
-    PlivoCaller,
-    TelnyxCaller,
-    VonageCaller,
-)
+from voicebot.testing.carriers import PEERS, CarrierCaller
 from voicebot.testing.fuzz.cases import (
     ENDINGS,
     JSON,
@@ -49,15 +40,6 @@ from voicebot.testing.fuzz.cases import (
 if TYPE_CHECKING:
     from voicebot.testing.gateway import Gateway
 
-PEERS: dict[str, type[CarrierCaller]] = {
-    "telnyx": TelnyxCaller,
-    "plivo": PlivoCaller,
-    "exotel": ExotelCaller,
-    "vonage": VonageCaller,
-    "jambonz": JambonzCaller,
-    "freeswitch": FreeSwitchCaller,
-    "genesys": GenesysCaller,
-}
 BINARY = frozenset({"vonage", "jambonz", "freeswitch", "genesys"})
 IN_URL = frozenset({"genesys"})  # its token is a header the fuzz client does not send: the URL's instead
 DIGITS = [*"0123456789*#ABCD", "55", "", "x", "٣", "\ud800", 5, None, [], {}]
