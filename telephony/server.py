@@ -28,7 +28,7 @@ from telephony import audiosocket
 from telephony.browser import browser_call
 from telephony.console import LiveFeed, console_router
 from telephony.metrics import CONTENT_TYPE, MetricsObserver
-from telephony.routes import add_carrier_routes
+from telephony.routes import CARRIERS, add_carrier_routes
 from telephony.session import CallHub, CallObserver
 from telephony.stallwatch import StallWatch
 from telephony.twilio import twilio_call
@@ -229,6 +229,7 @@ def endpoints(server: ServerConfig) -> list[str]:
         f"  Twilio webhook: {public}/twilio/voice   (GET/POST: the number's 'A call comes in' URL)",
         f"  Twilio stream:  {stream}",
         f"  AudioSocket:    {tcp}",
+        f"  carriers:       {stream.rsplit('/twilio/stream', 1)[0]}{{{','.join(CARRIERS)}}}   (see README)",
         f"  health:         http://{base}/health",
         f"  metrics:        http://{base}/metrics   (Prometheus)",
         f"  console:        http://{base}/console{console}",
