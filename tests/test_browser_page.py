@@ -9,7 +9,6 @@ test skips, except under CI=true, where a missing browser is a failure.
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -21,6 +20,7 @@ from voicebot.audio import write_wav
 from voicebot.config import ServerConfig, VoicebotConfig
 from voicebot.pipeline import Services
 from voicebot.testing.chromium import DevTools, chromium_binary, open_page
+from voicebot.testing.chromium import page_until as until_state
 from voicebot.testing.gateway import running_gateway
 from voicebot.testing.speech import silence
 
@@ -45,15 +45,7 @@ PAGE_STATE = """(() => {
 async def page_until(
     page: DevTools, done: Callable[[dict[str, Any]], Any], what: str, timeout: float
 ) -> dict[str, Any]:
-    """Poll the page's state until `done(state)`; on timeout, fail with what the page showed."""
-    state: dict[str, Any] = {}
-    try:
-        async with asyncio.timeout(timeout):
-            while not done(state := await page.evaluate(PAGE_STATE)):
-                await asyncio.sleep(0.2)
-    except TimeoutError:
-        pytest.fail(f"the page never showed {what} in {timeout:.0f} s; it showed {state}")
-    return state
+    return await until_state(page, PAGE_STATE, done, what, timeout)
 
 
 async def test_browser_page_talks_to_the_bot(chromium: str, services: Services, tmp_path: Path) -> None:

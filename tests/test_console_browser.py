@@ -11,17 +11,14 @@ test needs no model. With VOICEBOT_SCREENSHOTS=DIR it writes the README's screen
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import pytest
-
 from telephony.console.auth import hash_password
-from voicebot.testing.chromium import DevTools, chromium_binary, open_page
+from voicebot.testing.chromium import DevTools, chromium_binary, open_page, page_until
 from voicebot.testing.console import ConsoleBed, console_gateway, line
 from voicebot.testing.faults.callers import until
 from voicebot.testing.faults.env import gone
@@ -58,14 +55,7 @@ STATE = """(() => {
 async def until_page(
     page: DevTools, done: Callable[[dict[str, Any]], Any], what: str, timeout: float = 20
 ) -> dict[str, Any]:
-    state: dict[str, Any] = {}
-    try:
-        async with asyncio.timeout(timeout):
-            while not done(state := await page.evaluate(STATE)):
-                await asyncio.sleep(0.2)
-    except TimeoutError:
-        pytest.fail(f"the console never showed {what} in {timeout:.0f} s; it showed {state}")
-    return state
+    return await page_until(page, STATE, done, what, timeout)
 
 
 async def shoot(page: DevTools, name: str) -> None:

@@ -4,7 +4,8 @@ tests of the pages the gateway serves (the caller page, the operator console).
 The system package `chromium` (Makefile DEB_PACKAGES) provides the browser; `chromium_binary` skips a test
 without it, except under CI=true, where a missing browser is a failure. `open_page` starts a throwaway
 profile with a page open (optionally a WAV file as the microphone); `DevTools.evaluate` runs JavaScript in
-it as if from a user's click; `screenshot` writes a PNG of what it shows.
+it as if from a user's click; `page_until` waits for the page to show something; `screenshot` writes a
+PNG of what it shows.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import itertools
 import json
 import os
 import shutil
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
@@ -85,6 +86,21 @@ class DevTools:
         shot = await self.send("Page.captureScreenshot", format="png")
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(base64.b64decode(shot["data"]))
+
+
+async def page_until(
+    page: DevTools, state: str, done: Callable[[dict[str, Any]], Any], what: str, timeout: float
+) -> dict[str, Any]:
+    """Poll the page's `state` (a JavaScript expression giving an object) until `done(state)`; on timeout,
+    fail the test with what the page showed."""
+    found: dict[str, Any] = {}
+    try:
+        async with asyncio.timeout(timeout):
+            while not done(found := await page.evaluate(state)):
+                await asyncio.sleep(0.2)
+    except TimeoutError:
+        pytest.fail(f"the page never showed {what} in {timeout:.0f} s; it showed {found}")
+    return found
 
 
 @contextlib.asynccontextmanager
