@@ -6,7 +6,8 @@ counts. Labels hold only bounded values (protocols, end kinds, close codes, stag
 caller data.
 
 Metrics:
-- `voicebot_active_calls{protocol}` (gauge): calls running now; `browser`, `twilio`, `audiosocket`.
+- `voicebot_active_calls{protocol}` (gauge): calls running now; `browser`, `twilio`, `audiosocket` and the
+  carriers of `telephony.routes` (`telnyx`, `plivo`, `exotel`, `vonage`, `jambonz`, `freeswitch`, `genesys`).
 - `voicebot_calls_total{protocol,end}` (counter): finished calls by who ended them: `bot` (goodbye),
   `caller` (hung up), `error` (a transport or protocol failure), `server` (shutdown), `transfer` (the bot
   handed the call to an agent).
@@ -44,7 +45,18 @@ from voicebot.frames import BotReply, CallEnded, Frame, SpeechStarted, StageErro
 from voicebot.memory import heap_usage
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
-PROTOCOLS = ("browser", "twilio", "audiosocket")
+PROTOCOLS = (
+    "browser",
+    "twilio",
+    "audiosocket",
+    "telnyx",
+    "plivo",
+    "exotel",
+    "vonage",
+    "jambonz",
+    "freeswitch",
+    "genesys",
+)
 STAGES = ("endpoint", "asr", "asr_decode", "nlu", "dialogue_step", "action", "dialogue", "tts_first_audio")
 BUCKETS = (0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 5.0)
 LAG_BUCKETS = (0.005, 0.01, 0.02, 0.03, 0.04, 0.06, 0.1, 0.25, 1.0)
