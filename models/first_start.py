@@ -23,7 +23,8 @@ from models.train_first import FirstModelConfig
 BACKGROUND_NICE = 10
 
 
-def _score(model: Path) -> float | None:
+def model_score(model: Path) -> float | None:
+    """A finished model's held-out (validation) score; None while it is not finished."""
     try:
         return float(json.loads((model / "metrics.json").read_text())["validation"])
     except (OSError, ValueError, KeyError):
@@ -35,7 +36,7 @@ def served_model(domain: Path, cache_dir: Path, data_dir: Path | None = None) ->
     scored = []
     for rank, first in enumerate((False, True)):  # on a tie the full model wins (rank 0)
         path = model_dir(domain, cache_dir, data_dir, first=first)
-        score = _score(path)
+        score = model_score(path)
         if score is not None:
             scored.append((-score, rank, path))
     return min(scored)[2] if scored else None
@@ -72,7 +73,7 @@ def train_full_locked(domain: Path, cache_dir: Path, data_dir: Path | None, prog
 def start_full_training(domain: Path, cache_dir: Path, data_dir: Path | None = None) -> Path | None:
     """Start the full fine-tune as a detached `nice` process; returns its log file, or None when one is
     already running or the full model is already there."""
-    if _score(model_dir(domain, cache_dir, data_dir)) is not None or full_training_running(
+    if model_score(model_dir(domain, cache_dir, data_dir)) is not None or full_training_running(
         domain, cache_dir, data_dir
     ):
         return None

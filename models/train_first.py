@@ -39,9 +39,20 @@ class FirstModelConfig:
     trainable_layers: int = 2  # the encoder's top layers trained; those below are frozen and cached
     epochs: int = 4
     lr: float = 2e-4  # top encoder layer (lower trainable ones get lr * layer_decay**depth)
-    sentiment_pool: int = 3000  # GoEmotions comments the sentiment task cycles through
-    sentiment_valid: int = 1000  # comments the frustration threshold is fitted on
-    aux_steps: int = 300  # second stage: steps of the sentiment and answer heads on the frozen encoder
+    sentiment_pool: int = 1500  # GoEmotions comments the sentiment head trains on
+    sentiment_valid: int = 500  # comments the frustration threshold is fitted on
+    faq_questions: int = 16  # (question, answer) pairs per answer the matcher trains on
+    aux_steps: int = 150  # second stage: steps of the sentiment and answer heads on the frozen encoder
+
+
+def _per_answer(pairs: list[tuple[str, str]], most: int, rng: random.Random) -> list[tuple[str, str]]:
+    """At most `most` (question, answer) pairs per answer, a seeded sample."""
+    by_answer: dict[str, list[tuple[str, str]]] = {}
+    for pair in pairs:
+        by_answer.setdefault(pair[1], []).append(pair)
+    kept = [p for group in by_answer.values() for p in rng.sample(group, min(most, len(group)))]
+    rng.shuffle(kept)
+    return kept
 
 
 @dataclass
@@ -96,6 +107,13 @@ class FrozenLayerCache:
         return hidden, Batch(ids, mask, word_ids)
 
 
+BUCKET = 8  # batches whose examples are sorted by length together
+
+
+def _length(example: Example) -> int:
+    return len(example_words(example))
+
+
 class FirstModelTrainer(JointTrainer):
     """`JointTrainer` with the encoder's lower layers frozen and their output cached (module docstring).
 
@@ -123,12 +141,25 @@ class FirstModelTrainer(JointTrainer):
         if sentiment is not None:
             pool = rng.sample(sentiment[0], min(first.sentiment_pool, len(sentiment[0])))
             sentiment = (pool, sentiment[1][: first.sentiment_valid])
+        if faq is not None:
+            faq = replace(faq, questions=_per_answer(faq.questions, first.faq_questions, rng))
         cfg = replace(cfg, augment=0.0, epochs=first.epochs, lr=first.lr)
         super().__init__(train, valid, intents, entity_types, cfg, sentiment, faq, progress)
         self.first = first
         self.aux = (self.sentiment, self.faq)  # trained in the second stage (calibrate)
         self.sentiment, self.faq = None, None
         self._freeze_below(max(0, len(self._layers()) - first.trainable_layers))
+
+    def _epoch_order(self) -> list[Example]:
+        """Batches of similar length (less padding in the cached states: about half the work of random
+        batches here), in random order: a shuffle, cut into runs of `BUCKET` batches each sorted by length."""
+        order, size = super()._epoch_order(), self.cfg.batch_size
+        run = size * BUCKET
+        ordered = [e for i in range(0, len(order), run) for e in sorted(order[i : i + run], key=_length)]
+        batches = [ordered[i : i + size] for i in range(0, len(ordered), size)]
+        tail = batches.pop() if batches and len(batches[-1]) < size else []  # a short batch stays last: the
+        self.rng.shuffle(batches)  # loop cuts the order every batch_size examples
+        return [e for batch in [*batches, tail] for e in batch]
 
     def _layers(self) -> list[nn.Module]:
         encoder: Any = self.model.encoder  # a Hugging Face BERT-style model

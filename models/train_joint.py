@@ -200,6 +200,12 @@ class JointTrainer:
         enc = encode(self.tokenizer, batch_words, self.cfg.max_length)
         return self.model(enc.input_ids, enc.attention_mask), enc
 
+    def _epoch_order(self) -> list[Example]:
+        """The training examples in this epoch's order; consecutive `batch_size` runs are the batches."""
+        order = list(self.train)
+        self.rng.shuffle(order)
+        return order
+
     def _domain_loss(self, batch: list[Example]) -> torch.Tensor:
         if self.cfg.augment:
             batch = [augment(e, self.rng) if self.rng.random() < self.cfg.augment else e for e in batch]
@@ -278,8 +284,7 @@ class JointTrainer:
         behind = 0
         for epoch in range(cfg.epochs):
             self.model.train()
-            order = list(self.train)
-            self.rng.shuffle(order)
+            order = self._epoch_order()
             bar = progress(
                 range(steps_per_epoch),
                 desc=f"epoch {epoch + 1}/{cfg.epochs}",

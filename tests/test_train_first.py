@@ -10,7 +10,7 @@ import torch
 
 from models.data import Example
 from models.train_first import FirstModelConfig, FirstModelTrainer
-from models.train_joint import JointTrainConfig
+from models.train_joint import JointTrainConfig, JointTrainer
 from tests.tiny import tiny_encoder
 from voicebot.nlu.parser import NLU
 from voicebot.nlu.tokens import encode
@@ -95,3 +95,19 @@ def test_the_second_stage_trains_sentiment_and_answer_heads_only(encoder: Path, 
     nlu = NLU(tmp_path / "model")
     parse = nlu.parse("when are you open")
     assert parse.sentiment is not None and parse.answer is not None
+
+
+def test_an_epoch_is_every_example_once_in_batches_of_similar_length(encoder: Path) -> None:
+    t = trainer(encoder)
+    t.train = [Example("w " * n, "cancel", ["w"] * n, ["O"] * n) for n in range(1, 40)]
+    order = t._epoch_order()
+    assert sorted(len(e.tokens or []) for e in order) == list(range(1, 40))
+    batches = [order[i : i + 2] for i in range(0, len(order), 2)]
+    assert len(batches[-1]) == 1  # 39 examples: the short batch last
+
+    # far less padding than the full recipe's plain shuffle of the same examples
+    def padding(examples: list[Example]) -> int:
+        runs = [examples[i : i + 2] for i in range(0, len(examples), 2)]
+        return sum(max(len(e.tokens or []) for e in r) - min(len(e.tokens or []) for e in r) for r in runs)
+
+    assert padding(order) * 3 < padding(JointTrainer._epoch_order(t))

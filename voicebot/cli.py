@@ -49,21 +49,24 @@ def _check_files(files: list[Path]) -> None:
 
 
 def _brain_factory(
-    args: argparse.Namespace, config: VoicebotConfig, scratch: bool = False
+    args: argparse.Namespace, config: VoicebotConfig, scratch: bool = False, live: bool = False
 ) -> Callable[[], Any]:
     """EchoBrain without a domain; with one, its dialogue engine (NLU trained first if missing).
 
     A domain without flows.yaml gets the NLU-only brain. `scratch`: each call gets a fresh copy of the
-    domain's back end (conversation tests must not see each other's cancelled orders).
+    domain's back end (conversation tests must not see each other's cancelled orders). `live` (serve): a
+    better model of the domain, once trained, replaces the served one without a restart.
     """
     from voicebot.brain import EchoBrain
 
     if getattr(args, "domain", None) is None:
         return EchoBrain
     from voicebot.domain.loader import is_dialogue_domain
-    from voicebot.nlu.parser import NLU
+    from voicebot.nlu.parser import NLU, Parser
 
-    nlu = NLU(_trained_model(args, config), threads=config.nlu.threads, int8=config.nlu.int8)
+    nlu: Parser = NLU(_trained_model(args, config), threads=config.nlu.threads, int8=config.nlu.int8)
+    if live and not getattr(args, "quick", False) and config.nlu.swap_check_s is not None:
+        nlu = _live_nlu(args.domain, config, nlu)
     if not is_dialogue_domain(args.domain):
         from voicebot.nlu.brain import UnderstandingBrain
 
@@ -74,6 +77,25 @@ def _brain_factory(
 
     folder = Path(tempfile.mkdtemp(prefix="voicebot-backend-")) if scratch else None
     return DialogueFactory(args.domain, nlu, config.cache_dir, scratch=folder)
+
+
+def _live_nlu(domain: Path, config: VoicebotConfig, nlu: Any) -> Any:
+    """The served model behind a `SwappableNLU`; a watcher swaps in a better one (voicebot/nlu/swap.py)."""
+    from models.first_start import model_score, served_model
+    from voicebot.nlu.parser import NLU
+    from voicebot.nlu.swap import ModelWatcher, SwappableNLU
+
+    source = served_model(domain, config.cache_dir)
+    assert source is not None  # _trained_model made one
+    live = SwappableNLU(nlu, source, model_score(source))
+    ModelWatcher(
+        live,
+        pick=lambda: served_model(domain, config.cache_dir),
+        load=lambda path: NLU(path, threads=config.nlu.threads, int8=config.nlu.int8),
+        score=model_score,
+        interval_s=float(config.nlu.swap_check_s or 0),
+    ).start()
+    return live
 
 
 def _trained_model(args: argparse.Namespace, config: VoicebotConfig) -> Path:
@@ -206,7 +228,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     install_call_ids()
     store = CallStore.from_config(config)  # every call, turn and transfer, PII masked
     try:
-        serve(config, _brain_factory(args, config), observers=[store])
+        serve(config, _brain_factory(args, config, live=True), observers=[store])
     finally:
         store.close()
     return 0

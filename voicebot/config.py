@@ -180,6 +180,13 @@ class PipelineConfig(_Section):
 class NLUConfig(_Section):
     int8: bool = Field(True, description="int8-quantised encoder: ~2x faster, same accuracy (benchmarks.md)")
     threads: int = Field(1, ge=1, description="threads per parse; calls run in parallel on the worker pool")
+    swap_check_s: float | None = Field(
+        30.0,
+        gt=0,
+        description="a gateway with a domain looks this often for a better-scoring finished model of it (the "
+        "background fine-tune, a `voicebot train` after the domain changed) and swaps it in between parses; "
+        "null = never",
+    )
 
 
 class ServerConfig(_Section):

@@ -1,0 +1,101 @@
+"""Live model swap: a running gateway moves to a better NLU model without stopping a call.
+
+Every brain holds the one `SwappableNLU`; each parse reads whichever model is current when it starts, so a
+parse never mixes two models and the next one after a swap reads the new model: calls in progress move over
+between parses (a turn's parses normally, though a turn that parses several hypotheses may straddle a swap).
+`ModelWatcher` polls for the model that should serve (`pick`, e.g. the domain's better-scoring finished
+model after `voicebot train` or the background fine-tune); a different one is loaded in the watcher's thread,
+away from the calls, and swapped in only if its held-out score is at least the current one's. Each decision
+is logged with both scores.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from datetime import date
+from pathlib import Path
+
+from voicebot.nlu.model import Labels
+from voicebot.nlu.parser import Parse, Parser
+
+log = logging.getLogger(__name__)
+
+
+class SwappableNLU:
+    """A `Parser` whose model can be replaced while calls use it."""
+
+    def __init__(self, parser: Parser, source: Path, score: float | None) -> None:
+        self._current: tuple[Parser, Path, float | None] = (parser, source, score)
+
+    @property
+    def labels(self) -> Labels:
+        return self._current[0].labels
+
+    @property
+    def source(self) -> Path:
+        return self._current[1]
+
+    @property
+    def score(self) -> float | None:
+        return self._current[2]
+
+    def parse(self, text: str, today: date | None = None) -> Parse:
+        parser = self._current[0]  # one read: this parse uses one model whatever happens meanwhile
+        return parser.parse(text, today)
+
+    def swap(self, parser: Parser, source: Path, score: float | None) -> None:
+        self._current = (parser, source, score)  # a single reference assignment: atomic for readers
+
+
+class ModelWatcher:
+    """Every `interval_s`, ask `pick()` for the model that should serve; load and swap in a better one."""
+
+    def __init__(
+        self,
+        nlu: SwappableNLU,
+        pick: Callable[[], Path | None],
+        load: Callable[[Path], Parser],
+        score: Callable[[Path], float | None],
+        interval_s: float,
+    ) -> None:
+        self.nlu, self.pick, self.load, self.score, self.interval_s = nlu, pick, load, score, interval_s
+        self.rejected: set[Path] = set()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="nlu-model-watcher", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join()
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval_s):
+            try:
+                self.check()
+            except Exception:  # a broken candidate must never take the serving model down
+                log.exception("NLU model check failed; the current model keeps serving")
+
+    def check(self) -> bool:
+        """One poll; returns whether a new model was swapped in."""
+        candidate = self.pick()
+        if candidate is None or candidate == self.nlu.source or candidate in self.rejected:
+            return False
+        new, old = self.score(candidate), self.nlu.score
+        if new is None or (old is not None and new < old):
+            self.rejected.add(candidate)
+            log.info("NLU model %s not swapped in: held-out score %s < current %s", candidate, new, old)
+            return False
+        try:
+            parser = self.load(candidate)
+        except Exception:
+            self.rejected.add(candidate)  # tried once: a broken directory is not reloaded every poll
+            raise
+        previous = self.nlu.source
+        self.nlu.swap(parser, candidate, new)
+        log.info("NLU model swapped: %s (held-out %s) -> %s (held-out %s)", previous, old, candidate, new)
+        return True
