@@ -10,6 +10,7 @@ input: every one must end that call with a close code and a reason a carrier's l
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import json
 from collections.abc import AsyncIterator, Callable
@@ -240,3 +241,32 @@ async def test_binary_streams_bad_input(gateway: tuple[Gateway, Recorder], proto
     assert got["silence"] == (1002, f"no {AWAITED[protocol]} in time")
     await recorder.ended(count=2)
     assert not gw.hub.calls
+
+
+async def test_wideband_streams_run_at_their_rate(gateway: tuple[Gateway, Recorder]) -> None:
+    """Vonage at audio/l16;rate=16000 and Telnyx L16 at 16 kHz: the call runs at 16 kHz and the bot's
+    20 ms frames are 640 bytes (Telnyx: big-endian, as RTP's L16)."""
+    gw, recorder = gateway
+    vonage = json.dumps(
+        {"event": "websocket:connected", "content-type": "audio/l16;rate=16000", "token": TOKEN}
+    )
+    telnyx = opening("telnyx", media_format={"encoding": "L16", "sample_rate": 16000, "channels": 1})
+    sizes: dict[str, list[int]] = {}
+    for name, path, first in (("vonage", "/vonage/socket", [vonage]), ("telnyx", "/telnyx/stream", telnyx)):
+        async with websockets.connect(f"ws://{gw.http}{path}") as ws:
+            for message in first:
+                await ws.send(message)
+            frames: list[bytes] = []
+            async with asyncio.timeout(10):
+                while len(frames) < 5:
+                    message = await ws.recv()
+                    if isinstance(message, bytes):
+                        frames.append(message)
+                    elif (data := json.loads(message)).get("event") == "media":
+                        frames.append(base64.b64decode(data["media"]["payload"]))
+            sizes[name] = [len(f) for f in frames]
+            tone = np.frombuffer(b"".join(frames), ">i2" if name == "telnyx" else "<i2").astype(np.int32)
+            # the greeting's 200 Hz tone: loud, and smooth sample to sample only in the right byte order
+            assert np.abs(tone).max() > 1000 and np.abs(np.diff(tone)).max() < 1500
+    assert sizes == {"vonage": [640] * 5, "telnyx": [640] * 5}
+    await recorder.ended(count=2)
