@@ -1,14 +1,6 @@
-"""The carriers' side of their media WebSockets, written from each one's published reference (the same ones
-`telephony/<carrier>.py` cites): the callers of the carrier tests, the fuzz campaign's good calls and the
-latency table.
-
-Each peer is a `Caller` (voicebot.testing.faults.callers): it streams 20 ms of 8 kHz audio in real time,
-presses keys, counts the bot's audio frames, and can drop the line every way a real one fails. What is the
-carrier's own: the opening messages, how audio, keys and the hang-up are framed, and its playout buffer
-(`Playout`): the bot's audio plays in order in real time, a mark comes back once the audio before it has
-played, and a clear drops what is queued, returning pending marks the carrier's way (Twilio's family at
-once, Plivo and Vonage never, jambonz as `cleared`).
-"""
+"""What every carrier peer shares: `CarrierCaller` (a `faults.Caller` speaking a carrier's wire through the
+hooks `opening`, `audio`, `key`, `bye`, `read`, `echo`) and `Playout`, the far end's playout buffer that
+returns marks once their audio has played (the package's docstring says how each carrier does it)."""
 
 from __future__ import annotations
 
