@@ -4,11 +4,13 @@ Caller audio arrives continuously, so its track is just the frames in order. Bot
 moment it was sent (the speak stage paces it in real time), back to back, which keeps pauses and barge-ins
 where they happened; what was sent ahead and dropped by a barge-in's clear is taken off again, as the caller
 never heard it. Only kept when `server.recordings_dir` is set: recordings hold the caller's unmasked voice.
+`TappedSink` and the call's `taps` let a listener (the console's listen-in) hear both sides as they pass.
 """
 
 from __future__ import annotations
 
 import time
+from typing import Protocol
 
 import numpy as np
 
@@ -62,6 +64,33 @@ class RecordingSink:
 
     async def clear(self) -> None:
         self.recorder.cleared()
+        await self.sink.clear()
+
+    def played_ms(self, reply_id: int, clock_ms: float) -> float:
+        return self.sink.played_ms(reply_id, clock_ms)
+
+
+class AudioTap(Protocol):
+    """Something that hears a live call's audio as it passes (the console's listen-in): both methods are
+    called on the call's audio path, so they must return at once (queue, never wait)."""
+
+    def caller(self, pcm: PCM) -> None: ...
+
+    def bot(self, pcm: PCM) -> None: ...
+
+
+class TappedSink:
+    """Wraps a call's sink: the bot's frames go to the call's taps (none, mostly), then on to the caller."""
+
+    def __init__(self, sink: AudioSink, taps: list[AudioTap]) -> None:
+        self.sink, self.taps = sink, taps
+
+    async def play(self, frame: BotAudio) -> None:
+        for tap in self.taps:
+            tap.bot(frame.pcm)
+        await self.sink.play(frame)
+
+    async def clear(self) -> None:
         await self.sink.clear()
 
     def played_ms(self, reply_id: int, clock_ms: float) -> float:

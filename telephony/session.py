@@ -22,7 +22,7 @@ from typing import Any, Literal, Protocol
 
 from telephony.limits import LimitExceeded, MessageLimit
 from telephony.logs import CALL_ID
-from telephony.recording import CallRecorder, RecordingSink
+from telephony.recording import AudioTap, CallRecorder, RecordingSink, TappedSink
 from voicebot.brain import BrainFactory
 from voicebot.config import ServerConfig
 from voicebot.frames import PCM, Action, BotReply, CallEnded, Frame
@@ -250,8 +250,10 @@ class Call:
         keep = hub.config.recordings_dir is not None
         self.recorder = CallRecorder(channel_rate) if keep else None
         sink = RecordingSink(transport, self.recorder) if self.recorder else transport
+        self.taps: list[AudioTap] = []  # who hears the call's audio as it passes (the console's listen-in)
         partials = getattr(transport, "shows_partials", False)  # only the browser page shows them
-        self.pipe = CallPipeline(hub.services, hub.brain_factory(), sink, channel_rate, True, partials)
+        tapped = TappedSink(sink, self.taps)
+        self.pipe = CallPipeline(hub.services, hub.brain_factory(), tapped, channel_rate, True, partials)
         self._stop = asyncio.Event()
         self._stop_reason = "server shutting down"
         self._stop_actions: tuple[Action, ...] = ()
@@ -267,6 +269,8 @@ class Call:
         """Caller audio in, at the call's channel rate."""
         if self.recorder is not None:
             self.recorder.caller(pcm)
+        for tap in self.taps:
+            tap.caller(pcm)
         await self.pipe.caller_audio(pcm)
 
     async def send_dtmf(self, digit: str) -> None:

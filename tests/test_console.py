@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import json
 import sys
+from collections import Counter
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -14,6 +15,7 @@ from typing import Any
 from urllib.parse import quote
 
 import pytest
+import websockets
 
 from telephony.console.api import reviews_path
 from telephony.console.auth import hash_password, password_ok
@@ -335,3 +337,54 @@ async def test_an_operator_corrects_a_turn_into_the_reviewed_file_and_retrains(t
         config = bed.gw.app.state.gateway.config.model_copy(deep=True)
         config.console.reviews_file = None
         assert reviews_path(config, bed.gw.hub) == SHOP / "reviewed.jsonl"  # beside the domain by default
+
+
+async def login(host: str, name: str, password: str) -> dict[str, str]:
+    """Log in with the form: the session cookie as a Cookie header."""
+    form = {"Content-Type": "application/x-www-form-urlencoded"}
+    status, headers, _ = await request(
+        host, "/console/login", "POST", form, f"name={name}&password={password}"
+    )
+    assert status == 303
+    return {"Cookie": cookie_of(headers)}
+
+
+async def test_a_supervisor_listens_in_and_the_line_closes_with_the_call(bed: ConsoleBed) -> None:
+    host = bed.gw.http
+    caller, call_id = await bed.call()
+    try:
+        url = f"ws://{host}/console/api/live/{call_id}/listen"
+        cookie, _ = await token_session(host)
+        refusals = [
+            {},  # nobody
+            {"Cookie": cookie, "Origin": "http://evil.example"},  # another site's page, with our cookie
+            await login(host, "vera", "viewer-pass"),  # a viewer: never the caller's voice
+        ]
+        for headers in refusals:
+            with pytest.raises(websockets.InvalidStatus):
+                async with websockets.connect(url, additional_headers=headers):
+                    pass
+        with pytest.raises(websockets.InvalidStatus):
+            async with websockets.connect(
+                url.replace(call_id, "nope"), additional_headers={"Cookie": cookie}
+            ):
+                pass
+        async with websockets.connect(url, additional_headers={"Cookie": cookie}) as ws:
+            assert json.loads(await ws.recv()) == {"type": "start", "rate": 8000}
+            caller.say(line("where is my order"))
+            sides: Counter[int] = Counter()
+            async with asyncio.timeout(15):
+                while sides[0] < 50 or sides[1] < 10:  # a second of the line, and the bot's answer
+                    message = await ws.recv()
+                    assert isinstance(message, bytes) and len(message) == 1 + 320  # 20 ms of PCM16 at 8 kHz
+                    sides[message[0]] += 1
+        assert await until(lambda: not bed.gw.hub.calls[call_id].taps, 5)  # the tap left with the browser
+        async with websockets.connect(url, additional_headers={"Cookie": cookie}) as ws:
+            await ws.recv()
+            caller.abort()  # the line drops: the listen socket closes with the call
+            async with asyncio.timeout(15):
+                with pytest.raises(websockets.ConnectionClosedOK):
+                    while True:
+                        await ws.recv()
+    finally:
+        await caller.close()

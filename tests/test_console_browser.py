@@ -1,8 +1,8 @@
 """The operator console in a real headless Chromium, against real calls: an operator logs in with the form,
-watches a Twilio-protocol call appear and its transcript grow, transfers another to a person with the
-button, filters the history, opens the finished call and plays its recording, corrects a turn into the
-reviewed training file, and reads the dashboard; requests without the session or the CSRF token are
-refused from inside the page too.
+watches a Twilio-protocol call appear and its transcript grow, listens in, transfers another call to a
+person with the button, filters the history, opens the finished call and plays its recording, corrects a
+turn into the reviewed training file, and reads the dashboard; requests without the session or the CSRF
+token are refused from inside the page too.
 
 The calls run on the shop's real dialogue engine with fake models (`voicebot.testing.console`), so the
 test needs no model. With VOICEBOT_SCREENSHOTS=DIR it writes the README's screenshots there
@@ -46,6 +46,7 @@ STATE = """(() => {
     kpis: Object.fromEntries([...document.querySelectorAll(".kpi")].map(k => [k.id, k.textContent])),
     bars: document.querySelectorAll("#chart-calls rect").length,
     oos: (document.getElementById("list-oos") || {}).textContent || "",
+    listen: s.listen || {},
     saved: Object.fromEntries([...document.querySelectorAll("form.review")].map(
       f => [f.dataset.index, f.dataset.saved])),
   };
@@ -103,6 +104,8 @@ async def _session(bed: ConsoleBed, binary: str, tmp_path: Path) -> None:
             caller.say(line("where is my order"))
             await until_page(page, lambda s: "where is my order" in card(s, tracked)["text"], "the words")
             await until_page(page, lambda s: card(s, tracked)["flow"] == "track_order", "the flow")
+            listen = f'document.querySelector(`#live-calls .call[data-id="{tracked}"] button.listen`).click()'
+            await page.evaluate(listen)  # listen in while the caller reads the number and the bot answers
             await until(lambda: bed.turns(tracked) >= 2, 10)
             caller.say(line("four five seven two one nine"))
             state = await until_page(
@@ -113,7 +116,10 @@ async def _session(bed: ConsoleBed, binary: str, tmp_path: Path) -> None:
             assert card(state, tracked)["text"].index("where is my order") < card(state, tracked)[
                 "text"
             ].index("four five seven two one nine")
+            state = await until_page(page, lambda s: s["listen"]["bot"] > 10, "the bot's voice, listening in")
+            assert state["listen"]["caller"] > 50 and state["listen"]["closed"] is None
             await shoot(page, "console-live.png")
+            await page.evaluate(listen)  # stop listening
             await until(lambda: bed.turns(tracked) >= 3, 10)
             caller.say(line("no thanks goodbye"))
             await gone(tracked, bed.gw)

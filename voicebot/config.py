@@ -308,6 +308,9 @@ class ConsoleConfig(_Section):
         description="while a console watches, every call decodes partial transcripts (only when the model "
         "pool is idle, as for the browser page)",
     )
+    listen_in: bool = Field(
+        True, description="supervisors may listen to live calls in the browser (the caller's unmasked voice)"
+    )
     low_confidence: float = Field(
         0.5, ge=0, le=1, description="the dashboard lists utterances whose intent confidence is below this"
     )

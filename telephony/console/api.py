@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any, TypeVar, cast, get_args
 from urllib.parse import parse_qsl
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Request, WebSocket
 from fastapi.responses import (
     FileResponse,
     HTMLResponse,
@@ -30,7 +30,8 @@ from fastapi.responses import (
 )
 from sqlalchemy import Engine
 
-from telephony.console.auth import COOKIE, Auth, Session
+from telephony.console.auth import COOKIE, Auth, Session, same_origin
+from telephony.console.listen import listen
 from telephony.console.live import LiveFeed
 from telephony.console.review import Retrain, Reviews, check_review, reviewed_examples
 from telephony.console.stats import dashboard
@@ -146,6 +147,20 @@ def console_router(
             return refused(400, str(exc))
 
     stats_cache: dict[int, tuple[float, dict[str, Any]]] = {}
+
+    @router.websocket("/api/live/{call_id}/listen")
+    async def listen_in(ws: WebSocket, call_id: str) -> None:
+        session, call = auth.who(ws), hub.calls.get(call_id)
+        if session is None or not same_origin(ws):
+            await ws.close(1008, "log in first")  # before accepting: the browser sees a refused handshake
+        elif session.role != "supervisor" or not config.console.listen_in:
+            await ws.close(1008, "only a supervisor may listen in (console.listen_in)")
+        elif call is None:
+            await ws.close(1008, "no such live call")
+        else:
+            await ws.accept()
+            await listen(ws, hub, call)
+
     reviews = Reviews(reviews_path(config, hub), known_intents(hub))
     retrain_hook = Retrain(config.console.retrain_command, reviews.path)
 
@@ -183,8 +198,7 @@ def console_router(
 
     @router.post("/login")
     async def login(request: Request) -> Response:
-        origin = request.headers.get("origin")
-        if origin is not None and origin != f"{request.url.scheme}://{request.headers.get('host', '')}":
+        if not same_origin(request):
             return refused(403, "cross-site login refused")
         try:
             form = dict(parse_qsl((await read_body(request, LOGIN_BYTES)).decode(errors="replace")))

@@ -29,7 +29,7 @@ import time
 from dataclasses import dataclass
 from typing import Literal
 
-from fastapi import Request
+from starlette.requests import HTTPConnection
 
 from voicebot.config import ConsoleConfig, ConsoleUser, ServerConfig
 
@@ -77,6 +77,14 @@ def _loopback(host: str | None) -> bool:
         return False
 
 
+def same_origin(conn: HTTPConnection) -> bool:
+    """No `Origin` (not a browser, or a browser's same-origin GET), or the console's own: a page of another
+    site may send requests here (forms, WebSockets) but its browser names it in `Origin`."""
+    origin = conn.headers.get("origin")
+    scheme = "https" if conn.url.scheme in ("https", "wss") else "http"
+    return origin is None or origin == f"{scheme}://{conn.headers.get('host', '')}"
+
+
 class Auth:
     """The console's sessions and the checks every console route makes."""
 
@@ -99,10 +107,10 @@ class Auth:
         self._sessions[sid] = Session(user, role, secrets.token_urlsafe(32), now + self.lifetime_s)
         return sid
 
-    def end_session(self, request: Request) -> None:
+    def end_session(self, request: HTTPConnection) -> None:
         self._sessions.pop(request.cookies.get(COOKIE, ""), None)
 
-    def local_ok(self, request: Request) -> bool:
+    def local_ok(self, request: HTTPConnection) -> bool:
         """The open-on-loopback case: a loopback client that asked for a loopback host name."""
         host = request.headers.get("host", "")
         name = host.split("]")[0] + "]" if host.startswith("[") else host.rsplit(":", 1)[0]
@@ -112,20 +120,20 @@ class Auth:
     def token_ok(self, given: str | None) -> bool:
         return bool(self.token) and hmac.compare_digest((given or "").encode(), (self.token or "").encode())
 
-    def bearer_ok(self, request: Request) -> bool:
+    def bearer_ok(self, request: HTTPConnection) -> bool:
         """The gateway token as `Authorization: Bearer T` or `?token=T` (as `/metrics` takes it): proof in
         itself, never sent by a browser on its own, so no CSRF check either."""
         scheme, _, value = request.headers.get("authorization", "").partition(" ")
         given = value.strip() if scheme.lower() == "bearer" else request.query_params.get("token")
         return self.token_ok(given)
 
-    def session(self, request: Request) -> Session | None:
+    def session(self, request: HTTPConnection) -> Session | None:
         found = self._sessions.get(request.cookies.get(COOKIE, ""))
         if found is None or found.expires <= time.monotonic():
             return None
         return found
 
-    def who(self, request: Request) -> Session | None:
+    def who(self, request: HTTPConnection) -> Session | None:
         """The caller of an API route: their session, a bearer token (a supervisor), or a loopback client
         when nothing is configured; None = refuse."""
         found = self.session(request)
@@ -137,12 +145,11 @@ class Auth:
             return Session("local", "supervisor", "", float("inf"))
         return None
 
-    def csrf_ok(self, request: Request, session: Session) -> bool:
+    def csrf_ok(self, request: HTTPConnection, session: Session) -> bool:
         """A state change from the console's own page (see the module docstring)."""
         if self.bearer_ok(request):
             return True
-        origin = request.headers.get("origin")
-        if origin is not None and origin != f"{request.url.scheme}://{request.headers.get('host', '')}":
+        if not same_origin(request):
             return False
         given = request.headers.get(CSRF_HEADER, "")
         return bool(session.csrf) and hmac.compare_digest(given.encode(), session.csrf.encode())

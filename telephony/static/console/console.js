@@ -4,7 +4,8 @@
 // tests/test_console_browser.py reads the element ids and data-* attributes used here: keep them stable.
 
 const $ = id => document.getElementById(id);
-const state = window.consoleState = { me: null, live: new Map(), feedEvents: 0, partials: 0, view: null, ready: false };
+const state = window.consoleState = { me: null, live: new Map(), feedEvents: 0, partials: 0, view: null, ready: false,
+  listen: { frames: 0, caller: 0, bot: 0, closed: null } };
 
 function el(tag, attrs = {}, ...children) {
   const node = document.createElement(tag);
@@ -46,6 +47,33 @@ function outcome(call) {
 
 // --- live calls -----------------------------------------------------------------------------------------
 
+// Listen-in: both sides of a call as they pass, caller on the left, bot on the right.
+let listening = null;
+function stopListening() {
+  if (!listening) return;
+  listening.ws.close(); listening.ctx.close(); listening.button.textContent = "Listen"; listening = null;
+}
+function listenTo(call, button) {
+  if (listening) { const same = listening.id === call.id; stopListening(); if (same) return; }
+  const proto = location.protocol === "https:" ? "wss" : "ws";
+  const ws = new WebSocket(`${proto}://${location.host}/console/api/live/${encodeURIComponent(call.id)}/listen`);
+  const ctx = new AudioContext(), at = [0, 0], pans = [-1, 1].map(p => { const n = new StereoPannerNode(ctx, { pan: p }); n.connect(ctx.destination); return n; });
+  let rate = 8000;
+  ws.binaryType = "arraybuffer";
+  ws.onmessage = m => {
+    if (typeof m.data === "string") { rate = JSON.parse(m.data).rate; return; }
+    const side = new Uint8Array(m.data, 0, 1)[0], pcm = new Int16Array(m.data.slice(1)), f = new Float32Array(pcm.length);
+    for (let i = 0; i < pcm.length; i++) f[i] = pcm[i] / 32768;
+    const buffer = ctx.createBuffer(1, f.length, rate); buffer.copyToChannel(f, 0);
+    const source = ctx.createBufferSource(); source.buffer = buffer; source.connect(pans[side]);
+    at[side] = Math.max(at[side], ctx.currentTime + 0.15); source.start(at[side]); at[side] += buffer.duration;
+    state.listen.frames += 1; state.listen[side ? "bot" : "caller"] += 1;
+  };
+  ws.onclose = e => { state.listen.closed = e.code; if (listening && listening.ws === ws) stopListening(); };
+  listening = { id: call.id, ws, ctx, button };
+  button.textContent = "Stop listening";
+}
+
 function liveCard(call) {
   const transfer = el("button", { class: "danger transfer", type: "button", textContent: "Transfer to a person" });
   transfer.hidden = state.me.role !== "supervisor";
@@ -54,13 +82,16 @@ function liveCard(call) {
     try { await post(`/console/api/live/${encodeURIComponent(call.id)}/transfer`); transfer.textContent = "Transferring…"; }
     catch (e) { transfer.textContent = "Failed: " + e.message; transfer.disabled = false; }
   };
+  const listen = el("button", { class: "listen", type: "button", textContent: "Listen" });
+  listen.hidden = state.me.role !== "supervisor";
+  listen.onclick = () => listenTo(call, listen);
   const card = el("div", { class: "call", "data-id": call.id },
     el("div", { class: "head" }, el("b", { class: "protocol" }, call.protocol), el("span", { class: "caller" }, call.caller || "unknown caller"),
       el("span", { class: "duration meta" }, "0s")),
     el("dl", { class: "facts" },
       el("dt", {}, "flow"), el("dd", { class: "flow" }), el("dt", {}, "intent"), el("dd", { class: "intent" }),
       el("dt", {}, "sentiment"), el("dd", { class: "sentiment" }), el("dt", {}, "slots"), el("dd", { class: "slots" })),
-    el("div", { class: "transcript" }), transfer);
+    el("div", { class: "transcript" }), el("div", { class: "actions" }, listen, transfer));
   return card;
 }
 
@@ -88,6 +119,7 @@ function onFeed(event) {
   } else if (event.type === "call") live.set(event.call.id, event.call);
   else if (event.type === "ended") {
     live.delete(event.id);
+    if (listening && listening.id === event.id) stopListening();
     document.querySelector(`#live-calls .call[data-id="${CSS.escape(event.id)}"]`)?.remove();
   } else {
     const call = live.get(event.id);
