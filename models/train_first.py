@@ -37,7 +37,7 @@ class FirstModelConfig:
     """What the first model changes in the full recipe; the rest is `JointTrainConfig`'s."""
 
     trainable_layers: int = 2  # the encoder's top layers trained; those below are frozen and cached
-    epochs: int = 4
+    epochs: int = 3
     lr: float = 2e-4  # top encoder layer (lower trainable ones get lr * layer_decay**depth)
     sentiment_pool: int = 1500  # GoEmotions comments the sentiment head trains on
     sentiment_valid: int = 500  # comments the frustration threshold is fitted on

@@ -106,7 +106,7 @@ def test_eval_nlu_trains_reports_and_logs_each_epoch(tmp_path: Path) -> None:
     out = tmp_path / "snips"
     proc = voicebot("eval-nlu", "--dataset", "snips", "--epochs", "2", "--limit", "48", "--out", str(out))
     assert proc.returncode == 0, proc.stderr
-    # stderr is a pipe here, so the bar is off; the per-epoch line is what a log file keeps
+    # stderr is a pipe here: plain progress lines (voicebot/progress.py) and the per-epoch line a log keeps
     assert "epoch 1/2: intent_acc" in proc.stderr and "epoch 2/2: intent_acc" in proc.stderr
     assert proc.stdout.startswith("snips: intent acc ") and "entity_f1" in proc.stdout
     report = json.loads((out / "report.json").read_text())

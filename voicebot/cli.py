@@ -265,7 +265,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         from models.first_start import start_full_training
 
         out, trained = ensure_model(domain, cache, args.data_dir, progress, background=False)
-        started = start_full_training(domain, cache, args.data_dir)
+        started = None if args.no_background else start_full_training(domain, cache, args.data_dir)
     metrics = json.loads((out / "metrics.json").read_text())
     state = f"trained in {metrics['train_seconds']:.0f} s" if trained else "up to date"
     print(f"{domain}: NLU model {state}: {out}")
@@ -388,6 +388,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data-dir", type=Path, help="datasets folder (default ../shared/data, $VOICEBOT_DATA)")
     p.add_argument("--force", action="store_true", help="retrain even if the cached model is up to date")
     p.add_argument("--full", action="store_true", help="only the full fine-tune, in the foreground")
+    p.add_argument("--no-background", action="store_true", help="first model only, no background run")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=cmd_train)
 
