@@ -82,16 +82,23 @@ def free_port() -> int:
 class Server:
     """`voicebot serve` as a child process, with its CPU time and resident memory (process tree)."""
 
-    def __init__(self, folder: Path, port: int, quick: bool, calls: int) -> None:
+    def __init__(
+        self, folder: Path, port: int, quick: bool, calls: int, settings: dict[str, str] | None = None
+    ) -> None:
+        """`settings`: more VOICEBOT__… environment settings for this server (a variant under test)."""
         self.port, self.log_path, self.db = port, folder / "server.log", folder / "calls.sqlite"
         domain = domain_copy(folder, quick)
         cmd = [str(Path(sys.executable).with_name("voicebot")), "serve", "--domain", str(domain),
                "--port", str(port), "--audiosocket-port", "0", *(["--quick"] if quick else [])]  # fmt: skip
-        env = os.environ | {
-            "VOICEBOT__SERVER__RECORDS_URL": f"sqlite:///{self.db}",
-            "VOICEBOT__SERVER__MAX_CALLS": str(max(16, calls)),
-            "VOICEBOT__SERVER__TOKEN": "null",  # our callers carry no token; other settings are the user's
-        }
+        env = (
+            os.environ
+            | {
+                "VOICEBOT__SERVER__RECORDS_URL": f"sqlite:///{self.db}",
+                "VOICEBOT__SERVER__MAX_CALLS": str(max(16, calls)),
+                "VOICEBOT__SERVER__TOKEN": "null",  # our callers carry no token; the rest are the user's
+            }
+            | (settings or {})
+        )
         with self.log_path.open("w") as log:
             self.proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
         try:

@@ -90,9 +90,14 @@ async def sampled(server: Server, work: Any) -> tuple[Any, list[tuple[float, flo
     return task.result(), samples
 
 
-def run_level(n: int, args: argparse.Namespace, clips: dict[str, list[str]]) -> dict[str, Any]:
+TIMER = {"VOICEBOT__TURN__DECIDE": "false"}  # `--before`: turns end after the fixed vad.end_silence_ms
+
+
+def run_level(
+    n: int, args: argparse.Namespace, clips: dict[str, list[str]], settings: dict[str, str] | None = None
+) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix=f"bench-calls-{n}-") as tmp:
-        server = Server(Path(tmp), args.port or free_port(), args.quick, n)
+        server = Server(Path(tmp), args.port or free_port(), args.quick, n, settings)
         try:
             started = time.monotonic()
             server.wait_ready()
@@ -328,6 +333,27 @@ def breakdown_chart(path: Path, levels: dict[int, dict[str, Any]]) -> None:
     bc._save(plt, fig, ax, path)
 
 
+def compare_turns(before: dict[int, dict[str, Any]], after: dict[int, dict[str, Any]]) -> str:
+    """The same level with turns ended by the fixed timer, then by decision (`--before`), in one run."""
+    if not before:
+        return ""
+    fmt = bc.fmt
+    rows = [
+        [n, *(f"{fmt(s['v2v_ms']['p50'], 0)} / {fmt(s['v2v_ms']['p95'], 0)}" for s in (before[n], after[n])),
+         *(fmt(s["stages_ms"]["endpoint"], 0) for s in (before[n], after[n])),
+         *(f"{s['matched_turns']}/{s['lines']}" for s in (before[n], after[n]))]
+        for n in sorted(before)
+    ]  # fmt: skip
+    head = ["calls", "v2v p50 / p95, timer", "v2v p50 / p95, decided", "endpoint, timer",
+            "endpoint, decided", "turns matched, timer", "turns matched, decided"]  # fmt: skip
+    return (
+        "\n\n### Turn-taking before and after, same run\n\nEach level run first with `turn.decide: false` "
+        "(the fixed 500 ms `vad.end_silence_ms`), then as shipped (`voicebot.asr.turnend.decide`).\n\n"
+        + bc.md_table(head, rows)
+        + "\n"
+    )
+
+
 def write_results(
     out: Path, levels: dict[int, dict[str, Any]], info: dict[str, Any], cmd: str, body: str
 ) -> None:
@@ -352,12 +378,21 @@ def main() -> None:
         "--calls", type=int, nargs="+", default=[1, 2, 4, 8, 16], help="simultaneous calls per level"
     )
     ap.add_argument("--rounds", type=int, default=1, help="conversations each caller plays per level")
+    ap.add_argument(
+        "--before",
+        action="store_true",
+        help="also run each level with turns ended by the fixed timer (turn.decide false), just before",
+    )
     add_server_args(ap)
     args = ap.parse_args()
     info = bc.machine_info()
     clips = caller_clips()
     levels: dict[int, dict[str, Any]] = {}
+    before: dict[int, dict[str, Any]] = {}
     for n in args.calls:
+        if args.before:
+            old = run_level(n, args, clips, TIMER)
+            before[n] = old | summarise(old)
         level = run_level(n, args, clips)
         levels[n] = level | summarise(level)
         s = levels[n]
@@ -367,7 +402,7 @@ def main() -> None:
               file=sys.stderr, flush=True)  # fmt: skip
     machine = bc.machine_line(info)
     cmd = " ".join([".venv/bin/python scripts/bench_calls.py", *sys.argv[1:]])
-    body = report(cmd, machine, levels, args)
+    body = report(cmd, machine, levels, args) + compare_turns(before, levels)
     if not args.no_write:
         write_results(args.out, levels, info, cmd, body)
     print(body)
