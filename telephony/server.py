@@ -148,12 +148,15 @@ def create_app(
     gateway = Gateway(config, services, brain_factory, [metrics, *observers, *filter(None, [feed])])
     gateway.stallwatch.on_lag = metrics.loop_lag.observe
     hub = gateway.hub
+    closers: list[Callable[[], None]] = []
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await gateway.start()
         yield
         await gateway.stop()
+        for close in closers:  # after the calls: the console's reading threads
+            close()
 
     app = FastAPI(title="voicebot gateway", lifespan=lifespan)
     app.state.gateway = gateway
@@ -191,7 +194,9 @@ def create_app(
 
     add_carrier_routes(app, hub)  # Telnyx, Plivo, Exotel, Vonage, jambonz, FreeSWITCH, Genesys
     if feed is not None:  # the operator console (telephony.console): its own auth, API and live feed
-        app.include_router(console_router(config, hub, feed, observers))
+        router, close_console = console_router(config, hub, feed, observers)
+        app.include_router(router)
+        closers.append(close_console)
     return app
 
 

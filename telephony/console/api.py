@@ -63,6 +63,7 @@ class Records:
     def __init__(self, config: VoicebotConfig, observers: Sequence[CallObserver]) -> None:
         store = next((o for o in observers if isinstance(o, CallStore)), None)
         self._engine: Engine | None = store.engine if store is not None else None
+        self._own = store is None
         self._url = config.server.records_url or default_url(config.cache_dir)
         self._pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="console")
         self._ready = False
@@ -77,6 +78,12 @@ class Records:
 
     def read(self, query: Callable[[Engine], T]) -> Awaitable[T]:
         return asyncio.get_running_loop().run_in_executor(self._pool, self._run, query)
+
+    def close(self) -> None:
+        """End the threads; an engine of our own is disposed of (the gateway's store closes its own)."""
+        self._pool.shutdown(wait=False, cancel_futures=True)
+        if self._own and self._engine is not None:
+            self._engine.dispose()
 
 
 def _time(text: str | None) -> datetime | None:
@@ -122,7 +129,8 @@ def turn_start_s(detail: CallDetail) -> list[float | None]:
 
 def console_router(
     config: VoicebotConfig, hub: CallHub, feed: LiveFeed, observers: Sequence[CallObserver]
-) -> APIRouter:
+) -> tuple[APIRouter, Callable[[], None]]:
+    """The console's routes, and what to call once the gateway has stopped (its reading threads end)."""
     auth = Auth(config.server, config.console)
     records = Records(config, observers)
     feed.hub = hub
@@ -367,7 +375,7 @@ def console_router(
 
         return await change(request, answer)
 
-    return router
+    return router, records.close
 
 
 def reviews_path(config: VoicebotConfig, hub: CallHub) -> Path:

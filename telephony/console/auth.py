@@ -38,6 +38,7 @@ CSRF_HEADER = "x-csrf-token"
 ITERATIONS = 260_000
 Role = Literal["viewer", "supervisor"]
 LOOPBACK_NAMES = ("localhost", "127.0.0.1", "[::1]")
+MAX_SESSIONS = 1000  # the oldest go first beyond this (each loopback page load makes one)
 
 
 def hash_password(password: str, iterations: int = ITERATIONS, salt: str | None = None) -> str:
@@ -93,6 +94,7 @@ class Auth:
         self.users: dict[str, ConsoleUser] = {u.name: u for u in console.users}
         self.lifetime_s = console.session_hours * 3600.0
         self._sessions: dict[str, Session] = {}
+        self._hashing = asyncio.Semaphore(1)  # password checks one at a time: a login flood takes one core
 
     @property
     def open_on_loopback(self) -> bool:
@@ -102,7 +104,8 @@ class Auth:
     def new_session(self, user: str, role: Role) -> str:
         """A new session's id (the cookie's value)."""
         now = time.monotonic()
-        self._sessions = {k: s for k, s in self._sessions.items() if s.expires > now}  # forget expired ones
+        live = [(k, s) for k, s in self._sessions.items() if s.expires > now]  # forget expired ones
+        self._sessions = dict(live[-(MAX_SESSIONS - 1) :])  # in order of creation: the oldest drop out
         sid = secrets.token_urlsafe(32)
         self._sessions[sid] = Session(user, role, secrets.token_urlsafe(32), now + self.lifetime_s)
         return sid
@@ -159,7 +162,8 @@ class Auth:
         name costs the same hash, so the answer's timing does not tell which names exist."""
         user = self.users.get(name)
         stored = user.password_hash if user is not None else _UNKNOWN_USER
-        ok = await asyncio.to_thread(password_ok, password, stored)
+        async with self._hashing:
+            ok = await asyncio.to_thread(password_ok, password, stored)
         return self.new_session(user.name, user.role) if user is not None and ok else None
 
 
