@@ -388,3 +388,15 @@ async def test_a_supervisor_listens_in_and_the_line_closes_with_the_call(bed: Co
                         await ws.recv()
     finally:
         await caller.close()
+
+
+async def test_an_open_live_feed_does_not_hold_the_gateway_up(tmp_path: Path) -> None:
+    """uvicorn waits for open responses before it stops: an operator's open console must not keep a
+    gateway from shutting down."""
+    events: list[dict[str, Any]] = []
+    async with asyncio.timeout(20):
+        async with console_gateway(tmp_path) as bed:
+            feed = asyncio.create_task(sse(bed.gw.http, BEARER, events))
+            assert await until(lambda: bool(events), 5)
+        await asyncio.wait_for(feed, 5)  # the server ended the stream
+    assert events[0]["type"] == "snapshot"

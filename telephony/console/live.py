@@ -27,6 +27,7 @@ if TYPE_CHECKING:
 QUEUE = 512  # events a console may fall behind by before it is dropped (a call makes a few a second)
 LINES = 40  # transcript lines kept per live call for a console that opens mid-call
 HEARTBEAT_S = 15.0  # an SSE comment this often keeps proxies from closing an idle stream
+POLL_S = 1.0  # how soon an idle stream notices the gateway shutting down
 
 
 @dataclass
@@ -60,6 +61,11 @@ class LiveFeed:
     @property
     def watchers(self) -> int:
         return len(self._queues)
+
+    @property
+    def _stopping(self) -> bool:
+        """The gateway has drained: no call left and none taken (its shutdown waits for our streams)."""
+        return self.hub is not None and not self.hub.accepting and not self.hub.calls
 
     def _publish(self, event: dict[str, Any]) -> None:
         if not self._queues:
@@ -144,14 +150,21 @@ class LiveFeed:
         self._switch_partials()
         try:
             yield f"data: {json.dumps(snapshot, ensure_ascii=False)}\n\n"
+            idle = 0.0
             while True:
                 try:
-                    text = await asyncio.wait_for(queue.get(), HEARTBEAT_S)
+                    text = await asyncio.wait_for(queue.get(), POLL_S)
                 except TimeoutError:
-                    yield ": keep-alive\n\n"
+                    if self._stopping:
+                        return  # uvicorn waits for open responses before it stops: this one must end
+                    idle += POLL_S
+                    if idle >= HEARTBEAT_S:
+                        idle = 0.0
+                        yield ": keep-alive\n\n"
                     continue
                 if text is None:
                     return
+                idle = 0.0
                 yield f"data: {text}\n\n"
         finally:
             self._queues.discard(queue)
