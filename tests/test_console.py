@@ -217,6 +217,7 @@ async def test_history_filters_and_the_dashboard(bed: ConsoleBed) -> None:
     assert await ids(f"q={tracked[:10]}") == [tracked]
     assert await ids("q=100%25") == []  # a % is a character, not a wildcard
     assert await ids("protocol=twilio&limit=1") == [lost]
+    assert await ids("limit=1&offset=1") == [handed]  # the page's "older calls"
     future = quote((datetime.now(UTC) + timedelta(hours=1)).isoformat())
     assert await ids(f"since={future}") == [] and len(await ids(f"until={future}")) == 3
     assert (await request(host, "/console/api/calls?outcome=bogus", headers=BEARER))[0] == 400

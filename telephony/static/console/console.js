@@ -158,14 +158,18 @@ async function loadFacets() {
   }
 }
 
-async function searchCalls() {
+const PAGE = 50;
+async function searchCalls(more = false) {
   const form = new FormData($("filters")), query = new URLSearchParams();
   for (const [k, v] of form.entries()) {
     if (!v) continue;
     query.set(k, (k === "since" || k === "until") ? new Date(v).toISOString() : v);
   }
+  const shown = more ? $("history-rows").children.length : 0;
+  query.set("limit", PAGE); query.set("offset", shown);
   const calls = await api("/console/api/calls?" + query);
-  $("history-rows").replaceChildren(...calls.map(c => {
+  $("history-more").hidden = calls.length < PAGE;
+  $("history-rows")[more ? "append" : "replaceChildren"](...calls.map(c => {
     const row = el("tr", { "data-id": c.id },
       el("td", {}, fmt.when(c.started_at)), el("td", {}, c.protocol), el("td", {}, c.caller || "–"),
       el("td", {}, fmt.secs(c.duration_s)), el("td", {}, c.turns), el("td", { class: "outcome" }, outcome(c)),
@@ -173,7 +177,7 @@ async function searchCalls() {
     row.onclick = () => { location.hash = `#/call/${encodeURIComponent(c.id)}`; };
     return row;
   }));
-  $("history-count").textContent = `${calls.length} call(s)`;
+  $("history-count").textContent = `${shown + calls.length} call(s)`;
   $("history-rows").dataset.loaded = String(Date.now());
 }
 
@@ -365,6 +369,7 @@ async function main() {
   $("who").textContent = `${state.me.user} (${state.me.role})`;
   $("logout").onclick = async () => { await post("/console/logout"); location.href = "/console/login"; };
   $("filters").onsubmit = e => { e.preventDefault(); searchCalls(); };
+  $("history-more").onclick = () => searchCalls(true);
   $("dash-hours").onchange = showDashboard;
   window.addEventListener("hashchange", route);
   startFeed();
