@@ -66,7 +66,9 @@ def _brain_factory(
 
     nlu: Parser = NLU(_trained_model(args, config), threads=config.nlu.threads, int8=config.nlu.int8)
     if live and not getattr(args, "quick", False) and config.nlu.swap_check_s is not None:
-        nlu = _live_nlu(args.domain, config, nlu)
+        from voicebot.nlu.swap import watch_domain
+
+        nlu = watch_domain(nlu, args.domain, config)
     if not is_dialogue_domain(args.domain):
         from voicebot.nlu.brain import UnderstandingBrain
 
@@ -77,25 +79,6 @@ def _brain_factory(
 
     folder = Path(tempfile.mkdtemp(prefix="voicebot-backend-")) if scratch else None
     return DialogueFactory(args.domain, nlu, config.cache_dir, scratch=folder)
-
-
-def _live_nlu(domain: Path, config: VoicebotConfig, nlu: Any) -> Any:
-    """The served model behind a `SwappableNLU`; a watcher swaps in a better one (voicebot/nlu/swap.py)."""
-    from models.first_start import model_score, served_model
-    from voicebot.nlu.parser import NLU
-    from voicebot.nlu.swap import ModelWatcher, SwappableNLU
-
-    source = served_model(domain, config.cache_dir)
-    assert source is not None  # _trained_model made one
-    live = SwappableNLU(nlu, source, model_score(source))
-    ModelWatcher(
-        live,
-        pick=lambda: served_model(domain, config.cache_dir),
-        load=lambda path: NLU(path, threads=config.nlu.threads, int8=config.nlu.int8),
-        score=model_score,
-        interval_s=float(config.nlu.swap_check_s or 0),
-    ).start()
-    return live
 
 
 def _trained_model(args: argparse.Namespace, config: VoicebotConfig) -> Path:

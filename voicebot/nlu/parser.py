@@ -54,7 +54,8 @@ class Parse:
 class Parser(Protocol):
     """What the brains ask of an NLU: its labels and a parse (`NLU`; `ScriptedNLU` in the fast tests)."""
 
-    labels: Labels
+    @property
+    def labels(self) -> Labels: ...  # read-only: a live swap (nlu/swap.py) replaces the whole model
 
     def parse(self, text: str, today: date | None = None) -> Parse: ...
 

@@ -17,6 +17,7 @@ from collections.abc import Callable
 from datetime import date
 from pathlib import Path
 
+from voicebot.config import VoicebotConfig
 from voicebot.nlu.model import Labels
 from voicebot.nlu.parser import Parse, Parser
 
@@ -99,3 +100,23 @@ class ModelWatcher:
         self.nlu.swap(parser, candidate, new)
         log.info("NLU model swapped: %s (held-out %s) -> %s (held-out %s)", previous, old, candidate, new)
         return True
+
+
+def watch_domain(nlu: Parser, domain: Path, config: VoicebotConfig) -> SwappableNLU:
+    """`nlu` (the domain's served model) behind a `SwappableNLU`, with a started watcher that swaps in the
+    domain's better-scoring finished model (models/first_start.py) every `nlu.swap_check_s`."""
+    from models.first_start import model_score, served_model
+    from voicebot.nlu.parser import NLU
+
+    source = served_model(domain, config.cache_dir)
+    if source is None:
+        raise RuntimeError(f"{domain}: no finished NLU model to serve")
+    live = SwappableNLU(nlu, source, model_score(source))
+    ModelWatcher(
+        live,
+        pick=lambda: served_model(domain, config.cache_dir),
+        load=lambda path: NLU(path, threads=config.nlu.threads, int8=config.nlu.int8),
+        score=model_score,
+        interval_s=float(config.nlu.swap_check_s or 0),
+    ).start()
+    return live
