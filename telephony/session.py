@@ -257,7 +257,7 @@ class Call:
         self._stop = asyncio.Event()
         self._stop_reason = "server shutting down"
         self._stop_actions: tuple[Action, ...] = ()
-        self._fallback: asyncio.Task[None] | None = None
+        self._fallback: asyncio.TimerHandle | None = None  # an operator's transfer, should its notice be lost
 
     def inbound(self) -> None:
         """Every message a transport reads passes here first: the dead-line clock restarts, and a flood
@@ -290,22 +290,13 @@ class Call:
         self._stop.set()
 
     async def transfer(self, target: str, reason: str, notice: str, fallback_s: float = 20.0) -> None:
-        """An operator hands the call to a person: whatever the bot is saying is cut, it says `notice`
-        (the caller cannot cut it), then the call ends the way a bot's own transfer does (the Twilio hook,
-        AudioSocket's hang-up frame, a transfer row in the call records). Should the notice be lost (a
-        barge-in in the instant before it starts), the call is ended with the transfer after `fallback_s`."""
+        """An operator hands the call to a person: the bot is cut and says `notice` (uncuttable), then the
+        call ends as a bot's own transfer does; should the notice be lost, it ends so after `fallback_s`."""
         action = Action("transfer", target=target, reason=reason)
         await self.pipe.speak.interrupt()
-        await self.pipe.speak.put(
-            BotReply(text=notice, actions=(action,), interruptible=False, cause="event")
-        )
-
-        async def fallback() -> None:
-            await asyncio.sleep(fallback_s)
-            self.end(reason, (action,))
-
+        await self.pipe.speak.put(BotReply(notice, (action,), interruptible=False, cause="event"))
         if self._fallback is None:
-            self._fallback = asyncio.create_task(fallback(), name=f"call-{self.id}-transfer")
+            self._fallback = asyncio.get_running_loop().call_later(fallback_s, self.end, reason, (action,))
 
     async def run(self) -> Ending:
         """Run the call to its end; returns how it ended. Never raises for the call's own failures.
@@ -347,8 +338,10 @@ class Call:
                 await asyncio.wait_for(self.transport.finish(ending), FINISH_LIMIT_S)
             except Exception:
                 log.exception("%s call %s: finishing failed", self.transport.protocol, self.id)
-            for task in [*tasks, *filter(None, [self._fallback])]:
+            for task in tasks:
                 task.cancel()
+            if self._fallback is not None:
+                self._fallback.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
             await self.pipe.close()
             self.hub.calls.pop(self.id, None)

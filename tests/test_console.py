@@ -1,13 +1,13 @@
-"""The operator console's server side over real calls: its auth and CSRF refusals, the live feed, an
-operator's transfer, history filters and the dashboard's figures, on the gateway with real call records,
-the shop's dialogue engine and Twilio-protocol callers (fake models: `voicebot.testing.console`)."""
+"""The operator console's server side over real calls: its auth and CSRF refusals, history filters, the
+dashboard's figures and learning from calls (the live side: test_console_live.py), on the gateway with
+real call records, the shop's dialogue engine and Twilio-protocol callers (fake models:
+`voicebot.testing.console`)."""
 
 from __future__ import annotations
 
 import asyncio
 import json
 import sys
-from collections import Counter
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -15,77 +15,25 @@ from typing import Any
 from urllib.parse import quote
 
 import pytest
-import websockets
 
-from telephony.console.api import reviews_path
 from telephony.console.auth import hash_password, password_ok
+from telephony.console.learn import reviews_path
 from voicebot.config import ConsoleConfig, ServerConfig, VoicebotConfig
-from voicebot.testing.console import CALLER_NUMBER, SHOP, TOKEN, ConsoleBed, console_gateway, line
+from voicebot.testing.console import (
+    BEARER,
+    CALLER_NUMBER,
+    SHOP,
+    ConsoleBed,
+    console_gateway,
+    cookie_of,
+    request,
+    token_session,
+)
 from voicebot.testing.fakes import fake_services
-from voicebot.testing.faults.callers import until
-from voicebot.testing.faults.env import gone
 from voicebot.testing.gateway import running_gateway
 
-BEARER = {"Authorization": f"Bearer {TOKEN}"}
 READS = ("/console/api/me", "/console/api/calls", "/console/api/facets", "/console/api/stats",
          "/console/api/calls/x", "/console/api/calls/x/recording", "/console/api/live")  # fmt: skip
-
-
-async def request(
-    host: str, path: str, method: str = "GET", headers: dict[str, str] | None = None, body: str = ""
-) -> tuple[int, dict[str, str], str]:
-    """One HTTP/1.1 request: status, headers (lower-case names; Set-Cookie values joined by newlines)
-    and body."""
-    name, port = host.split(":")
-    reader, writer = await asyncio.open_connection(name, int(port))
-    headers = {"Host": host} | (headers or {})
-    head = [f"{method} {path} HTTP/1.1", "Connection: close", f"Content-Length: {len(body)}"]
-    head += [f"{k}: {v}" for k, v in headers.items()]
-    writer.write(("\r\n".join(head) + "\r\n\r\n" + body).encode())
-    data = (await reader.read()).decode(errors="replace")  # a recording is binary
-    writer.close()
-    top, _, text = data.partition("\r\n\r\n")
-    lines = top.split("\r\n")
-    found: dict[str, str] = {}
-    for item in lines[1:]:
-        key, _, value = item.partition(":")
-        key = key.strip().lower()
-        found[key] = f"{found[key]}\n{value.strip()}" if key in found else value.strip()
-    return int(lines[0].split()[1]), found, text
-
-
-def cookie_of(headers: dict[str, str]) -> str:
-    """The console's session cookie as a request's Cookie header."""
-    cookie = next(c for c in headers["set-cookie"].split("\n") if c.startswith("vb_console="))
-    assert "HttpOnly" in cookie and "SameSite=strict" in cookie and "Path=/console" in cookie
-    return cookie.split(";")[0]
-
-
-async def token_session(host: str) -> tuple[str, str]:
-    """Log in with `?token=`: the session cookie and its CSRF token."""
-    status, headers, _ = await request(host, f"/console?token={TOKEN}")
-    assert status == 303 and headers["location"] == "/console"  # the token leaves the address bar
-    cookie = cookie_of(headers)
-    status, _, body = await request(host, "/console/api/me", headers={"Cookie": cookie})
-    assert status == 200
-    me = json.loads(body)
-    assert (me["user"], me["role"]) == ("token", "supervisor") and len(me["csrf"]) > 20
-    return cookie, me["csrf"]
-
-
-async def sse(host: str, headers: dict[str, str], into: list[dict[str, Any]]) -> None:
-    """Read the live feed's events into `into` until cancelled."""
-    name, port = host.split(":")
-    reader, writer = await asyncio.open_connection(name, int(port))
-    head = ["GET /console/api/live HTTP/1.1", f"Host: {host}"] + [f"{k}: {v}" for k, v in headers.items()]
-    writer.write(("\r\n".join(head) + "\r\n\r\n").encode())
-    try:
-        while line_ := await reader.readline():
-            text = line_.decode().strip()
-            if text.startswith("data: {"):  # chunked framing lines and comments are not events
-                into.append(json.loads(text[6:]))
-    finally:
-        writer.close()
 
 
 @pytest.fixture
@@ -145,57 +93,6 @@ async def test_named_users_log_in_and_only_a_supervisor_transfers(bed: ConsoleBe
         0
     ] == 200
     assert (await request(host, "/console/api/me", headers={"Cookie": viewer}))[0] == 401
-
-
-async def test_a_supervisor_sees_a_live_call_and_transfers_it(bed: ConsoleBed) -> None:
-    host = bed.gw.http
-    cookie, csrf = await token_session(host)
-    events: list[dict[str, Any]] = []
-    feed = asyncio.create_task(sse(host, {"Cookie": cookie}, events))
-    caller, call_id = await bed.call()
-    try:
-        assert await until(
-            lambda: any(e["type"] == "call" and e["call"]["id"] == call_id for e in events), 10
-        )
-        started = next(e["call"] for e in events if e["type"] == "call")
-        assert started["protocol"] == "twilio" and started["caller"].endswith("56")
-        assert "7911" not in json.dumps(events)  # the caller's number is masked
-        assert bed.gw.hub.calls[call_id].pipe.asr.partials  # watched: partial transcripts on
-        assert await until(lambda: bed.turns(call_id) >= 1, 10)  # the greeting played
-        caller.say(line("where is my order"))
-        said = {"type": "line", "id": call_id, "who": "caller", "text": "where is my order"}
-        assert await until(lambda: said in events, 10)
-        assert await until(
-            lambda: any(e["type"] == "state" and e.get("flow") == "track_order" for e in events), 10
-        )
-        assert await until(lambda: bed.turns(call_id) >= 2, 10)
-        caller.say(line("four five seven two one nine"))  # long enough for a partial decode on the way
-        heard = {"type": "partial", "id": call_id, "text": "four five seven two one nine"}
-        assert await until(lambda: heard in events, 10)
-        assert await until(lambda: bed.turns(call_id) >= 3, 10)
-        path = f"/console/api/live/{call_id}/transfer"
-        assert (await request(host, path, "POST", {"Cookie": cookie}))[0] == 403  # no CSRF token
-        wrong = {"Cookie": cookie, "X-CSRF-Token": "x" * 43}
-        assert (await request(host, path, "POST", wrong))[0] == 403
-        other = {"Cookie": cookie, "X-CSRF-Token": csrf, "Origin": "http://evil.example"}
-        assert (await request(host, path, "POST", other))[0] == 403
-        assert call_id in bed.gw.hub.calls
-        status, _, body = await request(host, path, "POST", {"Cookie": cookie, "X-CSRF-Token": csrf})
-        assert status == 200 and json.loads(body)["target"] == "agent"
-        await gone(call_id, bed.gw)
-        assert await until(lambda: {"type": "ended", "id": call_id} in [
-            {k: e.get(k) for k in ("type", "id")} for e in events], 5)  # fmt: skip
-    finally:
-        feed.cancel()
-        await asyncio.gather(feed, return_exceptions=True)
-        await caller.close()
-    assert any(e["type"] == "line" and e["who"] == "bot" and "colleague" in e["text"] for e in events)
-    await bed.store.flush()
-    detail = json.loads((await request(host, f"/console/api/calls/{call_id}", headers=BEARER))[2])
-    assert detail["transfers"][0]["target"] == "agent"
-    assert detail["transfers"][0]["reason"] == "operator token transferred the call"
-    assert detail["call"]["end_reason"].startswith("transfer to agent")
-    assert not bed.gw.app.state.gateway.hub.observers[-1].watchers  # the feed forgot the closed stream
 
 
 async def test_history_filters_and_the_dashboard(bed: ConsoleBed) -> None:
@@ -338,66 +235,3 @@ async def test_an_operator_corrects_a_turn_into_the_reviewed_file_and_retrains(t
         config = bed.gw.app.state.gateway.config.model_copy(deep=True)
         config.console.reviews_file = None
         assert reviews_path(config, bed.gw.hub) == SHOP / "reviewed.jsonl"  # beside the domain by default
-
-
-async def login(host: str, name: str, password: str) -> dict[str, str]:
-    """Log in with the form: the session cookie as a Cookie header."""
-    form = {"Content-Type": "application/x-www-form-urlencoded"}
-    status, headers, _ = await request(
-        host, "/console/login", "POST", form, f"name={name}&password={password}"
-    )
-    assert status == 303
-    return {"Cookie": cookie_of(headers)}
-
-
-async def test_a_supervisor_listens_in_and_the_line_closes_with_the_call(bed: ConsoleBed) -> None:
-    host = bed.gw.http
-    caller, call_id = await bed.call()
-    try:
-        url = f"ws://{host}/console/api/live/{call_id}/listen"
-        cookie, _ = await token_session(host)
-        refusals = [
-            {},  # nobody
-            {"Cookie": cookie, "Origin": "http://evil.example"},  # another site's page, with our cookie
-            await login(host, "vera", "viewer-pass"),  # a viewer: never the caller's voice
-        ]
-        for headers in refusals:
-            with pytest.raises(websockets.InvalidStatus):
-                async with websockets.connect(url, additional_headers=headers):
-                    pass
-        with pytest.raises(websockets.InvalidStatus):
-            async with websockets.connect(
-                url.replace(call_id, "nope"), additional_headers={"Cookie": cookie}
-            ):
-                pass
-        async with websockets.connect(url, additional_headers={"Cookie": cookie}) as ws:
-            assert json.loads(await ws.recv()) == {"type": "start", "rate": 8000}
-            caller.say(line("where is my order"))
-            sides: Counter[int] = Counter()
-            async with asyncio.timeout(15):
-                while sides[0] < 50 or sides[1] < 10:  # a second of the line, and the bot's answer
-                    message = await ws.recv()
-                    assert isinstance(message, bytes) and len(message) == 1 + 320  # 20 ms of PCM16 at 8 kHz
-                    sides[message[0]] += 1
-        assert await until(lambda: not bed.gw.hub.calls[call_id].taps, 5)  # the tap left with the browser
-        async with websockets.connect(url, additional_headers={"Cookie": cookie}) as ws:
-            await ws.recv()
-            caller.abort()  # the line drops: the listen socket closes with the call
-            async with asyncio.timeout(15):
-                with pytest.raises(websockets.ConnectionClosedOK):
-                    while True:
-                        await ws.recv()
-    finally:
-        await caller.close()
-
-
-async def test_an_open_live_feed_does_not_hold_the_gateway_up(tmp_path: Path) -> None:
-    """uvicorn waits for open responses before it stops: an operator's open console must not keep a
-    gateway from shutting down."""
-    events: list[dict[str, Any]] = []
-    async with asyncio.timeout(20):
-        async with console_gateway(tmp_path) as bed:
-            feed = asyncio.create_task(sse(bed.gw.http, BEARER, events))
-            assert await until(lambda: bool(events), 5)
-        await asyncio.wait_for(feed, 5)  # the server ended the stream
-    assert events[0]["type"] == "snapshot"

@@ -1,22 +1,17 @@
-"""The console's routes: the page and its login, the JSON API over the call records, the live feed (SSE)
-and the one state change, "transfer to a person". Every route below `/console` except the login form and
-the static assets (which hold no data) asks `Auth` first (see `telephony.console.auth`).
-
-Record reads are blocking SQL: they run on the console's own two threads, never on the event loop that
-paces every call's audio, and never on the model pool.
+"""The console's routes: the page and its login, the JSON API over the call records (read on the console's
+own threads: `records`), the live feed (SSE), listen-in and "transfer to a person"; the learning routes are
+`learn`'s. Every route below `/console` except the login form and the static assets (which hold no data)
+asks `Auth` first (see `telephony.console.auth`).
 """
 
 from __future__ import annotations
 
-import asyncio
-import json
 import time
-from collections.abc import Awaitable, Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from importlib.resources import files
 from pathlib import Path
-from typing import Any, TypeVar, cast, get_args
+from typing import Any
 from urllib.parse import parse_qsl
 
 from fastapi import APIRouter, Request, WebSocket
@@ -28,22 +23,19 @@ from fastapi.responses import (
     Response,
     StreamingResponse,
 )
-from sqlalchemy import Engine
 
-from telephony.console.auth import COOKIE, Auth, Session, same_origin
+from telephony.console.auth import COOKIE, Auth, Session, refused, same_origin
+from telephony.console.learn import learning_routes
 from telephony.console.listen import listen
 from telephony.console.live import LiveFeed
-from telephony.console.review import Retrain, Reviews, check_review, reviewed_examples
+from telephony.console.records import Records, call_filter, summary_json, turn_start_s
 from telephony.console.stats import dashboard
 from telephony.session import CallHub, CallObserver
 from telephony.twiml import BodyTooLarge, read_body
 from voicebot.config import VoicebotConfig
-from voicebot.records import CallStore
-from voicebot.records.db import default_url, ensure_schema, make_engine, resolve_url
-from voicebot.records.search import CallFilter, Outcome, calls_with_turns, facets, search_calls
-from voicebot.records.views import CallDetail, CallSummary, get_call
+from voicebot.records.search import calls_with_turns, facets, search_calls
+from voicebot.records.views import CallDetail, get_call
 
-T = TypeVar("T")
 STATIC = files("telephony").joinpath("static/console")
 ASSETS = {"console.js": "text/javascript", "console.css": "text/css"}
 LOGIN_BYTES = 4096
@@ -54,77 +46,6 @@ STATS_CACHE_S = 5.0
 
 def _page(name: str) -> str:
     return STATIC.joinpath(name).read_text()
-
-
-class Records:
-    """The records database, read on the console's threads. The gateway's own `CallStore` when it has
-    one (the same engine and pool), else the configured database, opened on first use."""
-
-    def __init__(self, config: VoicebotConfig, observers: Sequence[CallObserver]) -> None:
-        store = next((o for o in observers if isinstance(o, CallStore)), None)
-        self._engine: Engine | None = store.engine if store is not None else None
-        self._own = store is None
-        self._url = config.server.records_url or default_url(config.cache_dir)
-        self._pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="console")
-        self._ready = False
-
-    def _run(self, query: Callable[[Engine], T]) -> T:
-        if self._engine is None:
-            self._engine = make_engine(resolve_url(self._url))
-        if not self._ready:
-            ensure_schema(self._engine)
-            self._ready = True
-        return query(self._engine)
-
-    def read(self, query: Callable[[Engine], T]) -> Awaitable[T]:
-        return asyncio.get_running_loop().run_in_executor(self._pool, self._run, query)
-
-    def close(self) -> None:
-        """End the threads; an engine of our own is disposed of (the gateway's store closes its own)."""
-        self._pool.shutdown(wait=False, cancel_futures=True)
-        if self._own and self._engine is not None:
-            self._engine.dispose()
-
-
-def _time(text: str | None) -> datetime | None:
-    if not text:
-        return None
-    moment = datetime.fromisoformat(text)
-    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
-
-
-def _filter(request: Request, limit: int) -> CallFilter:
-    q = request.query_params
-    outcome = q.get("outcome") or None
-    if outcome is not None and outcome not in get_args(Outcome):
-        raise ValueError(f"outcome must be one of {', '.join(get_args(Outcome))}")
-    return CallFilter(
-        since=_time(q.get("since")),
-        until=_time(q.get("until")),
-        outcome=cast(Outcome | None, outcome),
-        intent=q.get("intent") or None,
-        sentiment=q.get("sentiment") or None,
-        protocol=q.get("protocol") or None,
-        text=(q.get("q") or "").strip() or None,
-        limit=min(int(q.get("limit") or 50), limit),
-        offset=max(int(q.get("offset") or 0), 0),
-    )
-
-
-def turn_start_s(detail: CallDetail) -> list[float | None]:
-    """Where each turn starts in the call's recording (s): the caller's speech when the turn has a
-    waterfall, else its reply. A turn is written when its reply has played (`created_at`), so the reply
-    began `played_ms` before that and the caller's speech `first_audio_sent - speech_start` before that."""
-    starts: list[float | None] = []
-    for turn in detail.turns:
-        end = (turn.created_at - detail.call.started_at).total_seconds()
-        at = turn.extra.get("at_ms") or {}
-        back = float(turn.played_ms or 0.0)
-        sent, spoke = at.get("first_audio_sent"), at.get("speech_start")
-        if isinstance(sent, int | float) and isinstance(spoke, int | float):
-            back += float(sent) - float(spoke)
-        starts.append(round(max(end - back / 1000.0, 0.0), 2))
-    return starts
 
 
 def console_router(
@@ -142,18 +63,6 @@ def console_router(
                             samesite="strict", secure=secure_cookie)  # fmt: skip
         return response
 
-    def refused(status: int, message: str) -> JSONResponse:
-        return JSONResponse({"error": message}, status_code=status)
-
-    async def guarded(request: Request, answer: Callable[[Session], Awaitable[Response]]) -> Response:
-        session = auth.who(request)
-        if session is None:
-            return refused(401, "log in first: /console/login, or /console?token=…")
-        try:
-            return await answer(session)
-        except ValueError as exc:
-            return refused(400, str(exc))
-
     stats_cache: dict[int, tuple[float, dict[str, Any]]] = {}
 
     @router.websocket("/api/live/{call_id}/listen")
@@ -168,21 +77,6 @@ def console_router(
         else:
             await ws.accept()
             await listen(ws, hub, call)
-
-    reviews = Reviews(reviews_path(config, hub), known_intents(hub))
-    retrain_hook = Retrain(config.console.retrain_command, reviews.path)
-
-    async def change(request: Request, answer: Callable[[Session], Awaitable[Response]]) -> Response:
-        """A supervisor's state change from the console's own page (see `auth`)."""
-
-        async def checked(s: Session) -> Response:
-            if not auth.csrf_ok(request, s):
-                return refused(403, "missing or wrong CSRF token")
-            if s.role != "supervisor":
-                return refused(403, "only a supervisor may do this")
-            return await answer(s)
-
-        return await guarded(request, checked)
 
     @router.get("", response_class=HTMLResponse)
     async def page(request: Request, token: str | None = None) -> Response:
@@ -238,23 +132,23 @@ def console_router(
         async def answer(s: Session) -> Response:
             return JSONResponse({"user": s.user, "role": s.role, "csrf": s.csrf})
 
-        return await guarded(request, answer)
+        return await auth.guarded(request, answer)
 
     @router.get("/api/calls")
     async def calls(request: Request) -> Response:
         async def answer(_: Session) -> Response:
-            f = _filter(request, config.console.max_results)
+            f = call_filter(request, config.console.max_results)
             found = await records.read(lambda e: search_calls(e, f))
             return JSONResponse([summary_json(c) for c in found])
 
-        return await guarded(request, answer)
+        return await auth.guarded(request, answer)
 
     @router.get("/api/facets")
     async def facet_values(request: Request) -> Response:
         async def answer(_: Session) -> Response:
             return JSONResponse(await records.read(facets))
 
-        return await guarded(request, answer)
+        return await auth.guarded(request, answer)
 
     @router.get("/api/calls/{call_id}")
     async def call(request: Request, call_id: str) -> Response:
@@ -268,7 +162,7 @@ def console_router(
             data["recording_url"] = f"/console/api/calls/{call_id}/recording" if _recording(detail) else None
             return JSONResponse(data)
 
-        return await guarded(request, answer)
+        return await auth.guarded(request, answer)
 
     def _recording(detail: CallDetail) -> Path | None:
         """The call's WAV, only inside `server.recordings_dir` (the one folder the console may serve)."""
@@ -287,7 +181,7 @@ def console_router(
                 return refused(404, "no recording of this call")
             return FileResponse(path, media_type="audio/wav", headers={"Cache-Control": "private"})
 
-        return await guarded(request, answer)
+        return await auth.guarded(request, answer)
 
     @router.get("/api/stats")
     async def stats(request: Request) -> Response:
@@ -306,7 +200,7 @@ def console_router(
             stats_cache[hours] = (time.monotonic() + STATS_CACHE_S, figures)
             return JSONResponse(figures | {"live": len(feed.calls)})
 
-        return await guarded(request, answer)
+        return await auth.guarded(request, answer)
 
     @router.get("/api/live")
     async def live(request: Request) -> Response:
@@ -314,7 +208,7 @@ def console_router(
             headers = {"Cache-Control": "no-store", "X-Accel-Buffering": "no"}
             return StreamingResponse(feed.stream(), media_type="text/event-stream", headers=headers)
 
-        return await guarded(request, answer)
+        return await auth.guarded(request, answer)
 
     @router.post("/api/live/{call_id}/transfer")
     async def transfer(request: Request, call_id: str) -> Response:
@@ -326,73 +220,7 @@ def console_router(
             await live_call.transfer(config.console.transfer_target, reason, config.console.transfer_notice)
             return JSONResponse({"ok": True, "target": config.console.transfer_target})
 
-        return await change(request, answer)
+        return await auth.change(request, answer)
 
-    @router.get("/api/reviews")
-    async def review_list(request: Request) -> Response:
-        async def answer(_: Session) -> Response:
-            found = await asyncio.to_thread(reviews.read)
-            return JSONResponse({"file": str(reviews.path), "known_intents": reviews.known_intents,
-                                 "reviews": found[::-1], "examples": reviewed_examples(found),
-                                 "retrain": retrain_hook.status()})  # fmt: skip
-
-        return await guarded(request, answer)
-
-    @router.post("/api/calls/{call_id}/turns/{index}/review")
-    async def review(request: Request, call_id: str, index: int) -> Response:
-        async def answer(s: Session) -> Response:
-            try:
-                body = json.loads(await read_body(request, LOGIN_BYTES))
-            except (BodyTooLarge, json.JSONDecodeError) as exc:
-                raise ValueError(f"a JSON body of at most {LOGIN_BYTES} bytes, please") from exc
-            verdict, intent, example = check_review(
-                str(body.get("verdict")), str(body.get("intent")), str(body.get("example") or ""),
-                reviews.known_intents,
-            )  # fmt: skip
-            detail = await records.read(lambda e: get_call(e, call_id))
-            turn = next((t for t in detail.turns if t.index == index), None) if detail is not None else None
-            if turn is None or turn.transcript is None:
-                return refused(404, "no such caller turn")
-            data = {"index": turn.index, "transcript": turn.transcript, "intent": turn.intent,
-                    "confidence": turn.confidence}  # fmt: skip
-            written = await asyncio.to_thread(reviews.add, call_id, data, s.user, verdict, intent, example)
-            return JSONResponse(written)
-
-        return await change(request, answer)
-
-    @router.get("/api/retrain")
-    async def retrain_status(request: Request) -> Response:
-        async def answer(_: Session) -> Response:
-            return JSONResponse(retrain_hook.status())
-
-        return await guarded(request, answer)
-
-    @router.post("/api/retrain")
-    async def retrain(request: Request) -> Response:
-        async def answer(_: Session) -> Response:
-            retrain_hook.start()
-            return JSONResponse(retrain_hook.status())
-
-        return await change(request, answer)
-
+    learning_routes(router, auth, records, config, hub)
     return router, records.close
-
-
-def reviews_path(config: VoicebotConfig, hub: CallHub) -> Path:
-    """`console.reviews_file`, else reviewed.jsonl beside the domain the gateway answers with (the
-    dialogue engine's factory knows it), else in the cache dir."""
-    if config.console.reviews_file is not None:
-        return config.console.reviews_file
-    domain = getattr(getattr(hub.brain_factory, "domain", None), "path", None)
-    return Path(domain if domain is not None else config.cache_dir) / "reviewed.jsonl"
-
-
-def known_intents(hub: CallHub) -> list[str]:
-    """The intents the running model knows (empty without a dialogue engine: any name is taken)."""
-    labels = getattr(getattr(hub.brain_factory, "nlu", None), "labels", None)
-    return sorted(getattr(labels, "intents", None) or [])
-
-
-def summary_json(call: CallSummary) -> dict[str, Any]:
-    """A call of the history list as JSON, the form `voicebot calls show --json` gives its `call`."""
-    return cast(dict[str, Any], CallDetail(call=call, meta={}).as_json()["call"])

@@ -26,9 +26,12 @@ import ipaddress
 import secrets
 import sys
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Literal
 
+from fastapi import Request
+from fastapi.responses import JSONResponse, Response
 from starlette.requests import HTTPConnection
 
 from voicebot.config import ConsoleConfig, ConsoleUser, ServerConfig
@@ -76,6 +79,10 @@ def _loopback(host: str | None) -> bool:
         return host is not None and ipaddress.ip_address(host).is_loopback
     except ValueError:
         return False
+
+
+def refused(status: int, message: str) -> JSONResponse:
+    return JSONResponse({"error": message}, status_code=status)
 
 
 def same_origin(conn: HTTPConnection) -> bool:
@@ -156,6 +163,28 @@ class Auth:
             return False
         given = request.headers.get(CSRF_HEADER, "")
         return bool(session.csrf) and hmac.compare_digest(given.encode(), session.csrf.encode())
+
+    async def guarded(self, request: Request, answer: Callable[[Session], Awaitable[Response]]) -> Response:
+        """`answer` for whoever may read (401 for the rest); its ValueError is the request's fault (400)."""
+        session = self.who(request)
+        if session is None:
+            return refused(401, "log in first: /console/login, or /console?token=…")
+        try:
+            return await answer(session)
+        except ValueError as exc:
+            return refused(400, str(exc))
+
+    async def change(self, request: Request, answer: Callable[[Session], Awaitable[Response]]) -> Response:
+        """`answer` for a supervisor's state change from the console's own page (403 for the rest)."""
+
+        async def checked(s: Session) -> Response:
+            if not self.csrf_ok(request, s):
+                return refused(403, "missing or wrong CSRF token")
+            if s.role != "supervisor":
+                return refused(403, "only a supervisor may do this")
+            return await answer(s)
+
+        return await self.guarded(request, checked)
 
     async def login(self, name: str, password: str) -> str | None:
         """A named user's password check (PBKDF2 in a thread); the new session's id, or None. An unknown

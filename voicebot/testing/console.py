@@ -4,11 +4,14 @@ slots, back-end actions and transfers run in seconds and without a model.
 
 `console_gateway` starts it (token, call records in SQLite, recordings kept); `ShopCaller` is a Twilio
 caller that sends the token and a caller number, and says the lines of `LINES` as the fake recogniser's
-tones; `place_call` plays a whole scripted call through it.
+tones; `place_call` plays a whole scripted call through it. `request` is a plain HTTP/1.1 request (status,
+headers, body), `sse` reads the live feed, `token_session` and `login` log in (a Cookie header back).
 """
 
 from __future__ import annotations
 
+import asyncio
+import json
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -114,3 +117,75 @@ async def console_gateway(tmp: Path, console: dict[str, Any] | None = None) -> A
     finally:
         store.close()
         services.close()
+
+
+# --- the console's side: plain HTTP/1.1 and its Server-Sent Events --------------------------------
+
+BEARER = {"Authorization": f"Bearer {TOKEN}"}
+
+
+async def request(
+    host: str, path: str, method: str = "GET", headers: dict[str, str] | None = None, body: str = ""
+) -> tuple[int, dict[str, str], str]:
+    """One HTTP/1.1 request: status, headers (lower-case names; Set-Cookie values joined by newlines)
+    and body."""
+    name, port = host.split(":")
+    reader, writer = await asyncio.open_connection(name, int(port))
+    headers = {"Host": host} | (headers or {})
+    head = [f"{method} {path} HTTP/1.1", "Connection: close", f"Content-Length: {len(body)}"]
+    head += [f"{k}: {v}" for k, v in headers.items()]
+    writer.write(("\r\n".join(head) + "\r\n\r\n" + body).encode())
+    data = (await reader.read()).decode(errors="replace")  # a recording is binary
+    writer.close()
+    top, _, text = data.partition("\r\n\r\n")
+    lines = top.split("\r\n")
+    found: dict[str, str] = {}
+    for item in lines[1:]:
+        key, _, value = item.partition(":")
+        key = key.strip().lower()
+        found[key] = f"{found[key]}\n{value.strip()}" if key in found else value.strip()
+    return int(lines[0].split()[1]), found, text
+
+
+def cookie_of(headers: dict[str, str]) -> str:
+    """The console's session cookie as a request's Cookie header."""
+    cookie = next(c for c in headers["set-cookie"].split("\n") if c.startswith("vb_console="))
+    assert "HttpOnly" in cookie and "SameSite=strict" in cookie and "Path=/console" in cookie
+    return cookie.split(";")[0]
+
+
+async def token_session(host: str) -> tuple[str, str]:
+    """Log in with `?token=`: the session cookie and its CSRF token."""
+    status, headers, _ = await request(host, f"/console?token={TOKEN}")
+    assert status == 303 and headers["location"] == "/console"  # the token leaves the address bar
+    cookie = cookie_of(headers)
+    status, _, body = await request(host, "/console/api/me", headers={"Cookie": cookie})
+    assert status == 200
+    me = json.loads(body)
+    assert (me["user"], me["role"]) == ("token", "supervisor") and len(me["csrf"]) > 20
+    return cookie, me["csrf"]
+
+
+async def sse(host: str, headers: dict[str, str], into: list[dict[str, Any]]) -> None:
+    """Read the live feed's events into `into` until cancelled."""
+    name, port = host.split(":")
+    reader, writer = await asyncio.open_connection(name, int(port))
+    head = ["GET /console/api/live HTTP/1.1", f"Host: {host}"] + [f"{k}: {v}" for k, v in headers.items()]
+    writer.write(("\r\n".join(head) + "\r\n\r\n").encode())
+    try:
+        while line_ := await reader.readline():
+            text = line_.decode().strip()
+            if text.startswith("data: {"):  # chunked framing lines and comments are not events
+                into.append(json.loads(text[6:]))
+    finally:
+        writer.close()
+
+
+async def login(host: str, name: str, password: str) -> dict[str, str]:
+    """Log in with the form: the session cookie as a Cookie header."""
+    form = {"Content-Type": "application/x-www-form-urlencoded"}
+    status, headers, _ = await request(
+        host, "/console/login", "POST", form, f"name={name}&password={password}"
+    )
+    assert status == 303
+    return {"Cookie": cookie_of(headers)}

@@ -1,0 +1,91 @@
+"""Learning from calls, the console's routes: a supervisor's review of a turn into the reviewed training
+file, the reviews read back, and the retrain hook (the file and the hook themselves: `review`)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from pathlib import Path
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse, Response
+
+from telephony.console.auth import Auth, Session, refused
+from telephony.console.records import Records
+from telephony.console.review import Retrain, Reviews, check_review, reviewed_examples
+from telephony.session import CallHub
+from telephony.twiml import BodyTooLarge, read_body
+from voicebot.config import VoicebotConfig
+from voicebot.records.views import get_call
+
+BODY_BYTES = 4096
+
+
+def learning_routes(
+    router: APIRouter, auth: Auth, records: Records, config: VoicebotConfig, hub: CallHub
+) -> None:
+    """Add the review and retrain routes to the console's router."""
+    reviews = Reviews(reviews_path(config, hub), known_intents(hub))
+    retrain_hook = Retrain(config.console.retrain_command, reviews.path)
+
+    @router.get("/api/reviews")
+    async def review_list(request: Request) -> Response:
+        async def answer(_: Session) -> Response:
+            found = await asyncio.to_thread(reviews.read)
+            return JSONResponse({"file": str(reviews.path), "known_intents": reviews.known_intents,
+                                 "reviews": found[::-1], "examples": reviewed_examples(found),
+                                 "retrain": retrain_hook.status()})  # fmt: skip
+
+        return await auth.guarded(request, answer)
+
+    @router.post("/api/calls/{call_id}/turns/{index}/review")
+    async def review(request: Request, call_id: str, index: int) -> Response:
+        async def answer(s: Session) -> Response:
+            try:
+                body = json.loads(await read_body(request, BODY_BYTES))
+            except (BodyTooLarge, json.JSONDecodeError) as exc:
+                raise ValueError(f"a JSON body of at most {BODY_BYTES} bytes, please") from exc
+            verdict, intent, example = check_review(
+                str(body.get("verdict")), str(body.get("intent")), str(body.get("example") or ""),
+                reviews.known_intents,
+            )  # fmt: skip
+            detail = await records.read(lambda e: get_call(e, call_id))
+            turn = next((t for t in detail.turns if t.index == index), None) if detail is not None else None
+            if turn is None or turn.transcript is None:
+                return refused(404, "no such caller turn")
+            data = {"index": turn.index, "transcript": turn.transcript, "intent": turn.intent,
+                    "confidence": turn.confidence}  # fmt: skip
+            written = await asyncio.to_thread(reviews.add, call_id, data, s.user, verdict, intent, example)
+            return JSONResponse(written)
+
+        return await auth.change(request, answer)
+
+    @router.get("/api/retrain")
+    async def retrain_status(request: Request) -> Response:
+        async def answer(_: Session) -> Response:
+            return JSONResponse(retrain_hook.status())
+
+        return await auth.guarded(request, answer)
+
+    @router.post("/api/retrain")
+    async def retrain(request: Request) -> Response:
+        async def answer(_: Session) -> Response:
+            retrain_hook.start()
+            return JSONResponse(retrain_hook.status())
+
+        return await auth.change(request, answer)
+
+
+def reviews_path(config: VoicebotConfig, hub: CallHub) -> Path:
+    """`console.reviews_file`, else reviewed.jsonl beside the domain the gateway answers with (the
+    dialogue engine's factory knows it), else in the cache dir."""
+    if config.console.reviews_file is not None:
+        return config.console.reviews_file
+    domain = getattr(getattr(hub.brain_factory, "domain", None), "path", None)
+    return Path(domain if domain is not None else config.cache_dir) / "reviewed.jsonl"
+
+
+def known_intents(hub: CallHub) -> list[str]:
+    """The intents the running model knows (empty without a dialogue engine: any name is taken)."""
+    labels = getattr(getattr(hub.brain_factory, "nlu", None), "labels", None)
+    return sorted(getattr(labels, "intents", None) or [])
