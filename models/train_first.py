@@ -37,7 +37,7 @@ class FirstModelConfig:
     """What the first model changes in the full recipe; the rest is `JointTrainConfig`'s."""
 
     trainable_layers: int = 2  # the encoder's top layers trained; those below are frozen and cached
-    epochs: int = 3
+    epochs: int = 3  # at most; fewer if the domain asks for fewer (training.epochs)
     lr: float = 2e-4  # top encoder layer (lower trainable ones get lr * layer_decay**depth)
     sentiment_pool: int = 1500  # GoEmotions comments the sentiment head trains on
     sentiment_valid: int = 500  # comments the frustration threshold is fitted on
@@ -143,7 +143,7 @@ class FirstModelTrainer(JointTrainer):
             sentiment = (pool, sentiment[1][: first.sentiment_valid])
         if faq is not None:
             faq = replace(faq, questions=_per_answer(faq.questions, first.faq_questions, rng))
-        cfg = replace(cfg, augment=0.0, epochs=first.epochs, lr=first.lr)
+        cfg = replace(cfg, augment=0.0, epochs=min(cfg.epochs, first.epochs), lr=first.lr)
         super().__init__(train, valid, intents, entity_types, cfg, sentiment, faq, progress)
         self.first = first
         self.aux = (self.sentiment, self.faq)  # trained in the second stage (calibrate)

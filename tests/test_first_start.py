@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
 
-from models.first_start import full_training_running, served_model, start_full_training
+from models.first_start import full_training_running, model_score, served_model, start_full_training
 from models.train_domain import model_dir
 
 NLU_YAML = """\
@@ -76,3 +78,43 @@ def test_no_background_training_once_the_full_model_is_there(domain: Path, tmp_p
     cache = tmp_path / "cache"
     finished(model_dir(domain, cache), 0.9)
     assert start_full_training(domain, cache) is None
+
+
+@pytest.mark.models
+def test_voicebot_train_makes_the_first_model_then_the_full_one_in_the_background(tmp_path: Path) -> None:
+    """The whole first start on a tiny domain whose encoder is a tiny random BERT (seconds, not minutes)."""
+    from tests.tiny import tiny_encoder
+
+    encoder = tiny_encoder(tmp_path / "encoder", layers=2)
+    folder = tmp_path / "tiny-domain"
+    folder.mkdir()
+    examples = {"greet": ["hello", "hi there", "good morning", "hey"], "goodbye": ["bye", "see you", "ciao"]}
+    spec = {"training": {"sentiment": False, "epochs": 1, "encoder": str(encoder)}, "intents": examples}
+    (folder / "nlu.yaml").write_text(json.dumps(spec))
+    cache = tmp_path / "cache"
+    env = {**os.environ, "VOICEBOT_CACHE": str(cache)}
+
+    def train(*extra: str) -> subprocess.CompletedProcess[str]:
+        command = [sys.executable, "-m", "voicebot.cli", "train", "--domain", str(folder), *extra]
+        return subprocess.run(command, capture_output=True, text=True, env=env, timeout=300, check=False)
+
+    done = train("--no-background")
+    assert done.returncode == 0, done.stderr
+    assert "NLU model trained in" in done.stdout and "background" not in done.stdout
+    assert served_model(folder, cache) == model_dir(folder, cache, first=True)
+    assert "epoch 1/1" in done.stderr  # progress lines reach a log
+
+    again = train()
+    assert again.returncode == 0, again.stderr
+    assert "up to date" in again.stdout and "started in the background" in again.stdout
+    full = model_dir(folder, cache)
+    for _ in range(600):  # the background run: a tiny model, seconds
+        if (full / "metrics.json").is_file() and not full_training_running(folder, cache):
+            break
+        time.sleep(0.1)
+    assert (full / "metrics.json").is_file(), full.with_suffix(".log").read_text()
+    first_score = model_score(model_dir(folder, cache, first=True))
+    full_score = model_score(full)
+    assert first_score is not None and full_score is not None
+    expected = full if full_score >= first_score else model_dir(folder, cache, first=True)
+    assert served_model(folder, cache) == expected
