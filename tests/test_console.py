@@ -28,6 +28,7 @@ from voicebot.testing.console import (
     cookie_of,
     request,
     token_session,
+    users,
 )
 from voicebot.testing.fakes import fake_services
 from voicebot.testing.gateway import running_gateway
@@ -38,9 +39,7 @@ READS = ("/console/api/me", "/console/api/calls", "/console/api/facets", "/conso
 
 @pytest.fixture
 async def bed(tmp_path: Path) -> AsyncIterator[ConsoleBed]:
-    viewer = {"name": "vera", "password_hash": hash_password("viewer-pass", 1000), "role": "viewer"}
-    boss = {"name": "sam", "password_hash": hash_password("super-pass", 1000), "role": "supervisor"}
-    async with console_gateway(tmp_path, {"users": [viewer, boss]}) as found:
+    async with console_gateway(tmp_path, {"users": users()}) as found:
         yield found
 
 
@@ -165,10 +164,8 @@ async def test_without_credentials_the_console_is_for_loopback_only(tmp_path: Pa
 
 
 async def test_an_operator_corrects_a_turn_into_the_reviewed_file_and_retrains(tmp_path: Path) -> None:
-    boss = {"name": "sam", "password_hash": hash_password("super-pass", 1000), "role": "supervisor"}
-    viewer = {"name": "vera", "password_hash": hash_password("viewer-pass", 1000), "role": "viewer"}
     command = [sys.executable, "-c", "import os; print('training on', os.environ['VOICEBOT_REVIEWED'])"]
-    async with console_gateway(tmp_path, {"users": [boss, viewer], "retrain_command": command}) as bed:
+    async with console_gateway(tmp_path, {"users": users(), "retrain_command": command}) as bed:
         host = bed.gw.http
         call_id = await bed.place_call(
             ["where is my order", "what is the meaning of life", "no thanks goodbye"]

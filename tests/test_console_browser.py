@@ -17,9 +17,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from telephony.console.auth import hash_password
 from voicebot.testing.chromium import DevTools, chromium_binary, open_page, page_until
-from voicebot.testing.console import ConsoleBed, console_gateway, line
+from voicebot.testing.console import ConsoleBed, console_gateway, line, users
 from voicebot.testing.faults.callers import until
 from voicebot.testing.faults.env import gone
 
@@ -71,8 +70,7 @@ def card(state: dict[str, Any], call_id: str) -> dict[str, Any]:
 
 async def test_an_operator_watches_transfers_and_reads_back_calls(tmp_path: Path) -> None:
     binary = chromium_binary()
-    user = {"name": "sam", "password_hash": hash_password("super-pass", 1000), "role": "supervisor"}
-    async with console_gateway(tmp_path, {"users": [user]}) as bed:
+    async with console_gateway(tmp_path, {"users": users()}) as bed:
         await _session(bed, binary, tmp_path)
 
 

@@ -14,7 +14,6 @@ from typing import Any
 import pytest
 import websockets
 
-from telephony.console.auth import hash_password
 from voicebot.testing.console import (
     BEARER,
     ConsoleBed,
@@ -24,6 +23,7 @@ from voicebot.testing.console import (
     request,
     sse,
     token_session,
+    users,
 )
 from voicebot.testing.faults.callers import until
 from voicebot.testing.faults.env import gone
@@ -31,9 +31,7 @@ from voicebot.testing.faults.env import gone
 
 @pytest.fixture
 async def bed(tmp_path: Path) -> AsyncIterator[ConsoleBed]:
-    viewer = {"name": "vera", "password_hash": hash_password("viewer-pass", 1000), "role": "viewer"}
-    boss = {"name": "sam", "password_hash": hash_password("super-pass", 1000), "role": "supervisor"}
-    async with console_gateway(tmp_path, {"users": [viewer, boss]}) as found:
+    async with console_gateway(tmp_path, {"users": users()}) as found:
         yield found
 
 

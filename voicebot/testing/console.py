@@ -48,6 +48,16 @@ def line(text: str, pause_s: float = 1.0) -> PCM:
     return np.concatenate([VOICE.say(text, RATE), np.zeros(int(pause_s * RATE), np.int16)])
 
 
+def users() -> list[dict[str, str]]:
+    """Two console logins: sam (supervisor, password super-pass) and vera (viewer, viewer-pass)."""
+    from telephony.console.auth import hash_password
+
+    return [
+        {"name": "sam", "password_hash": hash_password("super-pass", 1000), "role": "supervisor"},
+        {"name": "vera", "password_hash": hash_password("viewer-pass", 1000), "role": "viewer"},
+    ]
+
+
 class ShopCaller(TwilioCaller):
     """A Twilio caller that sends the gateway token and its number as the stream's custom parameters."""
 
