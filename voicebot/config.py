@@ -325,12 +325,13 @@ class ConsoleConfig(_Section):
     )
     retrain_command: list[str] | None = Field(
         None,
-        description="the command 'retrain' runs (VOICEBOT_REVIEWED names the reviewed file); None: no retrain",
+        description="the command 'retrain' runs (VOICEBOT_REVIEWED names the reviewed file); None: none",
     )
 
 
 class VoicebotConfig(_Section):
     vad: VADConfig = Field(default_factory=VADConfig)
+    turn: TurnConfig = Field(default_factory=TurnConfig)
     asr: ASRConfig = Field(default_factory=ASRConfig)
     tts: TTSConfig = Field(default_factory=TTSConfig)
     pipeline: PipelineConfig = Field(default_factory=PipelineConfig)
@@ -346,7 +347,6 @@ ENV_PREFIX = "VOICEBOT__"
 
 
 def _env_overrides(environ: dict[str, str]) -> dict[str, Any]:
-    turn: TurnConfig = Field(default_factory=TurnConfig)
     tree: dict[str, Any] = {}
     for key, value in environ.items():
         if not key.startswith(ENV_PREFIX):
