@@ -46,6 +46,9 @@ FIRST = [
     ("45S219", 6, 6, "455219"),
     ("I-244167-5", 8, 8, "12441675"),
     ("B57219", 6, 6, "857219"),
+    ("A30 112.", 6, 6, "830112"),  # "eight three zero" written "A30" (Piper joe over G.711, bench_turns)
+    ("A3-0-112.", 6, 6, "830112"),
+    ("It is A 457219", 6, 6, "457219"),  # an article before a whole number stays an article
     ("45S219", None, None, "455219"),  # a letter between digits is likelier a digit
     ("457219 S", None, None, "457219"),  # ... than one at the edge
     # groups

@@ -127,6 +127,8 @@ def _read_piece(toks: Sequence[str], i: int) -> tuple[_Piece, int] | None:
         return _Piece("im", "1", True), i + 1
     if len(tok) == 1 and tok.isalpha() and low != "a":
         return _Piece("letter", LOOKALIKES.get(tok, ""), False), i + 1
+    if tok == "A" and i + 1 < len(toks) and is_numeric(toks[i + 1]):  # "eight three" written "A3"
+        return _Piece("letter", "8", False), i + 1
     return None
 
 
