@@ -34,9 +34,9 @@ def media_format(start: Message) -> Codec:
     fmt = start.get("mediaFormat")
     fmt = fmt if isinstance(fmt, dict) else {}
     encoding, rate = fmt.get("encoding"), as_int(fmt.get("sampleRate"))
-    if encoding not in CODECS or rate is None:
+    if not isinstance(encoding, str) or encoding not in CODECS or rate is None:  # a list: unhashable
         raise WireError(f"unsupported media format {text(fmt)[:60]}: need audio/x-mulaw or audio/x-l16", 1003)
-    return codec(CODECS[str(encoding)], rate)
+    return codec(CODECS[encoding], rate)
 
 
 def headers(data: Message) -> dict[str, str]:

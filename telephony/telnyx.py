@@ -34,9 +34,9 @@ def media_format(start: Message) -> Codec:
     fmt = start.get("media_format")
     fmt = fmt if isinstance(fmt, dict) else {}
     encoding, rate = fmt.get("encoding"), as_int(fmt.get("sample_rate"))
-    if encoding not in CODECS or rate is None or fmt.get("channels", 1) != 1:
+    if not isinstance(encoding, str) or encoding not in CODECS or rate is None or fmt.get("channels", 1) != 1:
         raise WireError(f"unsupported media format {text(fmt)[:60]}: need PCMU, PCMA or L16 mono", 1003)
-    return codec(CODECS[str(encoding)], rate)
+    return codec(CODECS[encoding], rate)
 
 
 IDS = ("call_control_id", "call_session_id", "from", "to")

@@ -111,8 +111,9 @@ def test_carrier_starts_only_raise_wire_errors(protocol: str, key: str, value: o
     back out on the wire."""
     dialect: Dialect = MEDIA_DIALECTS[protocol]
     start = json.loads(peer(protocol).opening()[-1])
-    holder = data.draw(st.sampled_from([start, start["start"]]))
-    holder[key] = value
+    fmt = next(v for k, v in start["start"].items() if k in ("media_format", "mediaFormat"))
+    holder = data.draw(st.sampled_from([start, start["start"], fmt]))  # the format's fields too
+    holder[data.draw(st.sampled_from(sorted(holder)) | st.just(key))] = value
     try:
         inner = start_object(start)
         fields = [stream_id(dialect, start, inner), dialect.meta(start, inner), dialect.token(start, inner)]

@@ -101,7 +101,7 @@ def carrier_message(draw: st.DrawFn, protocol: str, gentle: bool = False) -> str
     if kind == "big":
         return bytes(draw(st.integers(LIMIT + 1, 2 * LIMIT - 1)))
     if kind == "deep":
-        return f'{{"event":"media","{draw(TEXT)}":{nested(draw(st.integers(1, LIMIT // 2 - 40)))}}}'
+        return f'{{"event":"media",{dumps(draw(TEXT))}:{nested(draw(st.integers(1, LIMIT // 2 - 40)))}}}'
     if kind == "raw":
         garbage: str | bytes = draw(raw_garbage())
         return garbage
