@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import json
 import logging
+import subprocess
 import sys
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -101,7 +102,13 @@ def cmd_models(args: argparse.Namespace) -> int:
     for name in ("base", "tiny.en"):
         print(f"whisper {name:8s} {whisper_model_dir(name, config.cache_dir)}")
     print(f"silero vad       {silero_vad_path()}")
-    print(f"smart-turn v3.2  {fetch_smart_turn(config.cache_dir)}")
+    try:  # optional (turn.audio_model: smart-turn): a machine that cannot reach PyPI still serves
+        print(f"smart-turn v3.2  {fetch_smart_turn(config.cache_dir)}")
+    except (OSError, subprocess.CalledProcessError, StopIteration) as exc:
+        print(
+            f"smart-turn v3.2  not available ({exc}); only turn.audio_model: smart-turn needs it",
+            file=sys.stderr,
+        )
     print(f"piper voice      {default_voice()}")
     return 0
 
