@@ -1,4 +1,4 @@
-"""Deciding the end of a turn: `decide` turns a transcript, a listening context and the audio model into a pause.
+"""Deciding the end of a turn: a transcript, a listening context and the audio model give the pause.
 
 Real VAD and Whisper on TTS speech. Live audio arrives in real time, so a speculative decode normally
 finishes within a few VAD windows; here each decode is awaited as soon as it starts, which is that timing
