@@ -24,6 +24,11 @@ from voicebot.nlu.parser import Parse, Parser
 log = logging.getLogger(__name__)
 
 
+def _pct(score: float | None) -> str:
+    """A score as the log shows it (a long decimal would be masked as a possible card number)."""
+    return "unknown" if score is None else f"{100 * score:.2f} %"
+
+
 class SwappableNLU:
     """A `Parser` whose model can be replaced while calls use it."""
 
@@ -89,7 +94,7 @@ class ModelWatcher:
         new, old = self.score(candidate), self.nlu.score
         if new is None or (old is not None and new < old):
             self.rejected.add(candidate)
-            log.info("NLU model %s not swapped in: held-out score %s < current %s", candidate, new, old)
+            log.info("NLU model %s not swapped in: held-out %s < current %s", candidate, _pct(new), _pct(old))
             return False
         try:
             parser = self.load(candidate)
@@ -98,7 +103,14 @@ class ModelWatcher:
             raise
         previous = self.nlu.source
         self.nlu.swap(parser, candidate, new)
-        log.info("NLU model swapped: %s (held-out %s) -> %s (held-out %s)", previous, old, candidate, new)
+        scores = (_pct(old), _pct(new))
+        log.info(
+            "NLU model swapped: %s (held-out %s) -> %s (held-out %s)",
+            previous,
+            scores[0],
+            candidate,
+            scores[1],
+        )
         return True
 
 
