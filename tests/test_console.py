@@ -214,6 +214,24 @@ async def test_an_operator_corrects_a_turn_into_the_reviewed_file_and_retrains(t
         assert listed["examples"] == {"track_order": ["what is the [meaning](order_id) of life"]}
         assert "track_order" in listed["known_intents"] and listed["reviews"][0] == written
 
+        first = next(t for t in detail["turns"] if t["transcript"] == "where is my order")["index"]
+        asked = f"/console/api/calls/{call_id}/turns/{first}/review"
+        question = {"verdict": "faq", "example": "where is my order"}
+        assert (await review(question | {"faq": "no_such_answer"}, to=asked))[0] == 400  # new: needs words
+        status, _ = await review(question | {"faq": "gift_wrap", "answer": "See www.shop.example"}, to=asked)
+        assert status == 400  # answers are spoken: no URLs
+        status, written = await review(question | {"faq": "delivery_options"}, to=asked)
+        assert status == 200 and (written["verdict"], written["faq"], written["answer"]) == (
+            "faq", "delivery_options", None)  # fmt: skip
+        new = {"faq": "gift_wrap", "answer": "Yes, we gift wrap any order for free."}
+        assert (await review(question | new, to=asked))[0] == 200  # the same turn again: this one wins
+        listed = json.loads((await request(host, "/console/api/reviews", headers=BEARER))[2])
+        assert listed["faq"] == [
+            {"id": "gift_wrap", "answer": new["answer"], "questions": ["where is my order"]}
+        ]
+        assert "delivery_options" in listed["known_answers"]
+        assert listed["examples"] == {"track_order": ["what is the [meaning](order_id) of life"]}
+
         assert (await request(host, "/console/api/retrain", "POST", {"Cookie": cookie}))[0] == 403
         status, _, text = await request(host, "/console/api/retrain", "POST", sam)
         assert status == 200 and json.loads(text)["started"]

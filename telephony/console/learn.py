@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from functools import partial
 from pathlib import Path
 
 from fastapi import APIRouter, Request
@@ -12,10 +13,18 @@ from fastapi.responses import JSONResponse, Response
 
 from telephony.console.auth import Auth, Session, refused
 from telephony.console.records import Records
-from telephony.console.review import Retrain, Reviews, check_review, reviewed_examples
+from telephony.console.review import (
+    Retrain,
+    Reviews,
+    check_faq,
+    check_review,
+    reviewed_examples,
+    reviewed_faq,
+)
 from telephony.session import CallHub
 from telephony.twiml import BodyTooLarge, read_body
 from voicebot.config import VoicebotConfig
+from voicebot.domain.nlu_spec import load_nlu_spec
 from voicebot.records.views import get_call
 
 BODY_BYTES = 4096
@@ -25,7 +34,7 @@ def learning_routes(
     router: APIRouter, auth: Auth, records: Records, config: VoicebotConfig, hub: CallHub
 ) -> None:
     """Add the review and retrain routes to the console's router."""
-    reviews = Reviews(reviews_path(config, hub), known_intents(hub))
+    reviews = Reviews(reviews_path(config, hub), known_intents(hub), known_answers(hub))
     retrain_hook = Retrain(config.console.retrain_command, reviews.path)
 
     @router.get("/api/reviews")
@@ -33,6 +42,7 @@ def learning_routes(
         async def answer(_: Session) -> Response:
             found = await asyncio.to_thread(reviews.read)
             return JSONResponse({"file": str(reviews.path), "known_intents": reviews.known_intents,
+                                 "known_answers": reviews.known_answers, "faq": reviewed_faq(found),
                                  "reviews": found[::-1], "examples": reviewed_examples(found),
                                  "retrain": retrain_hook.status()})  # fmt: skip
 
@@ -45,18 +55,22 @@ def learning_routes(
                 body = json.loads(await read_body(request, BODY_BYTES))
             except (BodyTooLarge, json.JSONDecodeError) as exc:
                 raise ValueError(f"a JSON body of at most {BODY_BYTES} bytes, please") from exc
-            verdict, intent, example = check_review(
-                str(body.get("verdict")), str(body.get("intent")), str(body.get("example") or ""),
-                reviews.known_intents,
-            )  # fmt: skip
+            example = str(body.get("example") or "")
+            if body.get("verdict") == "faq":  # the words are a question for an FAQ answer
+                faq = check_faq(str(body.get("faq")), body.get("answer"), example, reviews.known_answers)
+                write = partial(reviews.add_faq, answer_id=faq[0], answer=faq[1], question=faq[2])
+            else:
+                verdict, intent, example = check_review(
+                    str(body.get("verdict")), str(body.get("intent")), example, reviews.known_intents
+                )
+                write = partial(reviews.add, verdict=verdict, intent=intent, example=example)
             detail = await records.read(lambda e: get_call(e, call_id))
             turn = next((t for t in detail.turns if t.index == index), None) if detail is not None else None
             if turn is None or turn.transcript is None:
                 return refused(404, "no such caller turn")
             data = {"index": turn.index, "transcript": turn.transcript, "intent": turn.intent,
                     "confidence": turn.confidence}  # fmt: skip
-            written = await asyncio.to_thread(reviews.add, call_id, data, s.user, verdict, intent, example)
-            return JSONResponse(written)
+            return JSONResponse(await asyncio.to_thread(write, call_id, data, s.user))
 
         return await auth.change(request, answer)
 
@@ -83,6 +97,14 @@ def reviews_path(config: VoicebotConfig, hub: CallHub) -> Path:
         return config.console.reviews_file
     domain = getattr(getattr(hub.brain_factory, "domain", None), "path", None)
     return Path(domain if domain is not None else config.cache_dir) / "reviewed.jsonl"
+
+
+def known_answers(hub: CallHub) -> list[str]:
+    """The ids of the domain's FAQ answers (empty without a domain)."""
+    domain = getattr(getattr(hub.brain_factory, "domain", None), "path", None)
+    if domain is None or not (Path(domain) / "faq.yaml").is_file():
+        return []
+    return sorted(a.id for a in load_nlu_spec(Path(domain))[1].answers)
 
 
 def known_intents(hub: CallHub) -> list[str]:

@@ -9,6 +9,9 @@ YAML: `reviewed_examples` gives the examples in nlu.yaml's `intents:` shape (the
 wins) for a training recipe to take in, once a person has looked at them. Text is masked before it is
 written, like the call records: a training file must hold no card numbers, emails or phone numbers.
 
+A caller's question can also be reviewed as a question for an FAQ answer (`verdict: "faq"`, `faq`: the
+answer's id, and for a new id the spoken `answer`); `reviewed_faq` gives those in faq.yaml's shape.
+
 Retraining is only a hook: `console.retrain_command` runs as a subprocess (one at a time, output kept);
 loading the retrained model into the running gateway is the live model swap's business, not this module's.
 """
@@ -27,7 +30,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
 
-from voicebot.domain.nlu_spec import parse_markup
+from pydantic import ValidationError
+
+from voicebot.domain.nlu_spec import FAQAnswer, parse_markup
 from voicebot.pii import mask_text
 
 Verdict = Literal["confirmed", "corrected"]
@@ -53,6 +58,27 @@ def check_review(verdict: str, intent: str, example: str, known: Sequence[str]) 
     return verdict, intent, mask_text(example)  # type: ignore[return-value]
 
 
+def check_faq(
+    answer_id: str, answer: str | None, question: str, known: Sequence[str]
+) -> tuple[str, str | None, str]:
+    """An FAQ review as written (id, the new answer or None, the question), or ValueError."""
+    if not _NAME.match(answer_id):
+        raise ValueError(f"answer id {answer_id!r} must be lower_snake_case")
+    question = " ".join(question.split())
+    if not question or len(question) > 500:
+        raise ValueError("the question must have 1 to 500 characters")
+    answer = " ".join(str(answer or "").split()) or None
+    if answer is None and answer_id not in known:
+        raise ValueError(f"{answer_id!r} is no answer of the domain's faq.yaml: give the new answer's words")
+    if answer is not None:
+        try:
+            FAQAnswer(id=answer_id, answer=answer)  # spoken: no URLs, markdown or markup
+        except ValidationError as exc:
+            raise ValueError(exc.errors()[0]["msg"]) from exc
+        answer = mask_text(answer)
+    return answer_id, answer, mask_text(question)
+
+
 def slots_of(example: str) -> dict[str, str]:
     """The marked words of an example by slot: '[four five](order_id)' → {'order_id': 'four five'}."""
     text, spans = parse_markup(example)
@@ -65,6 +91,7 @@ class Reviews:
 
     path: Path
     known_intents: list[str] = field(default_factory=list)
+    known_answers: list[str] = field(default_factory=list)
 
     def add(
         self, call_id: str, turn: dict[str, Any], by: str, verdict: Verdict, intent: str, example: str
@@ -76,10 +103,25 @@ class Reviews:
             "heard_confidence": turn.get("confidence"), "verdict": verdict, "intent": intent,
             "example": example, "slots": slots_of(example),
         }  # fmt: skip
+        self._append(review)
+        return review
+
+    def add_faq(self, call_id: str, turn: dict[str, Any], by: str, answer_id: str, answer: str | None,
+                question: str) -> dict[str, Any]:  # fmt: skip
+        """Append one FAQ review (blocking file I/O: run it in a thread)."""
+        review = {
+            "at": datetime.now(UTC).isoformat(), "by": by, "call": call_id, "turn": turn["index"],
+            "heard": turn.get("transcript"), "heard_intent": turn.get("intent"),
+            "heard_confidence": turn.get("confidence"), "verdict": "faq", "faq": answer_id, "answer": answer,
+            "example": question,
+        }  # fmt: skip
+        self._append(review)
+        return review
+
+    def _append(self, review: dict[str, Any]) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         with self.path.open("a", encoding="utf-8") as out:
             out.write(json.dumps(review, ensure_ascii=False) + "\n")
-        return review
 
     def read(self) -> list[dict[str, Any]]:
         """Every review, oldest first; a line that is not JSON (a hand edit gone wrong) is skipped."""
@@ -94,11 +136,28 @@ class Reviews:
         return found
 
 
+def _latest(reviews: list[dict[str, Any]], faq: bool) -> list[dict[str, Any]]:
+    """The latest review of each turn, of the one kind (FAQ or intent)."""
+    latest = {(r.get("call"), r.get("turn")): r for r in reviews}
+    return [r for r in latest.values() if (r.get("verdict") == "faq") == faq]
+
+
+def reviewed_faq(reviews: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """faq.yaml's `answers:` shape: each answer id with the new answer's words (None: the domain's own
+    answer) and its reviewed questions."""
+    answers: dict[str, dict[str, Any]] = {}
+    for review in _latest(reviews, faq=True):
+        entry = answers.setdefault(review["faq"], {"id": review["faq"], "answer": None, "questions": []})
+        entry["answer"] = review.get("answer") or entry["answer"]
+        if review["example"] not in entry["questions"]:
+            entry["questions"].append(review["example"])
+    return list(answers.values())
+
+
 def reviewed_examples(reviews: list[dict[str, Any]]) -> dict[str, list[str]]:
     """nlu.yaml's `intents:` shape from the reviews, the latest review of each turn winning."""
-    latest = {(r.get("call"), r.get("turn")): r for r in reviews}
     intents: dict[str, list[str]] = defaultdict(list)
-    for review in latest.values():
+    for review in _latest(reviews, faq=False):
         if review.get("example") not in intents[review["intent"]]:
             intents[review["intent"]].append(review["example"])
     return dict(intents)

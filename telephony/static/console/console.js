@@ -238,18 +238,24 @@ function reviewForm(callId, turn) {
   const example = el("input", { name: "example", value: turn.transcript, required: true, size: 44 });
   const status = el("span", { class: "review-status meta" });
   const confirm = el("button", { type: "button", class: "confirm", textContent: "Confirm" });
+  const faq = el("input", { name: "faq", size: 18, placeholder: "answer id" }), answer = el("input", { name: "answer", size: 30, placeholder: "a new answer's words" });
+  faq.setAttribute("list", "known-answers");
+  const asFaq = el("button", { type: "button", class: "faq", textContent: "Add as FAQ question" });
   const form = el("form", { class: "review", "data-index": turn.index },
     el("label", {}, "intent ", intent), el("label", {}, "words, slots as [words](slot) ", example),
-    confirm, el("button", { type: "submit", class: "correct", textContent: "Save correction" }), status);
+    confirm, el("button", { type: "submit", class: "correct", textContent: "Save correction" }),
+    el("label", {}, "or FAQ answer ", faq), answer, asFaq, status);
   const send = async verdict => {
+    const body = verdict === "faq" ? { verdict, faq: faq.value, answer: answer.value, example: example.value }
+      : { verdict, intent: verdict === "confirmed" ? (turn.intent || intent.value) : intent.value, example: example.value };
     try {
       const saved = await api(`/console/api/calls/${encodeURIComponent(callId)}/turns/${turn.index}/review`, {
-        method: "POST", headers: { "X-CSRF-Token": state.me.csrf, "Content-Type": "application/json" },
-        body: JSON.stringify({ verdict, intent: verdict === "confirmed" ? (turn.intent || intent.value) : intent.value, example: example.value }) });
-      status.textContent = `${saved.verdict} as ${saved.intent} by ${saved.by}`; form.dataset.saved = saved.verdict;
+        method: "POST", headers: { "X-CSRF-Token": state.me.csrf, "Content-Type": "application/json" }, body: JSON.stringify(body) });
+      status.textContent = `${saved.verdict} as ${saved.intent || saved.faq} by ${saved.by}`; form.dataset.saved = saved.verdict;
     } catch (e) { status.textContent = "not saved: " + e.message; }
   };
   form.addEventListener("click", e => e.stopPropagation());  // a click in the form is no "play from here"
+  asFaq.onclick = () => send("faq");
   confirm.onclick = () => send("confirmed");
   form.onsubmit = e => { e.preventDefault(); send("corrected"); };
   return form;
@@ -258,6 +264,7 @@ function reviewForm(callId, turn) {
 async function showLearning() {
   const r = await api("/console/api/reviews"), box = $("learn");
   $("known-intents").replaceChildren(...r.known_intents.map(i => el("option", { value: i })));
+  $("known-answers").replaceChildren(...r.known_answers.map(i => el("option", { value: i })));
   const retrain = el("button", { type: "button", id: "retrain", textContent: "Retrain" });
   retrain.hidden = state.me.role !== "supervisor" || !r.retrain.configured;
   const status = el("span", { class: "meta", id: "retrain-status" }, r.retrain.running ? "retraining…" : r.retrain.returncode === null ? "" : `last run exited ${r.retrain.returncode}`);
