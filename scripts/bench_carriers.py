@@ -7,12 +7,12 @@ One gateway in this process (real models: Silero, Whisper base, Piper; the echo 
 the pipeline's and the wire's, not a domain's), then, one after another, a call per protocol from the peers
 the tests use (`voicebot.testing.carriers`; Twilio's from `voicebot.testing.faults.callers`), each asking
 the same three questions in 20 ms frames in real time, after one warm-up call that is not counted (its
-replies fill the TTS cache, which every later call then hits alike). Per turn, two figures:
-voice-to-voice as the caller measures it (from its last frame of speech to the first frame of the bot's
-reply it receives) and as the server records it (`at_ms.first_audio_sent`: from the endpointer's end of speech to the reply's first frame
-handed to the socket). Rounds alternate the order of the protocols, so a drift in the machine's load
-(other work on it) does not favour one. Results: the `calls-carriers` section of docs/benchmarks.md and
-docs/results/calls_carriers.json.
+replies fill the TTS cache, which every later call then hits alike). Per turn, two figures: voice-to-voice
+as the caller measures it (from its last frame of speech to the first frame of the bot's reply it
+receives) and as the server records it (`at_ms.first_audio_sent`: from the endpointer's end of speech to
+the reply's first frame handed to the socket). Rounds alternate the order of the protocols, so a drift in
+the machine's load (other work on it) does not favour one. Results: the `calls-carriers` section of
+docs/benchmarks.md and docs/results/calls_carriers.json.
 """
 
 from __future__ import annotations
