@@ -96,32 +96,27 @@ class Reviews:
     def add(
         self, call_id: str, turn: dict[str, Any], by: str, verdict: Verdict, intent: str, example: str
     ) -> dict[str, Any]:
-        """Append one review (blocking file I/O: run it in a thread)."""
+        """Append one review of a turn's intent and slots (blocking file I/O: run it in a thread)."""
+        fields = {"verdict": verdict, "intent": intent, "example": example, "slots": slots_of(example)}
+        return self._append(call_id, turn, by, fields)
+
+    def add_faq(
+        self, call_id: str, turn: dict[str, Any], by: str, answer_id: str, answer: str | None, question: str
+    ) -> dict[str, Any]:
+        """Append one review of a turn as an FAQ question (blocking file I/O: run it in a thread)."""
+        fields = {"verdict": "faq", "faq": answer_id, "answer": answer, "example": question}
+        return self._append(call_id, turn, by, fields)
+
+    def _append(self, call_id: str, turn: dict[str, Any], by: str, fields: dict[str, Any]) -> dict[str, Any]:
         review = {
             "at": datetime.now(UTC).isoformat(), "by": by, "call": call_id, "turn": turn["index"],
             "heard": turn.get("transcript"), "heard_intent": turn.get("intent"),
-            "heard_confidence": turn.get("confidence"), "verdict": verdict, "intent": intent,
-            "example": example, "slots": slots_of(example),
-        }  # fmt: skip
-        self._append(review)
-        return review
-
-    def add_faq(self, call_id: str, turn: dict[str, Any], by: str, answer_id: str, answer: str | None,
-                question: str) -> dict[str, Any]:  # fmt: skip
-        """Append one FAQ review (blocking file I/O: run it in a thread)."""
-        review = {
-            "at": datetime.now(UTC).isoformat(), "by": by, "call": call_id, "turn": turn["index"],
-            "heard": turn.get("transcript"), "heard_intent": turn.get("intent"),
-            "heard_confidence": turn.get("confidence"), "verdict": "faq", "faq": answer_id, "answer": answer,
-            "example": question,
-        }  # fmt: skip
-        self._append(review)
-        return review
-
-    def _append(self, review: dict[str, Any]) -> None:
+            "heard_confidence": turn.get("confidence"),
+        } | fields  # fmt: skip
         self.path.parent.mkdir(parents=True, exist_ok=True)
         with self.path.open("a", encoding="utf-8") as out:
             out.write(json.dumps(review, ensure_ascii=False) + "\n")
+        return review
 
     def read(self) -> list[dict[str, Any]]:
         """Every review, oldest first; a line that is not JSON (a hand edit gone wrong) is skipped."""
