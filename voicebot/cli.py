@@ -84,14 +84,15 @@ def _brain_factory(
 
 def _trained_model(args: argparse.Namespace, config: VoicebotConfig) -> Path:
     """The quick model with --quick; else the domain's served model (models/first_start.py), the first
-    model trained now if none is finished, the full fine-tune then started in the background."""
+    model trained now if none is finished. Only `voicebot train` starts the background fine-tune: a serve,
+    shell or test run never starts a 20-minute job the user did not ask for."""
     if getattr(args, "quick", False):
         from models.train_domain import train_domain
 
         return train_domain(args.domain, config.cache_dir, progress=True, quick=True)[0]
     from models.first_start import ensure_model
 
-    return ensure_model(args.domain, config.cache_dir)[0]
+    return ensure_model(args.domain, config.cache_dir, background=False)[0]
 
 
 def cmd_models(args: argparse.Namespace) -> int:
