@@ -33,12 +33,19 @@ def model_score(model: Path) -> float | None:
 
 def served_model(domain: Path, cache_dir: Path, data_dir: Path | None = None) -> Path | None:
     """The finished model that serves: the full one unless the first scores better on validation."""
-    scored = []
-    for rank, first in enumerate((False, True)):  # on a tie the full model wins (rank 0)
-        path = model_dir(domain, cache_dir, data_dir, first=first)
-        score = model_score(path)
-        if score is not None:
-            scored.append((-score, rank, path))
+    return best_model(candidates(domain, cache_dir, data_dir))
+
+
+def candidates(domain: Path, cache_dir: Path, data_dir: Path | None = None) -> list[Path]:
+    """The domain's full and first model directories for its current data (each may not exist yet)."""
+    return [model_dir(domain, cache_dir, data_dir), model_dir(domain, cache_dir, data_dir, first=True)]
+
+
+def best_model(paths: list[Path]) -> Path | None:
+    """The finished one with the best validation score; on a tie the earlier in `paths`."""
+    scored = [
+        (-score, rank, path) for rank, path in enumerate(paths) if (score := model_score(path)) is not None
+    ]
     return min(scored)[2] if scored else None
 
 

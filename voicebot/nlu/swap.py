@@ -16,6 +16,7 @@ import threading
 from collections.abc import Callable
 from datetime import date
 from pathlib import Path
+from typing import Any
 
 from voicebot.config import VoicebotConfig
 from voicebot.nlu.model import Labels
@@ -117,16 +118,27 @@ class ModelWatcher:
 def watch_domain(nlu: Parser, domain: Path, config: VoicebotConfig) -> SwappableNLU:
     """`nlu` (the domain's served model) behind a `SwappableNLU`, with a started watcher that swaps in the
     domain's better-scoring finished model (models/first_start.py) every `nlu.swap_check_s`."""
-    from models.first_start import model_score, served_model
+    from models.first_start import best_model, candidates, model_score
     from voicebot.nlu.parser import NLU
 
-    source = served_model(domain, config.cache_dir)
+    # Naming the candidates hashes the domain's data and parses its YAML (~0.7 s, much of it holding the
+    # GIL the calls' event loop needs), so it is redone only when the domain's files change.
+    known: dict[str, Any] = {"stamp": None, "paths": []}
+
+    def pick() -> Path | None:
+        files = [domain / "nlu.yaml", domain / "faq.yaml"]
+        stamp = [(f.stat().st_mtime_ns, f.stat().st_size) if f.is_file() else None for f in files]
+        if stamp != known["stamp"]:
+            known["stamp"], known["paths"] = stamp, candidates(domain, config.cache_dir)
+        return best_model(known["paths"])
+
+    source = pick()
     if source is None:
         raise RuntimeError(f"{domain}: no finished NLU model to serve")
     live = SwappableNLU(nlu, source, model_score(source))
     ModelWatcher(
         live,
-        pick=lambda: served_model(domain, config.cache_dir),
+        pick=pick,
         load=lambda path: NLU(path, threads=config.nlu.threads, int8=config.nlu.int8),
         score=model_score,
         interval_s=float(config.nlu.swap_check_s or 0),
