@@ -194,7 +194,7 @@ async def test_a_trailing_phrase_waits_for_the_full_silence(services: Services, 
 async def test_talking_on_after_an_early_end_is_a_new_utterance(
     services: Services, said: dict[str, PCM]
 ) -> None:
-    pause = silence(0.35)  # past the turn-end silence, short of the endpointer's 500 ms
+    pause = silence(0.45)  # past turn.text_complete_ms as the VAD hears it (~60 ms late), short of 500 ms
     audio = np.concatenate([silence(0.3), said["cancel"], pause, said["invoice"], silence(1.0)])
     frames = await listen(services, audio)
     first, second = finals(frames)
