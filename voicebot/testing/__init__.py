@@ -11,8 +11,9 @@
 - `records`: sample calls and raw-row checks for the call-record tests.
 - `faults`: callers that misbehave on purpose, a failing back end, a full disk, fault plans and the run
   that measures crashes, leaks and lost records (tests/test_faults.py, scripts/faults_gateway.py).
-- `fuzz`: Hypothesis strategies for hostile input (`fuzz.carriers`: the carriers'), the driver that plays them against the live gateway and
-  the campaign around it (tests/test_fuzz.py, scripts/fuzz_gateway.py).
+- `fuzz`: Hypothesis strategies for hostile input (`fuzz.carriers`: the carriers'), the driver that
+  plays them against the live gateway and the campaign around it (tests/test_fuzz.py,
+  scripts/fuzz_gateway.py).
 
 It needs the development dependencies (pytest, Hypothesis, psutil): nothing outside this package imports it.
 """
