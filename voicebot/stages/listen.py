@@ -9,7 +9,7 @@ silence timer runs out. If the caller speaks again, the speculation is thrown aw
 
 The end of a turn is a decision (`turn.decide`, live calls): the speculative transcript, the listening
 context and the smart-turn audio model's probability, heard at the first pause, give the pause this turn
-needs (`voicebot.asr.turnend.decide`): ~160 ms after "Yes." or the whole number asked for, up to
+needs (`voicebot.asr.turnend.decide`): `turn.complete_ms` after "Yes." or the whole number asked for, up to
 `turn.hold_ms` inside an incomplete number or after "and", `vad.end_silence_ms` when unsure. The endpointer
 holds the utterance open that long meanwhile, and its own end of an utterance this stage already ended is
 dropped here. If the caller goes on talking after all (`vad.min_speech_ms` of speech), what follows is a
@@ -30,8 +30,10 @@ import time
 from collections.abc import Callable
 from concurrent.futures import Executor
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 
 from voicebot.asr import ASRBackend, Transcription
 from voicebot.asr.base import judge, unclear
@@ -87,11 +89,8 @@ class _Decode:
     verdict: Verdict | None = None  # once both are in (decide mode)
 
     def ready(self) -> bool:
-        return all(f is None or (f.done() and not f.cancelled() and not f.exception()) for f in self._futures)
-
-    @property
-    def _futures(self) -> tuple[asyncio.Future[Transcription] | asyncio.Future[float] | None, ...]:
-        return (self.task, self.audio_p)
+        futures: tuple[asyncio.Future[Any] | None, ...] = (self.task, self.audio_p)
+        return all(f is None or (f.done() and not f.cancelled() and not f.exception()) for f in futures)
 
 
 class ASRStage(Stage):
@@ -243,14 +242,16 @@ class ASRStage(Stage):
 
     def _speculate(self) -> _Decode:
         """The speculative final decode at a pause, and beside it (deciding) the audio model."""
+        audio = to_float(np.concatenate(self._chunks))  # the whole utterance so far: one copy for both
         audio_p = None
         if self.smart_turn is not None and self._speech_ms >= self.config.min_speech_ms:
-            audio = to_float(np.concatenate(self._chunks))
             audio_p = in_pool(self.executor, self.smart_turn.probability, audio)
-        return _Decode(self._samples, self._decode(self._samples), audio_p)
+        return _Decode(self._samples, self._transcribe(audio), audio_p)
 
     def _decode(self, samples: int) -> asyncio.Future[Transcription]:
-        audio = to_float(np.concatenate(self._chunks)[:samples])
+        return self._transcribe(to_float(np.concatenate(self._chunks)[:samples]))
+
+    def _transcribe(self, audio: npt.NDArray[np.float32]) -> asyncio.Future[Transcription]:
         prompt, hints = listening_plan(self.context, self.config.slot_hypotheses)
         return in_pool(self.executor, self.asr.transcribe, audio, prompt, hints)
 
@@ -295,9 +296,9 @@ class ASRStage(Stage):
     def _finalise(self, ended: SpeechEnded, early: bool = False) -> None:
         spec = self._speculative
         reuse = spec is not None and spec.samples >= self._last_speech and not ended.forced
-        pending = spec.task if reuse and spec is not None else None
-        verdict = spec.verdict if reuse and spec is not None else None
-        audio_p = spec.audio_p if reuse and spec is not None else None
+        kept = spec if reuse else None
+        pending = kept.task if kept is not None else None
+        verdict, audio_p = (kept.verdict, kept.audio_p) if kept is not None else (None, None)
         if pending is None and ended.speech_ms >= self.config.min_speech_ms:
             self._chunks = [ended.audio]
             pending = self._decode(ended.audio.size)
