@@ -19,6 +19,7 @@ from voicebot.assets import smart_turn_path
 from voicebot.audio import to_float
 from voicebot.config import TurnConfig, VoicebotConfig
 from voicebot.frames import PCM, Direction, FinalTranscript, Frame, ListeningContext, SpeechStarted
+from voicebot.nlu.grammar import digits_fit
 from voicebot.pipeline import Services
 from voicebot.stages.listen import ASRStage
 from voicebot.testing.speech import RATE, silence
@@ -97,6 +98,30 @@ def test_decide_reads_every_hypothesis_and_the_partial_number() -> None:
     partial = dataclasses.replace(ORDER, partial="457")  # said before a pause that ended the last turn
     assert decide("2 1 9.", partial, TURN, 500).reason == "number complete"
     assert decide("2.", partial, TURN, 500).reason == "number incomplete"
+
+
+@pytest.mark.parametrize(
+    ("partial", "text", "reason"),
+    [
+        ("457", "2 1 9.", "number complete"),  # the rest after a pause
+        ("457", "4 5 7 2 1 9.", "number complete"),  # the whole number said again: no 1.5 s hold
+        ("457", "four five seven, two one nine.", "number complete"),
+        (None, "4 5 7 2 1 9.", "number complete"),  # a whole number directly
+        ("457", "4 5 7 2.", "number may go on"),  # longer than the rest, shorter than the whole
+        ("457", "2.", "number incomplete"),
+    ],
+)
+def test_a_number_after_a_partial_ends_the_turn_as_the_grammar_accepts_it(
+    partial: str | None, text: str, reason: str
+) -> None:
+    """The turn-end decision and the recogniser's grammar read the same expected lengths (`expected_lengths`):
+    a caller who repeats the whole number after a partial one is answered at once, not after the hold."""
+    context = dataclasses.replace(ORDER, partial=partial)
+    verdict = decide(text, context, TURN, 500)
+    assert verdict.reason == reason
+    if reason == "number complete":
+        fits = digits_fit(context)
+        assert verdict.pause_ms == TURN.complete_ms and fits(text)
 
 
 async def listen(

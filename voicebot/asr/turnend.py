@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from voicebot.config import TurnConfig
 from voicebot.frames import ListeningContext
 from voicebot.nlu.digits import digit_candidates
-from voicebot.nlu.grammar import grammar_for
+from voicebot.nlu.grammar import expected_lengths, grammar_for
 
 # Words after which an English sentence almost never ends: articles, possessives, prepositions,
 # conjunctions, auxiliaries, fillers. Not the pronouns and auxiliaries that close short answers ("Thank
@@ -91,13 +91,13 @@ def trails_off(text: str) -> bool:
 def _number_verdict(
     texts: Sequence[str], context: ListeningContext, turn: TurnConfig, unsure: float
 ) -> Verdict:
-    """A digit string was asked for: over once a reading has all its digits, held open while it is short."""
-    have = len(context.partial or "")
-    low, high = max(1, (context.min_length or 1) - have), max(1, (context.max_length or 32) - have)
-    lengths = {len(c) for text in texts for c in digit_candidates(text, low, high)}
-    if high in lengths:
+    """A digit string was asked for: over once a reading has all its digits (the rest of a partial number
+    or the whole number said again), held open while it is short."""
+    expected = expected_lengths(context)
+    lengths = {len(c) for text in texts for c in digit_candidates(text, expected.low, expected.high)}
+    if lengths & expected.whole:
         return Verdict(turn.complete_ms, "number complete")
-    if any(low <= n <= high for n in lengths):
+    if any(expected.fits(n) for n in lengths):
         return Verdict(unsure, "number may go on")
     return Verdict(max(turn.hold_ms, context.end_silence_ms or 0), "number incomplete")
 

@@ -70,14 +70,44 @@ def grammar_for(context: ListeningContext | None) -> SlotGrammar | None:
     return None
 
 
+@dataclass(frozen=True)
+class ExpectedLengths:
+    """How many digits the next utterance may hold when a digit string is asked for.
+
+    After a partial number ("4 5 7", a pause) the caller either says the rest ("2 1 9") or, as callers
+    often do, starts again and says the whole number ("4 5 7 2 1 9"); both are answers. `low`..`high`
+    spans every such length, and `whole` holds the lengths after which the number is complete (the rest
+    at its longest, or the whole number at its longest). The recogniser's grammar (`digits_fit`) and the
+    turn-end decision (`voicebot.asr.turnend`) read the same lengths, so a number the grammar accepts as
+    complete also ends the turn.
+    """
+
+    low: int
+    high: int
+    whole: frozenset[int]
+
+    def fits(self, length: int) -> bool:
+        return self.low <= length <= self.high
+
+
+MAX_DIGITS = 32  # a digit slot without a max_length: longer than any identifier a caller reads out
+
+
+def expected_lengths(context: ListeningContext) -> ExpectedLengths:
+    """The digit-string lengths an answer under `context` may have (see `ExpectedLengths`)."""
+    low, high = context.min_length or 1, context.max_length or MAX_DIGITS
+    have = len(context.partial or "")
+    if not have or have >= high:
+        return ExpectedLengths(low, high, frozenset({high}))
+    return ExpectedLengths(max(1, low - have), high, frozenset({high - have, high}))
+
+
 def digits_fit(context: ListeningContext) -> Callable[[str], bool]:
     """Whether a transcript reads as a digit string of the context's length (or the rest of a partial)."""
-    low, high = context.min_length or 1, context.max_length or 32
-    if context.partial:  # "4 5 7", a pause, then the rest: "2 1 9" fits as well as a whole number
-        low = max(1, low - len(context.partial))
+    lengths = expected_lengths(context)
 
     def fits(text: str) -> bool:
-        return any(low <= len(c) <= high for c in digit_candidates(text, low, high))
+        return any(lengths.fits(len(c)) for c in digit_candidates(text, lengths.low, lengths.high))
 
     return fits
 
