@@ -8,6 +8,7 @@ DTMF entry, hand-off reasons and action failures. The model-in-the-loop version 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from datetime import date
 from pathlib import Path
 from typing import Any
@@ -191,6 +192,21 @@ def test_dtmf_menu_at_top_level_and_invalid_key(bot: Bot) -> None:
     assert bot.state.flow is not None and bot.state.flow.flow == "cancel_order" and "order number" in d.text
     (d,) = bot.keys("0") if False else (bot.say(P("agent", "contact_human_agent")),)
     assert d.transfer == "caller asked for a person"
+
+
+def test_a_complaint_is_handed_to_a_person_in_the_domains_words(domain: Domain, tmp_path: Path) -> None:
+    """`handoff.person_only`: a complaint is transferred at once, mid-task too, `handoff_complaint` said
+    before `transfer`; a domain without that response says its plain `transfer`."""
+    actions = load_actions(SHOP, {"database": str(tmp_path / "shop.sqlite"), "today": TODAY.isoformat()})
+    bot = Bot(domain, actions)
+    bot.say(P("where is my order", "track_order"))
+    d = bot.say(P("I want to complain", "complaint"))
+    assert d.transfer == "complaint needs a person" and "customer care" in d.text
+    assert bot.state.handoff_reason == d.transfer
+    responses = {k: v for k, v in domain.responses.items() if k != "handoff_complaint"}
+    plain = dataclasses.replace(domain, responses=responses)
+    d = Bot(plain, actions).say(P("I want to complain", "complaint"))
+    assert d.transfer == "complaint needs a person" and d.text == domain.responses["transfer"][0]
 
 
 def test_no_input_ladder(bot: Bot) -> None:

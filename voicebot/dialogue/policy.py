@@ -68,6 +68,10 @@ class Policy:
             return self._goodbye(d, "caller said goodbye")
         if intent in handoff.intents:
             return self._transfer(d, "caller asked for a person")
+        if intent in handoff.person_only:  # a complaint: a person settles it, the bot would only deflect
+            if f"handoff_{intent}" in self.domain.responses:  # "I'm sorry about that", then the transfer
+                d.say(self.nlg.render(f"handoff_{intent}"))
+            return self._transfer(d, f"{intent} needs a person")
         if held is not None and (repaired := await self._repair(parse, intent, held, d)) is not None:
             return repaired
         if st.flow is not None and st.expecting == "confirm":

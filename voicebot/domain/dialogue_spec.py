@@ -69,7 +69,14 @@ class Retries(Strict):
 
 class Handoff(Strict):
     target: str = Field("agent", description="transfer target: queue name, SIP URI or phone number")
-    intents: list[Name] = Field(default_factory=lambda: ["contact_human_agent"])
+    intents: list[Name] = Field(
+        default_factory=lambda: ["contact_human_agent"], description="the caller asks for a person"
+    )
+    person_only: list[Name] = Field(
+        default_factory=list,
+        description="intents only a person can settle (a complaint): handed off at once, with the domain's "
+        "`handoff_<intent>` response first where it has one",
+    )
     negative_turns: int = Field(
         2, ge=0, description="transfer after this many frustrated turns in a row (0 = never)"
     )
