@@ -1,14 +1,21 @@
 """`voicebot train --domain DIR`: every model a domain needs, cached by a hash of its training data.
 
 The joint NLU model (intents, entities, sentiment, answer matching) is trained from the domain's
-`nlu.yaml` (inline examples + dataset references) and `faq.yaml`. The output directory name carries a hash
-of everything that went in, so retraining happens exactly when the data or recipe changes.
+`nlu.yaml` (inline examples + dataset references) and `faq.yaml`, plus the operators' reviews of real calls
+in `reviewed.jsonl` (voicebot/domain/reviewed.py, written by the console). The output directory name carries
+a hash of everything that went in, so retraining happens exactly when the data, the reviews or the recipe
+change.
+
+Reviewed examples go to the training split only: the held-out (validation) split stays the domain's own, so
+a model retrained with the reviews is scored on the same examples as the one before it, and the live swap
+(voicebot/nlu/swap.py) compares like with like.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import random
 import shutil
 from pathlib import Path
@@ -18,6 +25,7 @@ from models.data import Example, data_root, load_dataset, load_sentiment
 from models.train_first import FirstModelConfig, FirstModelTrainer
 from models.train_joint import FAQ, JointTrainConfig, JointTrainer
 from voicebot.domain.nlu_spec import FAQSpec, NLUSpec, load_nlu_spec, parse_markup
+from voicebot.domain.reviewed import read_reviews, reviewed_examples, reviewed_faq, reviewed_path
 from voicebot.domain.yamlfile import DomainError, line_of, load_yaml
 from voicebot.nlu.model import OOS
 
@@ -29,6 +37,7 @@ QUICK_EPOCHS = 3
 QUICK_SENTIMENT = 3000
 VALID_SHARE = 0.1
 _DATA_FOLDERS = {"bitext": "bitext_customer_support", "goemotions": "sentiment"}  # else the name before "-"
+log = logging.getLogger(__name__)
 
 
 def _at(source: Path, *loc: str | int) -> str:
@@ -37,20 +46,58 @@ def _at(source: Path, *loc: str | int) -> str:
     return f"{source}:{line}" if line else str(source)
 
 
+def _example(raw: str, intent: str, source: str) -> Example:
+    """One marked-up example ('cancel [four five](order_id)'); ValueError if its slots do not fit words."""
+    text, spans = parse_markup(raw)
+    tokens, tags = spans_to_bio(text, spans)
+    return Example(text=text, intent=intent, tokens=tokens, tags=tags, source=source)
+
+
 def inline_examples(spec: NLUSpec, source: Path) -> list[Example]:
     out = []
     for intent, examples in spec.intents.items():
         for n, raw in enumerate(examples):
-            text, spans = parse_markup(raw)
             try:
-                tokens, tags = spans_to_bio(text, spans)
+                out.append(_example(raw, intent, f"{source}:{intent}"))
             except ValueError as exc:
                 where = _at(source, "intents", intent, n)
                 raise DomainError(f"{where}: intents.{intent}.{n}: {exc}") from exc
-            out.append(
-                Example(text=text, intent=intent, tokens=tokens, tags=tags, source=f"{source}:{intent}")
-            )
     return out
+
+
+def reviewed_training(domain: Path, known: list[Example]) -> list[Example]:
+    """The operators' reviewed examples of the domain, for training. A review the domain's labels no longer
+    fit (an intent or slot renamed since, a hand edit gone wrong) is left out with a warning, never a new
+    label: the reviews teach the domain's model, they do not redefine it."""
+    path = reviewed_path(domain)
+    intents = {e.intent for e in known}
+    slots = {t for e in known for t in e.tags or [] if t != "O"}
+    out = []
+    for intent, examples in reviewed_examples(read_reviews(path)).items():
+        for raw in examples:
+            try:
+                example = _example(raw, intent, f"{path}:{intent}")
+            except ValueError as exc:
+                log.warning("%s: review of %s left out: %s", path, intent, exc)
+                continue
+            if intent not in intents or not set(example.tags or []) - {"O"} <= slots:
+                log.warning("%s: review %r (%s) left out: not the domain's labels", path, raw, intent)
+                continue
+            out.append(example)
+    return out
+
+
+def reviewed_questions(domain: Path, faq: FAQSpec) -> FAQSpec:
+    """faq.yaml's answers with the reviewed questions of each added (answers new to faq.yaml are a person's
+    edit of faq.yaml: the console lists them in its shape)."""
+    extra = {a["id"]: a["questions"] for a in reviewed_faq(read_reviews(reviewed_path(domain)))}
+    answers = [
+        a.model_copy(
+            update={"questions": a.questions + [q for q in extra.get(a.id, []) if q not in a.questions]}
+        )
+        for a in faq.answers
+    ]
+    return FAQSpec(answers=answers)
 
 
 def _cap(examples: list[Example], per_intent: int, rng: random.Random) -> list[Example]:
@@ -91,7 +138,8 @@ def gather(
     train += inline[cut:]
     if not train:
         raise DomainError(f"{domain / 'nlu.yaml'}: no training examples (add intents or datasets)")
-    return spec, faq, train, valid
+    train += reviewed_training(domain, train + valid)
+    return spec, reviewed_questions(domain, faq), train, valid
 
 
 def build_faq(faq: FAQSpec, train: list[Example], seed: int) -> FAQ | None:
@@ -117,6 +165,10 @@ def fingerprint(domain: Path, spec: NLUSpec, data_dir: Path | None) -> str:
     for name in ("nlu.yaml", "faq.yaml"):
         path = domain / name
         digest.update(path.read_bytes() if path.is_file() else b"")
+    reviews = read_reviews(reviewed_path(domain))
+    taken = {"intents": reviewed_examples(reviews), "faq": reviewed_faq(reviews)}
+    if taken["intents"] or taken["faq"]:  # what training takes: without reviews, models keep their names
+        digest.update(json.dumps(taken, sort_keys=True).encode())
     root = data_root(data_dir)
     names = [ref.name for ref in spec.datasets] + (["goemotions"] if spec.training.sentiment else [])
     for name in names:

@@ -56,7 +56,8 @@ def _brain_factory(
 
     A domain without flows.yaml gets the NLU-only brain. `scratch`: each call gets a fresh copy of the
     domain's back end (conversation tests must not see each other's cancelled orders). `live` (serve): a
-    better model of the domain, once trained, replaces the served one without a restart.
+    better model of the domain, once trained (the watcher, the console's retrain), replaces the served one
+    without a restart.
     """
     from voicebot.brain import EchoBrain
 
@@ -65,11 +66,16 @@ def _brain_factory(
     from voicebot.domain.loader import is_dialogue_domain
     from voicebot.nlu.parser import NLU, Parser
 
-    nlu: Parser = NLU(_trained_model(args, config), threads=config.nlu.threads, int8=config.nlu.int8)
-    if live and not getattr(args, "quick", False) and config.nlu.swap_check_s is not None:
-        from voicebot.nlu.swap import watch_domain
+    model = _trained_model(args, config)
+    nlu: Parser = NLU(model, threads=config.nlu.threads, int8=config.nlu.int8)
+    if live:  # swappable: by the model watcher (nlu.swap_check_s) and by the console's retrain
+        from models.first_start import model_score
+        from voicebot.nlu.swap import SwappableNLU, watch_domain
 
-        nlu = watch_domain(nlu, args.domain, config)
+        watch = not getattr(args, "quick", False) and config.nlu.swap_check_s is not None
+        nlu = (
+            watch_domain(nlu, args.domain, config) if watch else SwappableNLU(nlu, model, model_score(model))
+        )
     if not is_dialogue_domain(args.domain):
         from voicebot.nlu.brain import UnderstandingBrain
 

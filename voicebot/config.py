@@ -321,11 +321,13 @@ class ConsoleConfig(_Section):
     reviews_file: Path | None = Field(
         None,
         description="where operators' reviews of turns go (JSON lines); None: reviewed.jsonl in the domain "
-        "folder, or in cache_dir without a domain",
+        "folder (the file `voicebot train` learns from), or in cache_dir without a domain",
     )
     retrain_command: list[str] | None = Field(
         None,
-        description="the command 'retrain' runs (VOICEBOT_REVIEWED names the reviewed file); None: none",
+        description="the command 'retrain' runs (VOICEBOT_REVIEWED names the reviewed file); None: "
+        "`voicebot train --domain D` (niced) when the gateway serves a domain, which trains on reviewed.jsonl "
+        "beside it; either way the result is swapped in only if it scores at least as well on held-out data",
     )
 
 

@@ -1,5 +1,5 @@
 """Learning from calls, the console's routes: a supervisor's review of a turn into the reviewed training
-file, the reviews read back, and the retrain hook (the file and the hook themselves: `review`)."""
+file, the reviews read back, and retraining with the live swap (the file: `review`; the run: `retrain`)."""
 
 from __future__ import annotations
 
@@ -13,18 +13,15 @@ from fastapi.responses import JSONResponse, Response
 
 from telephony.console.auth import Auth, Session, refused
 from telephony.console.records import Records
-from telephony.console.review import (
-    Retrain,
-    Reviews,
-    check_faq,
-    check_review,
-    reviewed_examples,
-    reviewed_faq,
-)
+from telephony.console.retrain import LiveModel, Retrain
+from telephony.console.review import Reviews, check_faq, check_review
 from telephony.session import CallHub
 from telephony.twiml import BodyTooLarge, read_body
 from voicebot.config import VoicebotConfig
 from voicebot.domain.nlu_spec import load_nlu_spec
+from voicebot.domain.reviewed import reviewed_examples, reviewed_faq
+from voicebot.nlu.parser import Parser
+from voicebot.nlu.swap import SwappableNLU
 from voicebot.records.views import get_call
 
 BODY_BYTES = 4096
@@ -35,7 +32,7 @@ def learning_routes(
 ) -> None:
     """Add the review and retrain routes to the console's router."""
     reviews = Reviews(reviews_path(config, hub), known_intents(hub), known_answers(hub))
-    retrain_hook = Retrain(config.console.retrain_command, reviews.path)
+    retrain_hook = Retrain(config.console.retrain_command, reviews.path, live_model(config, hub))
 
     @router.get("/api/reviews")
     async def review_list(request: Request) -> Response:
@@ -88,6 +85,21 @@ def learning_routes(
             return JSONResponse(retrain_hook.status())
 
         return await auth.change(request, answer)
+
+
+def live_model(config: VoicebotConfig, hub: CallHub) -> LiveModel | None:
+    """The serving domain and its swappable model (`voicebot serve --domain`), or None (echo, fakes)."""
+    nlu = getattr(hub.brain_factory, "nlu", None)
+    domain = getattr(getattr(hub.brain_factory, "domain", None), "path", None)
+    if not isinstance(nlu, SwappableNLU) or domain is None:
+        return None
+
+    def load(path: Path) -> Parser:
+        from voicebot.nlu.parser import NLU
+
+        return NLU(path, threads=config.nlu.threads, int8=config.nlu.int8)
+
+    return LiveModel(Path(domain), config.cache_dir, nlu, load)
 
 
 def reviews_path(config: VoicebotConfig, hub: CallHub) -> Path:

@@ -1,29 +1,25 @@
 """Learning from calls: an operator confirms or corrects what the bot understood of a turn, into a reviewed
-training file beside the domain, and may start the configured retraining command.
+training file beside the domain.
 
 The file (`reviewed.jsonl` in the domain folder, or `console.reviews_file`) takes one JSON object per line,
 appended, never rewritten: who reviewed which turn of which call and when, the words as heard, what the bot
 made of them (`heard_intent`, `heard_confidence`), and the verdict: `intent` and `example`, the words with the
 slots marked as in nlu.yaml (`[four five seven two one nine](order_id)`). Nothing is edited into the domain's
-YAML: `reviewed_examples` gives the examples in nlu.yaml's `intents:` shape (the latest review of a turn
-wins) for a training recipe to take in, once a person has looked at them. Text is masked before it is
+YAML: `voicebot train` takes the examples in (the latest review of a turn wins), and `reviewed_examples`
+gives them in nlu.yaml's `intents:` shape for the console to show. Text is masked before it is
 written, like the call records: a training file must hold no card numbers, emails or phone numbers.
 
 A caller's question can also be reviewed as a question for an FAQ answer (`verdict: "faq"`, `faq`: the
 answer's id, and for a new id the spoken `answer`); `reviewed_faq` gives those in faq.yaml's shape.
 
-Retraining is only a hook: `console.retrain_command` runs as a subprocess (one at a time, output kept);
-loading the retrained model into the running gateway is the live model swap's business, not this module's.
+The file's format and its readers are voicebot/domain/reviewed.py's (the trainer reads it too); retraining
+is telephony/console/retrain.py's.
 """
 
 from __future__ import annotations
 
-import asyncio
 import json
-import os
 import re
-import time
-from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -33,12 +29,12 @@ from typing import Any, Literal
 from pydantic import ValidationError
 
 from voicebot.domain.nlu_spec import FAQAnswer, parse_markup
+from voicebot.domain.reviewed import read_reviews
 from voicebot.pii import mask_text
 
 Verdict = Literal["confirmed", "corrected"]
 _NAME = re.compile(r"^[a-z][a-z0-9_]*$")
 _MARK_LEFT = re.compile(r"\[[^\]]+\]\([a-z_][a-z0-9_]*\)")
-OUTPUT_CHARS = 4000  # the tail of the retraining command's output a console shows
 
 
 def check_review(verdict: str, intent: str, example: str, known: Sequence[str]) -> tuple[Verdict, str, str]:
@@ -119,83 +115,5 @@ class Reviews:
         return review
 
     def read(self) -> list[dict[str, Any]]:
-        """Every review, oldest first; a line that is not JSON (a hand edit gone wrong) is skipped."""
-        if not self.path.is_file():
-            return []
-        found = []
-        for text in self.path.read_text(encoding="utf-8").splitlines():
-            try:
-                found.append(json.loads(text))
-            except json.JSONDecodeError:
-                continue
-        return found
-
-
-def _latest(reviews: list[dict[str, Any]], faq: bool) -> list[dict[str, Any]]:
-    """The latest review of each turn, of the one kind (FAQ or intent)."""
-    latest = {(r.get("call"), r.get("turn")): r for r in reviews}
-    return [r for r in latest.values() if (r.get("verdict") == "faq") == faq]
-
-
-def reviewed_faq(reviews: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """faq.yaml's `answers:` shape: each answer id with the new answer's words (None: the domain's own
-    answer) and its reviewed questions."""
-    answers: dict[str, dict[str, Any]] = {}
-    for review in _latest(reviews, faq=True):
-        entry = answers.setdefault(review["faq"], {"id": review["faq"], "answer": None, "questions": []})
-        entry["answer"] = review.get("answer") or entry["answer"]
-        if review["example"] not in entry["questions"]:
-            entry["questions"].append(review["example"])
-    return list(answers.values())
-
-
-def reviewed_examples(reviews: list[dict[str, Any]]) -> dict[str, list[str]]:
-    """nlu.yaml's `intents:` shape from the reviews, the latest review of each turn winning."""
-    intents: dict[str, list[str]] = defaultdict(list)
-    for review in _latest(reviews, faq=False):
-        if review.get("example") not in intents[review["intent"]]:
-            intents[review["intent"]].append(review["example"])
-    return dict(intents)
-
-
-@dataclass
-class Retrain:
-    """The retraining hook: one run of `console.retrain_command` at a time, its output kept in memory."""
-
-    command: list[str] | None
-    reviews: Path
-    started: float | None = None
-    returncode: int | None = None
-    output: str = ""
-    _task: asyncio.Task[None] | None = None
-
-    @property
-    def running(self) -> bool:
-        return self._task is not None and not self._task.done()
-
-    def status(self) -> dict[str, Any]:
-        return {"configured": self.command is not None, "running": self.running, "started": self.started,
-                "returncode": self.returncode, "output": self.output[-OUTPUT_CHARS:]}  # fmt: skip
-
-    def start(self) -> None:
-        """Start the command (VOICEBOT_REVIEWED names the reviewed file); ValueError when it cannot."""
-        if self.command is None:
-            raise ValueError("no console.retrain_command configured")
-        if self.running:
-            raise ValueError("a retraining run is already going")
-        self.started, self.returncode, self.output = time.time(), None, ""
-        self._task = asyncio.create_task(self._run(self.command), name="console-retrain")
-
-    async def _run(self, command: list[str]) -> None:
-        env = os.environ | {"VOICEBOT_REVIEWED": str(self.reviews)}
-        try:
-            process = await asyncio.create_subprocess_exec(
-                *command, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT, env=env
-            )
-        except OSError as exc:
-            self.output, self.returncode = f"cannot start {command[0]}: {exc.strerror or exc}", 127
-            return
-        assert process.stdout is not None
-        while chunk := await process.stdout.read(4096):
-            self.output = (self.output + chunk.decode(errors="replace"))[-4 * OUTPUT_CHARS :]
-        self.returncode = await process.wait()
+        """Every review, oldest first (blocking file I/O: run it in a thread)."""
+        return read_reviews(self.path)

@@ -6,7 +6,8 @@ between parses (a turn's parses normally, though a turn that parses several hypo
 `ModelWatcher` polls for the model that should serve (`pick`, e.g. the domain's better-scoring finished
 model after `voicebot train` or the background fine-tune); a different one is loaded in the watcher's thread,
 away from the calls, and swapped in only if its held-out score is at least the current one's. Each decision
-is logged with both scores.
+is logged with both scores. `offer` is that decision for one candidate: the operator console's retrain
+(telephony/console/retrain.py) makes it too, and shows its `Decision`.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
 from typing import Any
@@ -35,6 +37,7 @@ class SwappableNLU:
 
     def __init__(self, parser: Parser, source: Path, score: float | None) -> None:
         self._current: tuple[Parser, Path, float | None] = (parser, source, score)
+        self.deciding = threading.Lock()  # held while a candidate is weighed and loaded (`offer`)
 
     @property
     def labels(self) -> Labels:
@@ -92,33 +95,61 @@ class ModelWatcher:
         candidate = self.pick()
         if candidate is None or candidate == self.nlu.source or candidate in self.rejected:
             return False
-        new, old = self.score(candidate), self.nlu.score
-        if new is None or (old is not None and new < old):
-            self.rejected.add(candidate)
-            log.info("NLU model %s not swapped in: held-out %s < current %s", candidate, _pct(new), _pct(old))
-            return False
         try:
-            parser = self.load(candidate)
+            decision = offer(self.nlu, candidate, self.load, self.score)
         except Exception:
             self.rejected.add(candidate)  # tried once: a broken directory is not reloaded every poll
             raise
-        previous = self.nlu.source
-        self.nlu.swap(parser, candidate, new)
-        scores = (_pct(old), _pct(new))
+        if not decision.swapped:
+            self.rejected.add(candidate)  # decided once, not every poll
+        return decision.swapped
+
+
+@dataclass(frozen=True)
+class Decision:
+    """A candidate model weighed against the serving one: both held-out scores, and whether it swapped."""
+
+    before: Path
+    before_score: float | None
+    after: Path
+    after_score: float | None
+    swapped: bool
+
+    def as_json(self) -> dict[str, Any]:
+        return {"before": {"model": str(self.before), "score": self.before_score},
+                "after": {"model": str(self.after), "score": self.after_score},
+                "swapped": self.swapped}  # fmt: skip
+
+
+def offer(
+    nlu: SwappableNLU, candidate: Path, load: Callable[[Path], Parser], score: Callable[[Path], float | None]
+) -> Decision:
+    """Swap `candidate` in if its held-out score is known and at least the serving model's (a model
+    without a known score yields to any scored one); load errors propagate with the old model serving.
+    One decision at a time per `nlu` (the watcher's poll and an operator's retrain may meet)."""
+    with nlu.deciding:
+        new, old, previous = score(candidate), nlu.score, nlu.source
+        if candidate == previous:
+            return Decision(previous, old, candidate, new, False)
+        if new is None or (old is not None and new < old):
+            log.info("NLU model %s not swapped in: held-out %s < current %s", candidate, _pct(new), _pct(old))
+            return Decision(previous, old, candidate, new, False)
+        nlu.swap(load(candidate), candidate, new)
         log.info(
             "NLU model swapped: %s (held-out %s) -> %s (held-out %s)",
             previous,
-            scores[0],
+            _pct(old),
             candidate,
-            scores[1],
+            _pct(new),
         )
-        return True
+        return Decision(previous, old, candidate, new, True)
 
 
 def watch_domain(nlu: Parser, domain: Path, config: VoicebotConfig) -> SwappableNLU:
     """`nlu` (the domain's served model) behind a `SwappableNLU`, with a started watcher that swaps in the
     domain's better-scoring finished model (models/first_start.py) every `nlu.swap_check_s`."""
     from models.first_start import best_model, candidates, model_score
+    from voicebot.domain.reviewed import reviewed_path
     from voicebot.nlu.parser import NLU
 
     # Naming the candidates hashes the domain's data and parses its YAML (~0.7 s, much of it holding the
@@ -126,7 +157,7 @@ def watch_domain(nlu: Parser, domain: Path, config: VoicebotConfig) -> Swappable
     known: dict[str, Any] = {"stamp": None, "paths": []}
 
     def pick() -> Path | None:
-        files = [domain / "nlu.yaml", domain / "faq.yaml"]
+        files = [domain / "nlu.yaml", domain / "faq.yaml", reviewed_path(domain)]
         stamp = [(f.stat().st_mtime_ns, f.stat().st_size) if f.is_file() else None for f in files]
         if stamp != known["stamp"]:
             known["stamp"], known["paths"] = stamp, candidates(domain, config.cache_dir)

@@ -267,11 +267,29 @@ async function showLearning() {
   $("known-answers").replaceChildren(...r.known_answers.map(i => el("option", { value: i })));
   const retrain = el("button", { type: "button", id: "retrain", textContent: "Retrain" });
   retrain.hidden = state.me.role !== "supervisor" || !r.retrain.configured;
-  const status = el("span", { class: "meta", id: "retrain-status" }, r.retrain.running ? "retraining…" : r.retrain.returncode === null ? "" : `last run exited ${r.retrain.returncode}`);
-  retrain.onclick = async () => {
-    try { await post("/console/api/retrain"); status.textContent = "retraining…"; } catch (e) { status.textContent = e.message; }
+  const status = el("span", { class: "meta", id: "retrain-status" }), scores = el("p", { class: "meta", id: "retrain-scores" });
+  const show = run => {
+    status.textContent = run.running ? "retraining…" : run.returncode === null ? "" : `last run exited ${run.returncode}`;
+    scores.replaceChildren(...retrainScores(run));
+    if (run.running) setTimeout(async () => { if ($("retrain-status") === status) show(await api("/console/api/retrain")); }, 2000);
   };
-  box.replaceChildren(el("span", { class: "meta" }, `${r.reviews.length} review(s) in ${r.file}`), retrain, status);
+  retrain.onclick = async () => {
+    try { show(await post("/console/api/retrain")); } catch (e) { status.textContent = e.message; }
+  };
+  box.replaceChildren(el("span", { class: "meta" }, `${r.reviews.length} review(s) in ${r.file}`), retrain, status, scores);
+  show(r.retrain);
+}
+
+// The last retrain's held-out scores, before and after, and whether the new model serves (data-swapped).
+function retrainScores(run) {
+  const name = m => m.model.split("/").pop(), d = run.decision, out = [];
+  if (run.serving) out.push(el("span", {}, `serving ${name(run.serving)}, held-out ${fmt.pct(run.serving.score)}. `));
+  if (d && d.error) out.push(el("b", { "data-swapped": "false" }, `not swapped: ${d.error}`));
+  else if (d) out.push(el("b", { "data-swapped": String(d.swapped) },
+    `Retrained: held-out ${fmt.pct(d.before.score)} before (${name(d.before)}), ${fmt.pct(d.after.score)} after (${name(d.after)}): ` +
+    (d.swapped ? "swapped in live." : d.before.model === d.after.model ? "already serving." : "kept the serving model (the new one scores lower).")));
+  if (!run.running && run.output) out.push(el("details", {}, el("summary", {}, "training output"), el("pre", {}, run.output)));
+  return out;
 }
 
 async function showCall(id) {

@@ -1,0 +1,133 @@
+"""Learning from calls: an operator's reviewed correction (written as the console writes it) reaches the
+domain's training examples, and the console's retrain runs the real `voicebot train` on a tiny domain and
+swaps the result into the live model only when it scores at least as well on held-out data."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from models.first_start import full_training_running, model_score
+from models.train_domain import gather, model_dir
+from telephony.console.retrain import LiveModel, Retrain
+from telephony.console.review import Reviews, check_review
+from voicebot.domain.reviewed import reviewed_path
+
+INTENTS = {
+    "greet": ["hello", "hi there", "good morning", "hey", "hello there", "morning"],
+    "track_order": ["where is my order", "track order [four five](order_id)", "my parcel has not come",
+                    "status of order [one two](order_id)", "where is my parcel", "track my package"],
+}  # fmt: skip
+HOURS = ["when are you open", "what are your hours", "are you open on sunday", "opening times"]
+FAQ = {"answers": [{"id": "hours", "answer": "We are open nine to five.", "questions": HOURS}]}
+
+
+def tiny_domain(folder: Path, encoder: Path | None = None) -> Path:
+    """A two-intent domain (with one FAQ answer); `encoder`: train it on a tiny random BERT (seconds)."""
+    folder.mkdir(parents=True)
+    training: dict[str, Any] = {"sentiment": False, "epochs": 1}
+    training |= {"encoder": str(encoder)} if encoder is not None else {}
+    (folder / "nlu.yaml").write_text(json.dumps({"training": training, "intents": INTENTS}))
+    (folder / "faq.yaml").write_text(json.dumps(FAQ))
+    return folder
+
+
+def review(
+    domain: Path, turn: int, intent: str, example: str, heard: str, known: tuple[str, ...] = ()
+) -> None:
+    """One operator's correction, checked and written as the console's review route does (`known`: the
+    intents the serving model knew then)."""
+    verdict, intent, example = check_review("corrected", intent, example, known or tuple(INTENTS))
+    turn_record = {"index": turn, "transcript": heard, "intent": "greet", "confidence": 0.41}
+    Reviews(reviewed_path(domain)).add("call-1", turn_record, "sam", verdict, intent, example)
+
+
+def test_a_reviewed_correction_reaches_the_training_examples(tmp_path: Path) -> None:
+    domain = tiny_domain(tmp_path / "tiny")
+    cache = tmp_path / "cache"
+    _, _, train, valid = gather(domain)
+    before = model_dir(domain, cache, first=True)
+
+    review(domain, 3, "greet", "wear is my [seven seven](order_id)", "wear is my seven seven")
+    review(domain, 3, "track_order", "wear is my [seven seven](order_id)", "wear is my seven seven")
+    Reviews(reviewed_path(domain)).add_faq(
+        "call-1",
+        {"index": 5, "transcript": "what time do you open"},
+        "sam",
+        "hours",
+        None,
+        "what time do you open",
+    )
+    _, faq, train2, valid2 = gather(domain)
+    taken = [e for e in train2 if e.text == "wear is my seven seven"]
+    assert len(taken) == 1  # the latest review of the turn wins: track_order, not greet
+    assert taken[0].intent == "track_order"
+    assert taken[0].tokens == ["wear", "is", "my", "seven", "seven"]
+    assert taken[0].tags == ["O", "O", "O", "B-order_id", "I-order_id"]
+    assert taken[0].source.endswith("reviewed.jsonl:track_order")
+    assert len(train2) == len(train) + 1 and valid2 == valid  # training only: the held-out split stays
+    assert faq.answers[0].questions == [*HOURS, "what time do you open"]
+    after = model_dir(domain, cache, first=True)
+    assert after != before  # new training data, a new model directory: `voicebot train` trains again
+
+    review(domain, 4, "cancel_order", "cancel it", "cancel it", ("cancel_order",))  # an intent renamed since
+    review(domain, 6, "greet", "hello [you](person)", "hello you")  # no slot of this domain
+    with (reviewed_path(domain)).open("a") as out:
+        out.write("{not json\n")  # a hand edit gone wrong
+    _, _, train3, valid3 = gather(domain)
+    assert train3 == train2 and valid3 == valid  # left out, never a new label
+
+
+@pytest.mark.models
+async def test_retrain_trains_with_the_reviews_and_swaps_only_a_model_as_good(tmp_path: Path) -> None:
+    from models.train_domain import train_domain
+    from models.train_first import FirstModelConfig
+    from tests.tiny import tiny_encoder
+    from voicebot.nlu.parser import NLU
+    from voicebot.nlu.swap import SwappableNLU
+
+    domain = tiny_domain(tmp_path / "tiny", tiny_encoder(tmp_path / "encoder", layers=2))
+    cache = tmp_path / "cache"
+    serving, _ = train_domain(domain, cache, progress=False, first=FirstModelConfig())
+    old_score = model_score(serving)
+    assert old_score is not None
+    review(domain, 3, "track_order", "wear is my [seven seven](order_id)", "wear is my seven seven")
+
+    async def retrain(live: SwappableNLU) -> dict[str, Any]:
+        run = Retrain(None, reviewed_path(domain), LiveModel(domain, cache, live, NLU))
+        run.start()
+        async with asyncio.timeout(300):
+            while run.running:
+                await asyncio.sleep(0.2)
+        status = run.status()
+        assert status["returncode"] == 0, status["output"]
+        assert status["command"][:3] == ["nice", "-n", "10"] and "train" in status["command"]
+        return status
+
+    live = SwappableNLU(NLU(serving), serving, old_score)
+    status = await retrain(live)
+    decision = status["decision"]
+    trained = Path(decision["after"]["model"])  # the first model, or the full one if it finished already
+    assert trained in (model_dir(domain, cache, first=True), model_dir(domain, cache))
+    assert trained.parent == serving.parent and trained != serving  # trained on the reviews: a new model
+    assert decision["before"] == {"model": str(serving), "score": old_score}
+    assert decision["after"]["score"] == model_score(trained) is not None
+    assert decision["swapped"] == (decision["after"]["score"] >= old_score)
+    assert live.source == (trained if decision["swapped"] else serving)
+    assert status["serving"] == {"model": str(live.source), "score": live.score}
+
+    # A serving model that scores better than anything the retrain made is kept (the decision alone).
+    proud = SwappableNLU(NLU(serving), serving, 1.01)
+    kept = Retrain._decide(LiveModel(domain, cache, proud, NLU))
+    assert kept["swapped"] is False and proud.source == serving and kept["before"]["score"] == 1.01
+    assert kept["after"]["score"] == model_score(Path(kept["after"]["model"]))
+
+    for _ in range(600):  # `voicebot train` started the full fine-tune in the background: let it end here
+        if (model_dir(domain, cache) / "metrics.json").is_file() and not full_training_running(domain, cache):
+            break
+        time.sleep(0.1)
