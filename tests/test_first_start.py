@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from models.first_start import full_training_running, model_score, served_model, start_full_training
-from models.train_domain import model_dir
+from models.train_domain import lock_path, model_dir, train_domain
 
 NLU_YAML = """\
 training:
@@ -57,7 +57,7 @@ def test_a_half_written_model_never_serves(domain: Path, tmp_path: Path) -> None
 def test_one_background_training_at_a_time(domain: Path, tmp_path: Path) -> None:
     """While a process holds the full training's lock, no second one starts."""
     cache = tmp_path / "cache"
-    lock = model_dir(domain, cache).with_suffix(".lock")
+    lock = lock_path(model_dir(domain, cache))
     lock.parent.mkdir(parents=True)
     script = (
         f"import fcntl, time; f = open({str(lock)!r}, 'a'); fcntl.flock(f, fcntl.LOCK_EX); "
@@ -118,3 +118,24 @@ def test_voicebot_train_makes_the_first_model_then_the_full_one_in_the_backgroun
     assert first_score is not None and full_score is not None
     expected = full if full_score >= first_score else model_dir(folder, cache, first=True)
     assert served_model(folder, cache) == expected
+
+
+def test_a_second_trainer_waits_and_reuses_the_model(domain: Path, tmp_path: Path) -> None:
+    """Two processes asking for the same model (two test workers, serve beside train): the second waits on the
+    lock and takes what the first wrote instead of training into the same folder."""
+    cache = tmp_path / "cache"
+    out = model_dir(domain, cache, quick=True)
+    lock = lock_path(out)
+    lock.parent.mkdir(parents=True)
+    script = (
+        f"import fcntl, pathlib, time; f = open({str(lock)!r}, 'a'); fcntl.flock(f, fcntl.LOCK_EX); "
+        f"print('held', flush=True); time.sleep(1); p = pathlib.Path({str(out)!r}); p.mkdir(); "
+        "(p / 'metrics.json').write_text('{}')"
+    )
+    holder = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
+        assert train_domain(domain, cache, quick=True, progress=False) == (out, False)
+    finally:
+        holder.kill()
+        holder.wait()
