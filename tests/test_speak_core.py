@@ -11,6 +11,7 @@ import pytest
 from voicebot.frames import (
     Action,
     BotReply,
+    BotSpeaking,
     BrainTimes,
     CallEnded,
     Direction,
@@ -65,7 +66,8 @@ async def test_barge_in_cuts_the_reply_drops_the_queued_one_and_reports_what_was
     out = await run_stage(speak(sink, executor), frames, upstream=up)
     assert [r.text for r in of(out, BotReply)] == [LONG]  # the second never started: it was stale
     (report,) = of(out, PlaybackReport)
-    assert report.interrupted and report.reply_id == 1 and up == [report]
+    assert report.interrupted and report.reply_id == 1
+    assert up == [BotSpeaking(True, 1), BotSpeaking(False, 1), report]  # the listener knows the bot spoke
     assert 350 <= report.played_ms <= 700  # about the 0.5 s since its first frame
     sent_ms = len(sink.frames) * 20
     assert report.played_ms < sent_ms <= report.played_ms + 160  # the lead sent ahead was dropped…

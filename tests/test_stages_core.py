@@ -45,6 +45,7 @@ from voicebot.vad import RATE, Endpointer
 
 SYSTEM = {"AudioIn", "SpeechStarted", "BargeIn", "SpeechAudio", "SpeechEnded", "DTMFDigit", "HangUp",
           "StageError", "ListeningContext", "PlaybackReport"}  # fmt: skip
+SYSTEM |= {"Interruption", "BotSpeaking"}  # caller speech over the bot (voicebot.asr.bargein)
 DATA = {"PartialTranscript", "BotReply", "BotAudio"}
 CONTROL = {"FinalTranscript", "NoInput", "TurnDone", "Barrier", "EndOfStream", "CallEnded"}
 BASES = {"Frame", "SystemFrame", "DataFrame", "ControlFrame"}

@@ -94,6 +94,47 @@ class TurnConfig(_Section):
     )
 
 
+class BargeInConfig(_Section):
+    """Caller speech while the bot speaks (`voicebot.asr.bargein`): a backchannel ("mm-hmm", "okay") or a
+    cough lets the bot talk on and is no turn; "wait", "no", a question or a correction stops it. Applies
+    while `pipeline.barge_in` is on. Figures: docs/benchmarks.md "turns" (scripts/bench_turns.py)."""
+
+    judge: bool = Field(
+        True,
+        description="while the bot speaks, a VAD speech start is tentative and the bot is cut only on the "
+        "rules below; false: the old immediate barge-in, every speech start of vad.min_speech_ms cuts it",
+    )
+    max_backchannel_ms: int = Field(
+        500,
+        ge=32,
+        description="voiced speech after which the bot is cut whatever was said: 'mm-hmm', 'okay', 'yeah' "
+        "take 250-450 ms, and a caller who goes on longer wants the floor",
+    )
+    probe_ms: int | None = Field(
+        256,
+        ge=32,
+        description="voiced speech after which a quick decode of the clip so far looks for a stop word "
+        "('wait', 'stop'), so a clear interruption cuts before max_backchannel_ms; null: no probe (one "
+        "Whisper decode of a short clip per tentative utterance, ~100-200 ms of a core)",
+    )
+    backchannels: list[str] = Field(
+        default_factory=lambda: (
+            "mm hmm mhm mmhm mhmm hm uh huh um ah oh aha okay ok right yeah yes yep yup sure alright all "  # noqa: SIM905
+            "i see got it cool great fine good nice perfect wow".split()
+        ),
+        description="words a backchannel is made of (every word of it one of these, no question mark); "
+        "Whisper writes 'mm-hmm' as 'Mm-hmm.' or 'Mhm.', 'uh-huh' as 'Uh-huh.' (split at the hyphen)",
+    )
+    stop_words: list[str] = Field(
+        default_factory=lambda: (
+            "wait stop no nope hold hang sorry excuse pardon what but actually hello cancel wrong not "  # noqa: SIM905
+            "repeat again".split()
+        ),
+        description="words that stop the bot wherever they are heard, even in a clip still being said "
+        "('wait', 'no, that's wrong', 'hold on', 'sorry, what?', 'hello?')",
+    )
+
+
 class ASRConfig(_Section):
     """Whisper settings. `model` is a packaged name (base, tiny.en) or a CTranslate2 model directory."""
 
@@ -167,7 +208,9 @@ class PipelineConfig(_Section):
         "on the caller's side against a late next sentence or a busy moment of the event loop; barge-in "
         "is not slowed (the transport's clear drops it)",
     )
-    barge_in: bool = Field(True, description="caller speech-start (vad.min_speech_ms of speech) cuts the bot")
+    barge_in: bool = Field(
+        True, description="caller speech over the bot cuts it (how: the `bargein` section); false: never"
+    )
     workers: int = Field(0, ge=0, description="thread pool for model calls; 0 = number of cores")
     greeting: bool = True
     low_delay_upsampling: bool = Field(
@@ -334,6 +377,7 @@ class ConsoleConfig(_Section):
 class VoicebotConfig(_Section):
     vad: VADConfig = Field(default_factory=VADConfig)
     turn: TurnConfig = Field(default_factory=TurnConfig)
+    bargein: BargeInConfig = Field(default_factory=BargeInConfig)
     asr: ASRConfig = Field(default_factory=ASRConfig)
     tts: TTSConfig = Field(default_factory=TTSConfig)
     pipeline: PipelineConfig = Field(default_factory=PipelineConfig)

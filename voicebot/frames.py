@@ -4,17 +4,18 @@ Every frame class declares a *category*, and the `Stage` base class schedules by
 types for that):
 
 - **system** frames act at once: they overtake the work a stage has queued and survive an interruption
-  (caller audio and the VAD's utterance frames, barge-in, DTMF, hang-up, errors, and the two frames that go
-  back upstream: `PlaybackReport` and `ListeningContext`);
+  (caller audio and the VAD's utterance frames, barge-in and the decisions on it, DTMF, hang-up, errors,
+  and the frames that go back upstream: `PlaybackReport`, `ListeningContext` and `BotSpeaking`);
 - **data** frames keep their order and are dropped when the caller interrupts the bot (the bot's reply and
   its audio: speech the caller talked over is stale);
 - **control** frames keep their order and are never dropped (final transcripts, no-input events, turn
   records, barriers, the end of the stream, the end of the call).
 
 Frames flow downstream (caller → bot) except the way back: the transport's playback report (what the caller
-actually heard) and the dialogue's listening context (what it expects the caller to say next) travel
-upstream. Audio inside the pipeline is mono int16 numpy at a stated rate; times named `*_at` or kept in
-`SpeechTimes`/`BrainTimes` are `time.perf_counter()` seconds, `t` is caller-audio time since the call began.
+actually heard), the dialogue's listening context (what it expects the caller to say next) and whether the
+bot is speaking travel upstream. Audio inside the pipeline is mono int16 numpy at a stated rate; times named
+`*_at` or kept in `SpeechTimes`/`BrainTimes` are `time.perf_counter()` seconds, `t` is caller-audio time
+since the call began.
 """
 
 from __future__ import annotations
@@ -111,6 +112,40 @@ class BargeIn(SystemFrame):
     @property
     def interrupts(self) -> bool:
         return True
+
+
+InterruptionKind = Literal["backchannel", "noise", "interruption", "speech"]
+Decision = Literal["stop", "continue", "turn"]
+
+
+@dataclass(frozen=True)
+class Interruption(SystemFrame):
+    """One decision on caller speech heard while the bot spoke (`voicebot.asr.bargein`), for the turn record
+    of the reply it was heard over: `decision` "stop" (a `BargeIn` follows at once), "continue" (the bot
+    talked on, the utterance was dropped) or "turn" (the bot had finished first: an ordinary turn). `kind`
+    is what it was taken for, `reason` why, `text` the words heard (empty for a cut on length alone),
+    `latency_ms` the time from the caller's speech start to the decision, `speech_ms` the voiced audio."""
+
+    decision: Decision
+    kind: InterruptionKind
+    reason: str
+    text: str
+    latency_ms: float
+    speech_ms: float
+    t: float
+    reply_id: int = 0
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "decision": self.decision,
+            "kind": self.kind,
+            "reason": self.reason,
+            "text": self.text,
+            "latency_ms": round(self.latency_ms, 1),
+            "speech_ms": round(self.speech_ms, 1),
+            "t": round(self.t, 3),
+            "reply_id": self.reply_id,
+        }
 
 
 @dataclass(frozen=True)
@@ -357,6 +392,16 @@ class PlaybackReport(SystemFrame):
     started_at: float | None = None
     synthesized_at: float | None = None
     sent_at: float | None = None
+
+
+@dataclass(frozen=True)
+class BotSpeaking(SystemFrame):
+    """Upstream from the speak stage: reply `reply_id` started (`speaking`) or stopped playing. While the
+    bot speaks, the listener takes caller speech as maybe a backchannel (`voicebot.asr.bargein`)."""
+
+    speaking: bool
+    reply_id: int = 0
+    interruptible: bool = True
 
 
 # --- bookkeeping --------------------------------------------------------------------------------------

@@ -116,6 +116,8 @@ class CallPipeline:
             partials=partials,
             turn=cfg.turn,
             smart_turn=services.smart_turn,
+            bargein=cfg.bargein,
+            barge_in=cfg.pipeline.barge_in,
         )
         self.brain_stage = BrainStage(brain, live=paced)
         self.speak = SpeakStage(

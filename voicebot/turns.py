@@ -10,7 +10,8 @@ else assembles one. `TurnStage`, the pipeline's last stage, builds them.
 `as_json()` is the public form users' scripts read: every field name and meaning the untyped record had is
 kept (transcript, asr, intent, confidence, entities, slots, action, action_result, actions, reply,
 timings_ms, interrupted, played_ms…), new ones sit beside them (heard, reply_id, cause, previous_cause,
-asr_confidence, nbest, listening, at_ms). The README documents the schema.
+asr_confidence, nbest, listening, at_ms, and interruptions: each decision on caller speech heard over the
+reply, when there was any). The README documents the schema.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from voicebot.frames import (
     Action,
     BotReply,
     BrainTimes,
+    Interruption,
     ListeningContext,
     PlaybackReport,
     SpeechTimes,
@@ -119,6 +121,7 @@ class TurnRecord:
     previous_interrupted: bool | None = None
     previous_cause: str | None = None
     times: TurnTimes = field(default_factory=TurnTimes)
+    interruptions: tuple[Interruption, ...] = ()  # decisions on caller speech heard over this reply
 
     @classmethod
     def build(
@@ -187,6 +190,8 @@ class TurnRecord:
             out |= {"asr_confidence": self.asr_confidence, "nbest": list(self.nbest)}
         if self.listening is not None:
             out["listening"] = self.listening.as_json()
+        if self.interruptions:
+            out["interruptions"] = [i.as_json() for i in self.interruptions]
         return out
 
 

@@ -16,6 +16,12 @@ dropped here. If the caller goes on talking after all (`vad.min_speech_ms` of sp
 new utterance: a `SpeechStarted` goes out (it barges in on the reply already under way) and its words are
 decoded on their own.
 
+Caller speech while the bot speaks is judged by a `BargeInJudge` (`voicebot.asr.bargein`): the speech start
+goes on as tentative, and the judge cuts the bot with a `BargeIn` on length, a stop word in a quick probe
+decode, or the speculative decode reading as more than a backchannel; a backchannel or a cough that ends
+while the bot still speaks is dropped here (no final transcript). The speak stage says when the bot speaks
+(`BotSpeaking`, upstream).
+
 Listening context: the dialogue sends a `ListeningContext` upstream before each caller turn. The endpointer
 takes its pause length and this stage its prompt, hot words and, for a slot answer, a few hypotheses and
 a grammar (`voicebot.nlu.grammar`), for the next utterance only; the final
@@ -36,14 +42,17 @@ import numpy as np
 import numpy.typing as npt
 
 from voicebot.asr import ASRBackend, Transcription
+from voicebot.asr.bargein import BargeInJudge
 from voicebot.asr.base import judge, unclear
 from voicebot.asr.smart_turn import SmartTurn
 from voicebot.asr.turnend import Verdict, decide
 from voicebot.audio import to_float
-from voicebot.config import ASRConfig, TurnConfig, VADConfig
+from voicebot.config import ASRConfig, BargeInConfig, TurnConfig, VADConfig
 from voicebot.frames import (
     PCM,
     AudioIn,
+    BargeIn,
+    BotSpeaking,
     Direction,
     FinalTranscript,
     Frame,
@@ -106,11 +115,15 @@ class ASRStage(Stage):
         partials: bool = True,
         turn: TurnConfig | None = None,
         smart_turn: SmartTurn | None = None,
+        bargein: BargeInConfig | None = None,
+        barge_in: bool = True,
     ) -> None:
         """`live`: audio arrives in real time, so deciding the end of a turn can save time (offline runs,
         fed faster than real time, keep the endpointer's verdict and stay deterministic). `smart_turn`: the
-        audio model, heard beside the transcript when `turn.audio_model` names it."""
+        audio model, heard beside the transcript when `turn.audio_model` names it. `bargein`, `barge_in`:
+        how caller speech over the bot is judged (`voicebot.asr.bargein`), and whether it cuts at all."""
         super().__init__()
+        self.judge = BargeInJudge(bargein or BargeInConfig(), self.push, enabled=barge_in)
         self.asr = asr
         self.config = config
         self.vad = vad or VADConfig()
@@ -146,6 +159,13 @@ class ASRStage(Stage):
                 await self._after_early_end(frame)
             else:
                 self._on_audio(frame)
+            if await self.judge.audio(self._speech_ms, frame.t):  # a probe of the clip is due
+                self.judge.watch(self._decode(self._samples), probe=True)
+        elif isinstance(frame, BotSpeaking):
+            self.judge.bot(frame)  # the listener's to know, nobody else's
+        elif isinstance(frame, BargeIn):
+            if await self.judge.passes(frame):
+                await self.pass_on(frame, direction)
         elif isinstance(frame, SpeechEnded):
             if self._ended_early:
                 self._ended_early = False
@@ -165,7 +185,7 @@ class ASRStage(Stage):
         self._speculative = None
         self._start_t = frame.t
         self._last_partial_at = time.perf_counter()
-        await self.push(frame)  # at once: drives barge-in
+        await self.push(await self.judge.start(frame))  # at once: drives barge-in (or starts judging it)
 
     async def _after_early_end(self, frame: SpeechAudio) -> None:
         """Audio after a turn ended early: ignored unless the caller really goes on talking."""
@@ -273,6 +293,7 @@ class ASRStage(Stage):
             return
         if self._speculative is None and self._silence_ms >= self.turn.speculate_after_ms:
             self._speculative = self._speculate()
+            self.judge.watch(self._speculative.task, probe=False)
             return
         due = (time.perf_counter() - self._last_partial_at) * 1000 >= self.config.partial_interval_ms
         idle = getattr(self.executor, "busy", 0) == 0
@@ -304,6 +325,7 @@ class ASRStage(Stage):
             pending = self._decode(ended.audio.size)
         self._speculative, self._chunks = None, []
         context, self.context = self.context, None  # it was for this utterance only
+        heard = self.judge.take()  # said over the bot: maybe a backchannel, to be dropped
         speech_end = ended.decided_at - (ended.t - ended.speech_end_t)
         speech_start = ended.decided_at - (ended.t - self._start_t)
 
@@ -312,6 +334,9 @@ class ASRStage(Stage):
                 result = judge(Transcription(text=""), self.config, speech_ms=ended.speech_ms)
             else:
                 result = unclear(await pending, ended.speech_ms, self.config)
+            if await self.judge.settle(heard, result.text):
+                self.context = self.context or context  # no turn: the context is for the next one still
+                return
             details = result.as_dict() | {"speculative": reuse, "speech_ms": round(ended.speech_ms, 1)}
             details["turn_end"] = "early" if early else "silence"
             if verdict is not None:  # why the turn ended after the pause it did
@@ -338,3 +363,7 @@ class ASRStage(Stage):
             await self.push(final)
 
         self.work.submit(job, keep=True)
+
+    async def stop(self) -> None:
+        self.judge.close()
+        await super().stop()

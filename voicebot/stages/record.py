@@ -3,12 +3,16 @@
 The speak stage sends a reply on as it starts playing it and its `PlaybackReport` when it stops; this stage
 pairs the two (replies play one at a time), adds what the caller heard of the reply before, and emits a
 `TurnDone` with the `TurnRecord`. Replies dropped by a barge-in before they played have no record, as the
-caller never heard them; everything else passes on to the call's observers.
+caller never heard them; everything else passes on to the call's observers. The decisions on caller speech
+heard over a reply (`Interruption`: a backchannel let through, a cut) go into the next record built, the
+reply's own (they come before its report).
 """
 
 from __future__ import annotations
 
-from voicebot.frames import BotReply, Direction, Frame, PlaybackReport, TurnDone
+from dataclasses import replace
+
+from voicebot.frames import BotReply, Direction, Frame, Interruption, PlaybackReport, TurnDone
 from voicebot.stages.base import Stage
 from voicebot.turns import TurnRecord
 
@@ -21,10 +25,13 @@ class TurnStage(Stage):
         self._reply: BotReply | None = None  # playing now
         self._previous: PlaybackReport | None = None  # the last reply with words, as the caller heard it
         self._previous_cause: str | None = None  # what that reply answered
+        self._interruptions: list[Interruption] = []  # decided since the last record
 
     async def on_frame(self, frame: Frame, direction: Direction) -> None:
         if isinstance(frame, BotReply):
             self._reply = frame
+        elif isinstance(frame, Interruption):
+            self._interruptions.append(frame)
         elif (
             isinstance(frame, PlaybackReport)
             and direction is Direction.DOWNSTREAM
@@ -32,6 +39,8 @@ class TurnStage(Stage):
         ):
             reply, self._reply = self._reply, None
             record = TurnRecord.build(reply, frame.reply_id, frame, self._previous, self._previous_cause)
+            record = replace(record, interruptions=tuple(self._interruptions))
+            self._interruptions.clear()
             if frame.text:
                 self._previous, self._previous_cause = frame, reply.cause
             await self.pass_on(frame, direction)

@@ -28,6 +28,7 @@ from voicebot.frames import (
     PCM,
     BotAudio,
     BotReply,
+    BotSpeaking,
     CallEnded,
     Category,
     Cause,
@@ -201,7 +202,9 @@ class SpeakStage(Stage):
         playout = Playout(self._reply_id, reply.text)
         await self.push(reply)  # observers and the turn record: this reply is starting
         interrupted = self._line_gone and bool(reply.text)
-        if reply.text and not self._line_gone:
+        speaking = bool(reply.text) and not self._line_gone
+        if speaking:  # the listener judges caller speech over it (`voicebot.asr.bargein`)
+            await self.push(BotSpeaking(True, playout.reply_id, reply.interruptible), Direction.UPSTREAM)
             self._current = reply
             self._playing = asyncio.create_task(self._stream(reply, playout))
             try:
@@ -216,6 +219,8 @@ class SpeakStage(Stage):
         report = playout.report(self.sink, interrupted, self.paced)  # before the clear: marks still count
         if interrupted and playout.sent_ms:
             await self.sink.clear()
+        if speaking:
+            await self.push(BotSpeaking(False, playout.reply_id), Direction.UPSTREAM)
         if reply.text:
             await self.push(report, Direction.UPSTREAM)
         await self.push(report)

@@ -1,0 +1,151 @@
+"""Backchannels and barge-in on fake models: what caller speech over the bot stops it, and the turn record.
+
+Whole paced calls through `CallPipeline` (the real endpointer, stages and judge; tones for voices, see
+`voicebot.testing.fakes`), plus the word rules of `voicebot.asr.bargein.classify` on their own.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import numpy as np
+import pytest
+
+from voicebot.asr.bargein import classify
+from voicebot.brain import EchoBrain
+from voicebot.config import BargeInConfig, VoicebotConfig
+from voicebot.filecall import ReplyCollector, feed_audio
+from voicebot.frames import PCM, BotReply, FinalTranscript, Frame, Interruption, SpeechStarted, TurnDone
+from voicebot.pipeline import CallPipeline, Services
+from voicebot.stages.listen import ASRStage
+from voicebot.testing.fakes import FakeASR, ToneTTS, ToneVoice, fake_services, tone
+from voicebot.testing.stages import events_until, run_stage
+from voicebot.turns import TurnRecord
+from voicebot.vad import RATE
+
+LINES = ("Okay.", "Wait.", "Wait, I have a question about my order.")
+COUGH_PITCH = 2_900.0  # no line's pitch: the fake recogniser hears nothing in it, as Whisper in a cough
+
+
+@pytest.mark.parametrize(
+    ("text", "kind"),
+    [
+        ("Mm-hmm.", "backchannel"),
+        ("Mhm.", "backchannel"),
+        ("Uh-huh.", "backchannel"),
+        ("Okay.", "backchannel"),
+        ("Yeah, right.", "backchannel"),
+        ("Mmm-hmmm.", "backchannel"),  # a held sound is the same word
+        ("", "noise"),
+        ("[coughs]", "noise"),  # Whisper's label for a sound
+        ("Wait.", "interruption"),
+        ("No.", "interruption"),
+        ("Stop, that's wrong.", "interruption"),
+        ("Okay, but is it open on Sunday?", "interruption"),
+        ("Right?", "interruption"),  # a question, even of backchannel words
+        ("I said Tuesday.", "interruption"),  # a correction: words that are no backchannel
+    ],
+)
+def test_what_words_heard_over_the_bot_are(text: str, kind: str) -> None:
+    assert classify(text, BargeInConfig())[0] == kind
+
+
+@pytest.fixture
+def voice() -> ToneVoice:
+    return ToneVoice(LINES, s_per_char=0.01)  # "Okay." 0.35 s, "Wait." 0.35 s: backchannel-short
+
+
+def services(voice: ToneVoice, **bargein: object) -> Services:
+    """Fake models; the bot speaks 80 ms a character (its greeting ~7 s), so there is time to talk over it."""
+    config = VoicebotConfig.model_validate({"bargein": bargein})
+    return fake_services(config, voice=voice, tts=ToneTTS(ms_per_char=80.0))
+
+
+@pytest.fixture
+def svc(voice: ToneVoice) -> Iterator[Services]:
+    svc = services(voice)
+    yield svc
+    svc.close()
+
+
+def quiet(seconds: float) -> PCM:
+    return np.zeros(int(seconds * RATE), np.int16)
+
+
+async def started_call(svc: Services) -> CallPipeline:
+    pipe = CallPipeline(svc, EchoBrain(), ReplyCollector(), channel_rate=RATE, paced=True)
+    await pipe.start()
+    await events_until(pipe, BotReply)  # the greeting is playing
+    return pipe
+
+
+async def record_of(pipe: CallPipeline) -> tuple[TurnRecord, list[Frame]]:
+    frames = await events_until(pipe, TurnDone)
+    done = frames[-1]
+    assert isinstance(done, TurnDone)
+    return done.record, frames
+
+
+async def test_a_backchannel_and_a_cough_leave_the_bot_talking_and_wait_stops_it(
+    svc: Services, voice: ToneVoice
+) -> None:
+    pipe = await started_call(svc)
+    cough = tone(COUGH_PITCH, 0.25, RATE)
+    # the cough is held open turn.hold_ms (no words: maybe "um"), so "Wait." comes after that
+    audio = [quiet(0.3), voice.say("Okay."), quiet(0.8), cough, quiet(1.8), voice.say("Wait."), quiet(1.0)]
+    await feed_audio(pipe, np.concatenate(audio), realtime=True)
+    greeting, frames = await record_of(pipe)
+    assert greeting.cause == "greeting" and greeting.interrupted
+    assert greeting.played_ms > 3_500  # talked on through "Okay." and the cough: cut only after "Wait."
+    ok, coughed, wait = greeting.interruptions
+    assert (ok.decision, ok.kind, ok.text) == ("continue", "backchannel", "Okay.")
+    assert (coughed.decision, coughed.kind, coughed.text) == ("continue", "noise", "")
+    assert (wait.decision, wait.kind, wait.text) == ("stop", "interruption", "Wait.")
+    assert wait.reason.startswith("stop word 'wait'") and 0 < wait.latency_ms < 1_000
+    assert greeting.as_json()["interruptions"][2]["decision"] == "stop"
+    started = [f for f in frames if isinstance(f, SpeechStarted)]
+    assert len(started) == 3 and not any(f.barge_in for f in started)  # tentative: none cut the bot itself
+    answer, frames = await record_of(pipe)  # "Wait." is a turn; the backchannel and the cough were not
+    heard = [f.text for f in frames if isinstance(f, FinalTranscript)]
+    assert heard == ["Wait."] and answer.transcript == "Wait." and answer.previous_interrupted
+    await pipe.close()
+
+
+async def test_a_stop_word_cuts_before_the_clip_ends_and_long_speech_cuts_whatever_it_is(
+    svc: Services, voice: ToneVoice
+) -> None:
+    pipe = await started_call(svc)
+    await feed_audio(pipe, np.concatenate([quiet(0.3), voice.say(LINES[2]), quiet(0.8)]), realtime=True)
+    greeting, _ = await record_of(pipe)
+    (cut,) = greeting.interruptions
+    assert cut.decision == "stop" and cut.reason == "stop word 'wait' (probe)"  # heard in the probe decode
+    assert 200 <= cut.speech_ms < svc.config.bargein.max_backchannel_ms  # before the length rule
+    frames = await events_until(pipe, BotReply)  # "You said: …" is playing: a long "okay" over it
+    assert [f.text for f in frames if isinstance(f, FinalTranscript)] == [LINES[2]]
+    long_okay = tone(voice.pitch("Okay."), 0.9, RATE)
+    await feed_audio(pipe, np.concatenate([quiet(0.3), long_okay, quiet(0.8)]), realtime=True)
+    echo, _ = await record_of(pipe)
+    (cut,) = echo.interruptions
+    assert (cut.decision, cut.kind, cut.text) == ("stop", "speech", "") and echo.interrupted
+    assert cut.speech_ms >= svc.config.bargein.max_backchannel_ms and cut.reason.endswith("ms of speech")
+    await pipe.close()
+
+
+async def test_the_old_immediate_barge_in_by_config(voice: ToneVoice) -> None:
+    svc = services(voice, judge=False)
+    pipe = await started_call(svc)
+    await feed_audio(pipe, np.concatenate([quiet(0.3), voice.say("Okay."), quiet(0.8)]), realtime=True)
+    greeting, _ = await record_of(pipe)
+    assert greeting.interrupted and greeting.played_ms < 1_200  # cut at the speech start, "Okay." or not
+    (cut,) = greeting.interruptions
+    assert (cut.decision, cut.kind) == ("stop", "speech") and "judge off" in cut.reason
+    await pipe.close()
+    svc.close()
+
+
+async def test_speech_while_the_bot_is_silent_goes_on_as_it_came(svc: Services, voice: ToneVoice) -> None:
+    """Without `BotSpeaking` the ASR stage sends the speech start on as it came, and decides nothing."""
+    stage = ASRStage(FakeASR(voice), svc.config.asr, svc.executor, bargein=svc.config.bargein)
+    out = await run_stage(stage, [SpeechStarted(t=0.0, audio=voice.say("Okay."))])
+    assert [type(f) for f in out] == [SpeechStarted] and isinstance(out[0], SpeechStarted) and out[0].barge_in
+    assert not any(isinstance(f, Interruption) for f in out)
