@@ -2,12 +2,13 @@
 
 Caller → server: binary messages of mono signed 16-bit little-endian PCM at the rate given in the URL
 (`/ws?rate=16000`, 8000–48000 in steps of 50, so 20 ms is whole samples), any length up to
-`server.max_message_bytes` (64 KiB); text messages are JSON controls: `{"type": "dtmf", "digit": "5"}` and
+`server.max_message_bytes` (64 KiB); `&domain=NAME` picks one of the gateway's domains (telephony/domains.py;
+default: its first); text messages are JSON controls: `{"type": "dtmf", "digit": "5"}` and
 `{"type": "hangup"}`.
 Server → caller: binary PCM16 bot audio at the same rate in 20 ms frames, paced in real time; JSON events
 `speech_started`, `partial`, `transcript`, `reply`, `turn`, `clear` (barge-in: drop queued audio),
-`error`, `ended`. Refusals close with 1008 (bad token, too many calls from one address), 1003 (bad rate),
-1013 (too many calls).
+`error`, `ended`. Refusals close with 1008 (bad token, too many calls from one address, no such domain),
+1003 (bad rate), 1013 (too many calls).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from typing import Any
 import numpy as np
 from fastapi import WebSocket
 
+from telephony.domains import domain_names
 from telephony.session import DTMF_DIGITS, Call, CallHub, Ending, Refusal
 from telephony.websocket import WebSocketLine
 from voicebot.frames import (
@@ -130,18 +132,28 @@ def rate_refusal(text: str, frame_ms: int) -> Refusal | None:
     return Refusal(1003, f"unsupported rate {text[:20]!r}: use 8000-48000, a multiple of {step}")
 
 
-async def browser_call(ws: WebSocket, hub: CallHub, rate_text: str, token: str | None) -> None:
+def domain_refusal(hub: CallHub, name: str | None) -> Refusal | None:
+    """None when a call may ask for domain `name` (None or empty: the default), else why not."""
+    if not name or name in domain_names(hub.brain_factory):
+        return None
+    return Refusal(1008, f"no domain {name[:40]!r} on this gateway")
+
+
+async def browser_call(
+    ws: WebSocket, hub: CallHub, rate_text: str, token: str | None, domain: str | None = None
+) -> None:
     """Admit and run one `/ws` call. The rate comes as text: a bad one gets a close reason, not a bare 403
     from the framework."""
     await ws.accept()  # accept first, so the client gets the close code and reason, not a bare 403
     frame_ms = hub.services.config.pipeline.frame_ms if hub.services else 20
-    bad_rate = rate_refusal(rate_text, frame_ms)
+    bad_request = rate_refusal(rate_text, frame_ms) or domain_refusal(hub, domain)
     source = ws.client.host if ws.client else None  # the real client behind a proxy: X-Forwarded-For
-    refusal = hub.refusal(token, extra=bad_rate, source=source)
+    refusal = hub.refusal(token, extra=bad_request, source=source)
     if refusal is not None:
         log.info("browser call refused: %s", refusal.reason)
         await ws.close(code=refusal.code, reason=refusal.reason)
         return
     transport = BrowserTransport(ws, hub.config.max_message_bytes)
     rate = int(rate_text)
-    await hub.open(transport, rate, {"rate": rate}, source).run()
+    meta: dict[str, Any] = {"rate": rate} | ({"domain": domain} if domain else {})
+    await hub.open(transport, rate, meta, source).run()

@@ -22,11 +22,12 @@ from typing import Any
 
 import uvicorn
 from fastapi import FastAPI, Request, WebSocket
-from fastapi.responses import HTMLResponse, Response
+from fastapi.responses import HTMLResponse, JSONResponse, Response
 
 from telephony import audiosocket
 from telephony.browser import browser_call
 from telephony.console import LiveFeed, console_router
+from telephony.domains import domain_names
 from telephony.metrics import CONTENT_TYPE, MetricsObserver
 from telephony.routes import CARRIERS, add_carrier_routes
 from telephony.session import CallHub, CallObserver
@@ -180,9 +181,18 @@ def create_app(
             return Response("missing or wrong token", status_code=403, media_type="text/plain")
         return Response(metrics.exposition(), media_type=CONTENT_TYPE)
 
+    @app.get("/domains")
+    async def domains(request: Request) -> Response:
+        if not token_ok(config.server.token, request):
+            return JSONResponse({"error": "missing or wrong token"}, status_code=403)
+        names = domain_names(hub.brain_factory)
+        return JSONResponse({"domains": names, "default": names[0] if names else None})
+
     @app.websocket("/ws")
-    async def ws_call(ws: WebSocket, rate: str = "16000", token: str | None = None) -> None:
-        await browser_call(ws, hub, rate, token)
+    async def ws_call(
+        ws: WebSocket, rate: str = "16000", token: str | None = None, domain: str | None = None
+    ) -> None:
+        await browser_call(ws, hub, rate, token, domain)
 
     @app.api_route("/twilio/voice", methods=["GET", "POST"])
     async def twilio_voice(request: Request) -> Response:

@@ -20,6 +20,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
+from telephony.domains import brains_for
 from telephony.limits import LimitExceeded, MessageLimit
 from telephony.logs import CALL_ID
 from telephony.recording import AudioTap, CallRecorder, RecordingSink, TappedSink
@@ -253,7 +254,8 @@ class Call:
         self.taps: list[AudioTap] = []  # who hears the call's audio as it passes (the console's listen-in)
         partials = getattr(transport, "shows_partials", False)  # only the browser page shows them
         tapped = TappedSink(sink, self.taps)
-        self.pipe = CallPipeline(hub.services, hub.brain_factory(), tapped, channel_rate, True, partials)
+        brain = brains_for(hub.brain_factory, meta.get("domain"))()  # the domain the call asked for
+        self.pipe = CallPipeline(hub.services, brain, tapped, channel_rate, True, partials)
         self._stop = asyncio.Event()
         self._stop_reason = "server shutting down"
         self._stop_actions: tuple[Action, ...] = ()

@@ -9,9 +9,7 @@ test skips, except under CI=true, where a missing browser is a failure.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pytest
@@ -19,8 +17,8 @@ import pytest
 from voicebot.audio import write_wav
 from voicebot.config import ServerConfig, VoicebotConfig
 from voicebot.pipeline import Services
-from voicebot.testing.chromium import DevTools, chromium_binary, open_page
-from voicebot.testing.chromium import page_until as until_state
+from voicebot.testing.caller_page import page_until
+from voicebot.testing.chromium import chromium_binary, open_page
 from voicebot.testing.gateway import running_gateway
 from voicebot.testing.speech import silence
 
@@ -30,22 +28,6 @@ CALLER_RATE = 48_000  # what a browser's microphone usually runs at
 @pytest.fixture
 def chromium() -> str:
     return chromium_binary()
-
-
-PAGE_STATE = """(() => {
-  const text = id => (document.getElementById(id) || {}).textContent || "";
-  return {
-    ready: document.readyState === "complete" && typeof window.voicebotStats === "object",
-    status: text("status"), transcript: text("transcript"), reply: text("reply"), log: text("log"),
-    stats: window.voicebotStats || null,
-  };
-})()"""  # while about:blank is still loading, the page's elements are not there yet
-
-
-async def page_until(
-    page: DevTools, done: Callable[[dict[str, Any]], Any], what: str, timeout: float
-) -> dict[str, Any]:
-    return await until_state(page, PAGE_STATE, done, what, timeout)
 
 
 async def test_browser_page_talks_to_the_bot(chromium: str, services: Services, tmp_path: Path) -> None:
@@ -67,13 +49,16 @@ async def test_browser_page_talks_to_the_bot(chromium: str, services: Services, 
         state = await page_until(
             page,
             lambda s: (
-                s["reply"].startswith("You said")
-                and {"agent", "human"} & set(s["transcript"].lower().split())
+                s["bots"]
+                and s["bots"][-1].startswith("You said")
+                and {"agent", "human"} & set(s["callers"][-1].lower().split())
             ),
             "the caller's words and the bot's echo",
             40,
         )
-        assert "connected at" in state["status"]
+        assert "connected at" in state["status"] and state["talk"] == "Hang up"
+        assert state["domains"] == [""]  # the echo brain: no domain to choose
+        assert state["stats"]["peak"] > -40  # the level meter heard the caller
         assert state["stats"]["audioFrames"] > 0 and state["stats"]["turns"] >= 1
         heard = state["stats"]["audioFrames"]
         state = await page_until(

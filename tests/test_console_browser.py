@@ -12,17 +12,14 @@ test needs no model. With VOICEBOT_SCREENSHOTS=DIR it writes the README's screen
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from voicebot.testing.chromium import DevTools, chromium_binary, open_page, page_until
+from voicebot.testing.chromium import DevTools, chromium_binary, open_page, page_until, shoot
 from voicebot.testing.console import ConsoleBed, console_gateway, line, users
 from voicebot.testing.faults.callers import until
 from voicebot.testing.faults.env import gone
-
-SHOTS = os.environ.get("VOICEBOT_SCREENSHOTS")
 
 STATE = """(() => {
   const s = window.consoleState || {};
@@ -56,11 +53,6 @@ async def until_page(
     page: DevTools, done: Callable[[dict[str, Any]], Any], what: str, timeout: float = 20
 ) -> dict[str, Any]:
     return await page_until(page, STATE, done, what, timeout)
-
-
-async def shoot(page: DevTools, name: str) -> None:
-    if SHOTS:
-        await page.screenshot(Path(SHOTS) / name)
 
 
 def card(state: dict[str, Any], call_id: str) -> dict[str, Any]:

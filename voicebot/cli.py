@@ -225,10 +225,28 @@ def cmd_serve(args: argparse.Namespace) -> int:
     install_call_ids()
     store = CallStore.from_config(config)  # every call, turn and transfer, PII masked
     try:
-        serve(config, _brain_factory(args, config, live=True), observers=[store])
+        serve(config, _serve_brains(args, config), observers=[store])
     finally:
         store.close()
     return 0
+
+
+def _serve_brains(args: argparse.Namespace, config: VoicebotConfig) -> Callable[[], Any]:
+    """The gateway's brains: echo, one domain's, or with `--domain` given more than once, each domain's by
+    its folder name (a browser call picks one; telephony/domains.py), the first the default."""
+    folders: list[Path] = args.domain or []
+
+    def brains(folder: Path | None) -> Callable[[], Any]:
+        return _brain_factory(argparse.Namespace(**vars(args) | {"domain": folder}), config, live=True)
+
+    if len(folders) <= 1:
+        return brains(next(iter(folders), None))
+    from telephony.domains import Domains
+
+    names = [folder.resolve().name for folder in folders]
+    if len(set(names)) < len(names):
+        raise UserError(f"two --domain folders with one name: {', '.join(names)}")
+    return Domains({name: brains(folder) for name, folder in zip(names, folders, strict=True)})
 
 
 def cmd_eval_nlu(args: argparse.Namespace) -> int:
@@ -361,7 +379,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--audiosocket-port", type=int, help="Asterisk AudioSocket TCP port (default 8090)")
     p.add_argument("--log-json", action="store_true", help="one JSON object per log line (with call_id)")
     p.add_argument("--public-url", help="public https:// base URL Twilio reaches (TwiML and signatures)")
-    p.add_argument("--domain", type=Path, help="domain folder whose NLU answers calls (default: echo)")
+    p.add_argument(
+        "--domain", type=Path, action="append",
+        help="domain folder whose NLU answers calls (default: echo); again for more, the first the default",
+    )  # fmt: skip
     p.add_argument("--quick", action="store_true", help="the domain's quick model (minutes to train)")
     p.add_argument("--model", help="Whisper model: base (default), tiny.en or a CTranslate2 directory")
     p.set_defaults(func=cmd_serve)

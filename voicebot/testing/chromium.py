@@ -5,7 +5,9 @@ The system package `chromium` (Makefile DEB_PACKAGES) provides the browser; `chr
 without it, except under CI=true, where a missing browser is a failure. `open_page` starts a throwaway
 profile with a page open (optionally a WAV file as the microphone); `DevTools.evaluate` runs JavaScript in
 it as if from a user's click; `page_until` waits for the page to show something; `screenshot` writes a
-PNG of what it shows.
+PNG of what it shows, and `shoot` does so for the README's screenshots when VOICEBOT_SCREENSHOTS names a
+folder (`VOICEBOT_SCREENSHOTS=docs/img .venv/bin/pytest tests/test_console_browser.py
+tests/test_caller_page.py`).
 """
 
 from __future__ import annotations
@@ -101,6 +103,13 @@ async def page_until(
     except TimeoutError:
         pytest.fail(f"the page never showed {what} in {timeout:.0f} s; it showed {found}")
     return found
+
+
+async def shoot(page: DevTools, name: str, width: int = 1400, height: int = 900) -> None:
+    """With VOICEBOT_SCREENSHOTS=DIR, a PNG of the page as DIR/name; else nothing."""
+    folder = os.environ.get("VOICEBOT_SCREENSHOTS")
+    if folder:
+        await page.screenshot(Path(folder) / name, width, height)
 
 
 @contextlib.asynccontextmanager

@@ -20,6 +20,7 @@ from typing import Any
 
 import numpy as np
 
+from voicebot.brain import BrainFactory
 from voicebot.config import ConsoleConfig, VoicebotConfig
 from voicebot.frames import PCM, TurnDone
 from voicebot.records import CallStore
@@ -104,8 +105,12 @@ def _console(tmp: Path, console: dict[str, Any] | None) -> dict[str, Any]:
 
 
 @asynccontextmanager
-async def console_gateway(tmp: Path, console: dict[str, Any] | None = None) -> AsyncIterator[ConsoleBed]:
-    """The gateway (token `TOKEN`, recordings kept) with the shop's dialogue engine on a scripted NLU."""
+async def console_gateway(
+    tmp: Path, console: dict[str, Any] | None = None, more_domains: dict[str, BrainFactory] | None = None
+) -> AsyncIterator[ConsoleBed]:
+    """The gateway (token `TOKEN`, recordings kept) with the shop's dialogue engine on a scripted NLU;
+    `more_domains`: served beside the shop (the default) by name (telephony/domains.py)."""
+    from telephony.domains import Domains
     from voicebot.dialogue.brain import DialogueFactory
     from voicebot.domain.loader import load_domain
 
@@ -117,7 +122,8 @@ async def console_gateway(tmp: Path, console: dict[str, Any] | None = None) -> A
     flows = load_domain(SHOP).flows
     intents = {i for name, flow in flows.items() for i in flow.intents or [name]}
     nlu = ScriptedNLU(SCRIPT, intents | {"affirm", "deny", "inform", "goodbye", "contact_human_agent"})
-    brains = DialogueFactory(SHOP, nlu, cache_dir=tmp, scratch=tmp / "scratch")
+    shop = DialogueFactory(SHOP, nlu, cache_dir=tmp, scratch=tmp / "scratch")
+    brains: BrainFactory = Domains({"shop": shop} | more_domains) if more_domains else shop
     services = fake_services(config, voice=VOICE, tts=ToneTTS(ms_per_char=12.0))
     store = CallStore(f"sqlite:///{tmp / 'calls.sqlite'}", recordings, tmp / "spool.jsonl")
     recorder = Recorder()
