@@ -10,7 +10,9 @@ the pacer has written of a reply is what the caller heard of it (`played_ms`).
 
 The protocol has no authentication and no reason field: keep the port private (connections from outside
 `server.audiosocket_allow` are hung up at once); a refused or broken call gets a hang-up frame, and the
-reason goes to the log and the call record.
+reason goes to the log and the call record. Nor can it set channel variables: a transfer's warm hand-off
+summary is read by the dialplan after `AudioSocket()` returns, from `GET /calls/${UUID}/handoff` (the UUID
+the dialplan gave the call; Asterisk's `CURL()` function), see `telephony.handoff`.
 """
 
 from __future__ import annotations

@@ -23,6 +23,7 @@ from telephony.session import Call, CallHub, Ending
 from telephony.stream import Codec, Opened, StreamTransport, WireError, parse_json, serve_stream, text
 from telephony.websocket import WebSocketLine
 from voicebot.config import ServerConfig
+from voicebot.handoff import HandoffSummary
 
 Message = dict[str, Any]
 
@@ -47,6 +48,7 @@ class BinaryDialect:
     mark: Callable[[str], Message] | None = None  # None: no playback report on this wire
     quiet: frozenset[str] = frozenset()  # acknowledgements we need not act on
     bye: Message | None = None  # sent before closing when we hang up
+    handoff: Callable[[HandoffSummary], Message] | None = None  # a transfer's summary, sent before `bye`
     subprotocol: str | None = None
     awaited: str = "metadata"
 
@@ -93,6 +95,8 @@ class BinaryStreamTransport(StreamTransport):
         return False
 
     async def hang_up(self, ending: Ending) -> None:
+        if self.dialect.handoff is not None and ending.handoff is not None and not self.line.gone:
+            await self.line.send_json(self.dialect.handoff(ending.handoff))
         if self.dialect.bye is not None:
             await self.line.send_json(self.dialect.bye)
         await super().hang_up(ending)

@@ -6,9 +6,12 @@ opens the socket, sends `<metadata>` as the first text frame, then binary frames
 PCM at the fork's rate; with the last three arguments (bidirectional audio on, streamed, its rate) binary
 frames we send back are played to the caller. Text frames we send are the module's commands: `{"type":
 "killAudio"}` (barge-in: drop what is queued) and `{"type": "disconnect"}` (our hang-up; the dialplan goes
-on after the fork, e.g. to a `bridge` to your agents). `uuid_audio_fork <uuid> send_text <json>` sends a
-text frame to us: call it from your DTMF handler (ESL, Lua) with `{"event": "dtmf", "dtmf": "5"}` to pass
-keys — the module forwards no DTMF itself.
+on after the fork, e.g. to a `bridge` to your agents). On a transfer, `{"type": "transfer", "data": <the
+warm hand-off summary, voicebot.handoff>}` comes first: the module raises it as the FreeSWITCH event
+`mod_audio_fork::transfer` with the data as its JSON body (the module's README, "transfer"), where an
+ESL or Lua handler sets it as channel variables (`uuid_setvar`) before the `bridge`.
+`uuid_audio_fork <uuid> send_text <json>` sends a text frame to us: call it from your DTMF handler (ESL,
+Lua) with `{"event": "dtmf", "dtmf": "5"}` to pass keys — the module forwards no DTMF itself.
 
 The module has no playback report (no mark), so what the caller heard is the speak stage's clock; and the
 rate is not on the wire: it is the `rate` in the metadata, else `?rate=` on the URL (8000 by default), and
@@ -46,6 +49,7 @@ FREESWITCH = BinaryDialect(
     echoes={},
     clear={"type": "killAudio"},
     bye={"type": "disconnect"},
+    handoff=lambda summary: {"type": "transfer", "data": summary.as_json()},
 )
 
 

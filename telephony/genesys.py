@@ -14,7 +14,10 @@ dnis…}, media offers, language, inputVariables), `ping`, `update`, `paused`/`r
 Playback report: Genesys has no per-sentence mark; `playback_completed` says the audio sent so far has all
 played, so it confirms every sentence before it (and the goodbye, before our `disconnect`). Our hang-up:
 `disconnect` with `outputVariables` {`endReason`, `transfer` ("true"/"false"), `transferTarget`} for the
-Architect flow to route on; Genesys answers with `close`, we answer `closed` and the socket closes. A
+Architect flow to route on, and on a transfer the warm hand-off summary (`voicebot.handoff`, its `wire()`
+form: `handoffReason`, `handoffDetail`, `intent`, `flow`, `slots` (masked), `sentimentTrend`, `summary`,
+`consoleUrl`, `callId`; strings, as output variables are) for the flow to hand to the agent's script or
+the interaction's participant data; Genesys answers with `close`, we answer `closed` and the socket closes. A
 connection probe (conversationId all zeros, sent when the integration is saved) gets `opened` and
 `closed`, and no call. Authentication: with `server.genesys_api_key` (and `genesys_client_secret`) set, the
 `X-API-KEY` must match and the request must carry a valid signature (`telephony.httpsig`); otherwise the
@@ -145,6 +148,7 @@ class GenesysTransport(StreamTransport):
             transfer = ending.transfer
             variables = {"endReason": ending.describe()[:200], "transfer": str(transfer is not None).lower()}
             variables["transferTarget"] = transfer.target or "agent" if transfer is not None else ""
+            variables |= ending.handoff.wire() if ending.handoff is not None else {}
             reason = "completed" if ending.by in ("bot", "caller", "server") else "error"
             await self.session.send("disconnect", {"reason": reason, "outputVariables": variables})
             try:

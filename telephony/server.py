@@ -1,7 +1,8 @@
 """The gateway: one FastAPI app, one process, every way a call comes in.
 
-HTTP: the browser page `/`, `/health`, `/metrics` (Prometheus, telephony.metrics), and `/twilio/voice`
-(TwiML for a Twilio number, telephony.twiml).
+HTTP: the browser page `/`, `/health`, `/metrics` (Prometheus, telephony.metrics), `/twilio/voice`
+(TwiML for a Twilio number, telephony.twiml) and the warm hand-off's `/calls/{id}/handoff` and
+`/twilio/handoff` (telephony.handoff).
 WebSockets: `/ws` (browser/app calls, telephony.browser) and `/twilio/stream` (Twilio Media Streams,
 telephony.twilio). TCP: Asterisk AudioSocket on `server.audiosocket_port` (telephony.audiosocket), started
 in the app's lifespan. Models load once and are shared by every call; the `CallHub` admits calls and holds
@@ -27,6 +28,7 @@ from fastapi.responses import HTMLResponse, JSONResponse, Response
 from telephony import audiosocket
 from telephony.browser import browser_call
 from telephony.console import LiveFeed, console_router
+from telephony.handoff import HandoffDesk, add_handoff_routes
 from telephony.domains import domain_names
 from telephony.metrics import CONTENT_TYPE, MetricsObserver
 from telephony.routes import CARRIERS, add_carrier_routes
@@ -38,6 +40,7 @@ from voicebot.brain import BrainFactory, EchoBrain, HasFixedPhrases
 from voicebot.config import ServerConfig, VoicebotConfig
 from voicebot.memory import MemoryTrimmer
 from voicebot.pipeline import Services
+from voicebot.records import CallStore
 from voicebot.tts import split_sentences
 from voicebot.tts.cache import BackgroundWarm
 
@@ -146,7 +149,8 @@ def create_app(
     first) and `app.state.metrics` the app's own metrics."""
     metrics = MetricsObserver()
     feed = LiveFeed(config.console.live_partials) if config.console.enabled else None
-    gateway = Gateway(config, services, brain_factory, [metrics, *observers, *filter(None, [feed])])
+    desk = HandoffDesk(config, next((o for o in observers if isinstance(o, CallStore)), None))
+    gateway = Gateway(config, services, brain_factory, [metrics, *observers, desk, *filter(None, [feed])])
     gateway.stallwatch.on_lag = metrics.loop_lag.observe
     hub = gateway.hub
     closers: list[Callable[[], None]] = []
@@ -203,6 +207,7 @@ def create_app(
         await twilio_call(ws, hub, token)
 
     add_carrier_routes(app, hub)  # Telnyx, Plivo, Exotel, Vonage, jambonz, FreeSWITCH, Genesys
+    add_handoff_routes(app, desk, config)
     if feed is not None:  # the operator console (telephony.console): its own auth, API and live feed
         router, close_console = console_router(config, hub, feed, observers)
         app.include_router(router)
@@ -247,6 +252,7 @@ def endpoints(server: ServerConfig) -> list[str]:
         f"  carriers:       {stream.rsplit('/twilio/stream', 1)[0]}{{{','.join(CARRIERS)}}}   (see README)",
         f"  health:         http://{base}/health",
         f"  metrics:        http://{base}/metrics   (Prometheus)",
+        f"  hand-offs:      http://{base}/calls/<call id>/handoff{'   (token)' if server.token else ''}",
         f"  console:        http://{base}/console{console}",
     ]
 

@@ -27,6 +27,7 @@ from telephony.recording import AudioTap, CallRecorder, RecordingSink, TappedSin
 from voicebot.brain import BrainFactory
 from voicebot.config import ServerConfig
 from voicebot.frames import PCM, Action, BotReply, CallEnded, Frame
+from voicebot.handoff import HandoffSummary
 from voicebot.pipeline import CallPipeline, Services
 from voicebot.playback import AudioSink
 
@@ -47,12 +48,14 @@ class Refusal:
 
 @dataclass(frozen=True)
 class Ending:
-    """How a call ended: `by` whom, why, the bot's final actions, and a WebSocket close code to use."""
+    """How a call ended: `by` whom, why, the bot's final actions, and a WebSocket close code to use;
+    `handoff`: a transfer's summary, for the protocols that can carry it on the line."""
 
     reason: str
     by: Party
     actions: tuple[Action, ...] = ()
     code: int = 1000
+    handoff: HandoffSummary | None = None
 
     @property
     def transfer(self) -> Action | None:
@@ -202,6 +205,11 @@ class CallHub:
         self.calls[call.id] = call
         return call
 
+    def handoff_of(self, call_id: str) -> HandoffSummary | None:
+        """The summary an observer made of the call's transfer (`telephony.handoff`), if any."""
+        finders = (getattr(o, "handoff_of", None) for o in self.observers)
+        return next(filter(None, (find(call_id) for find in finders if find is not None)), None)
+
     async def observe(self, method: str, call_id: str, *args: Any) -> None:
         for observer in self.observers:
             if not hasattr(observer, method):  # optional hooks (save_audio) only some observers have
@@ -294,7 +302,7 @@ class Call:
     async def transfer(self, target: str, reason: str, notice: str, fallback_s: float = 20.0) -> None:
         """An operator hands the call to a person: the bot is cut and says `notice` (uncuttable), then the
         call ends as a bot's own transfer does; should the notice be lost, it ends so after `fallback_s`."""
-        action = Action("transfer", target=target, reason=reason)
+        action = Action("transfer", target=target, reason=reason, code="operator")
         await self.pipe.speak.interrupt()
         await self.pipe.speak.put(BotReply(notice, (action,), interruptible=False, cause="event"))
         if self._fallback is None:
@@ -368,7 +376,7 @@ class Call:
                 log.exception("%s call %s: event not delivered", self.transport.protocol, self.id)
             if isinstance(frame, CallEnded):
                 by: Party = "bot" if frame.actions else "caller"
-                return Ending(frame.reason, by, actions=frame.actions)
+                return Ending(frame.reason, by, frame.actions, handoff=self.hub.handoff_of(self.id))
 
     async def _read(self) -> Ending:
         try:

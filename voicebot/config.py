@@ -374,6 +374,34 @@ class ConsoleConfig(_Section):
     )
 
 
+class HandoffConfig(_Section):
+    """The warm hand-off summary a transfer produces (`voicebot.handoff`) and where it goes besides
+    `GET /calls/ID/handoff`, the call record and the phone line (`telephony.handoff`)."""
+
+    webhook_url: str | None = Field(
+        None, description="if set, each summary is POSTed here as JSON (in the background, never on a call)"
+    )
+    webhook_secret: str | None = Field(
+        None,
+        description="signs each webhook body: X-Voicebot-Signature: sha256=HEX(HMAC-SHA256(secret, body)); "
+        "unset: unsigned",
+    )
+    webhook_timeout_s: float = Field(3.0, gt=0, description="one webhook attempt gives up after this long")
+    webhook_attempts: int = Field(3, ge=1, le=10, description="tries per summary (a 5xx, 429 or no answer)")
+    webhook_backoff_s: float = Field(
+        1.0, ge=0, description="wait before the 2nd try; doubled before each further one"
+    )
+    keep: int = Field(
+        1000, ge=1, description="summaries kept in memory for the line's own lookups (by provider call id)"
+    )
+    twilio_dial: dict[str, str] = Field(
+        default_factory=dict,
+        description="transfer target → what Twilio's <Dial> rings after the stream: sip:URI (the summary "
+        "as X- headers), client:IDENTITY (as <Parameter>s) or a +E.164 number (no data); a target "
+        "already in one of these forms needs no entry",
+    )
+
+
 class VoicebotConfig(_Section):
     vad: VADConfig = Field(default_factory=VADConfig)
     turn: TurnConfig = Field(default_factory=TurnConfig)
@@ -384,6 +412,7 @@ class VoicebotConfig(_Section):
     nlu: NLUConfig = Field(default_factory=NLUConfig)
     server: ServerConfig = Field(default_factory=ServerConfig)
     console: ConsoleConfig = Field(default_factory=ConsoleConfig)
+    handoff: HandoffConfig = Field(default_factory=HandoffConfig)
     cache_dir: Path = Field(
         default_factory=lambda: Path(os.environ.get("VOICEBOT_CACHE", Path.home() / ".cache" / "voicebot"))
     )

@@ -300,6 +300,7 @@ class Action:
     kind: ActionKind
     target: str | None = None
     reason: str | None = None
+    code: str | None = None  # a transfer's reason as a code (`voicebot.handoff.REASONS`); `reason` says it
 
     def as_json(self) -> dict[str, str | None]:
         return {"kind": self.kind, "target": self.target, "reason": self.reason}

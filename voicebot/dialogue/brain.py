@@ -151,7 +151,7 @@ class DialogueBrain:
         actions: list[Action] = []
         if decision.transfer:
             target = self.domain.settings.handoff.target
-            actions.append(Action("transfer", target=target, reason=decision.transfer))
+            actions.append(Action("transfer", target, decision.transfer, decision.transfer_code))
         if decision.hangup:
             actions.append(Action("hangup", reason=decision.hangup))
         log.info(

@@ -12,6 +12,7 @@ class Decision:
     action: str | None = None
     action_result: str | None = None
     transfer: str | None = None  # reason
+    transfer_code: str | None = None  # the reason as a code (`voicebot.handoff.REASONS`)
     hangup: str | None = None  # reason
     action_started: float | None = None  # when the back end was called and answered (perf_counter): its
     # time is kept apart from the dialogue's own

@@ -24,6 +24,10 @@ from voicebot.domain.loader import Domain
 from voicebot.nlu.model import OOS
 from voicebot.nlu.parser import Parse
 
+# The model's own out-of-scope class at least this sure: the caller asked for something the domain does not
+# do (a hand-off says "out of scope"); below it, the bot misunderstood ("not understood").
+SURE_OUT_OF_SCOPE = 0.5
+
 
 class Policy:
     def __init__(
@@ -33,6 +37,7 @@ class Policy:
         self.meta = domain.settings.intents
         self.reader = SlotReader(domain, actions, call_id)
         self.heard: list[str] = []  # the current turn's transcript, then the recogniser's other hypotheses
+        self.out_of_scope = False  # the last caller turn was one the model was sure the domain does not cover
 
     # ------------------------------------------------------------------------------------ entry points
 
@@ -44,6 +49,7 @@ class Policy:
         st.no_input = 0
         st.dtmf_done = False
         self.heard = [parse.text, *alternatives]
+        self.out_of_scope = parse.intent == OOS and parse.confidence >= SURE_OUT_OF_SCOPE
         partial, st.partial = st.partial, ""
         done, st.done = st.done, None
         intent = parse.intent if parse.confidence >= self.domain.settings.min_confidence else OOS
@@ -56,7 +62,9 @@ class Policy:
             st.frustrated_turns + 1 if understand.frustrated(self.domain, parse, intent) else 0
         )
         if handoff.negative_turns and st.frustrated_turns >= handoff.negative_turns:
-            return self._transfer(d, f"caller frustrated for {st.frustrated_turns} turns in a row")
+            return self._handoff(
+                d, f"caller frustrated for {st.frustrated_turns} turns in a row", "frustration"
+            )
         if START_OVER.search(parse.text):
             st.reset()
             return d.say(self.nlg.render("start_over"), "start_over")
@@ -67,10 +75,11 @@ class Policy:
         if intent == self.meta.goodbye and not fixes:
             return self._goodbye(d, "caller said goodbye")
         if intent in handoff.intents:
-            return self._transfer(d, "caller asked for a person")
+            return self._handoff(d, "caller asked for a person", "asked_for_person")
         if intent in handoff.person_only:  # a complaint: a person settles it, the bot would only deflect
             if f"handoff_{intent}" in self.domain.responses:  # "I'm sorry about that", then the transfer
                 d.say(self.nlg.render(f"handoff_{intent}"))
+            d.transfer_code = "out_of_scope"  # the hand-off summary's reason: the bot does not do this
             return self._transfer(d, f"{intent} needs a person")
         if held is not None and (repaired := await self._repair(parse, intent, held, d)) is not None:
             return repaired
@@ -83,12 +92,14 @@ class Policy:
     async def on_noise(self) -> Decision:
         """The recogniser heard only noise: say so, and ask again what was asked (the no-match ladder)."""
         self.state.no_input = 0
+        self.out_of_scope = False
         return self._no_match(Decision().say(self.nlg.render("noisy_line"), "noisy_line"))
 
     async def on_dtmf(self, digit: str) -> Decision | None:
         """Keypad: digit entry for the slot being asked (ended by # or its length), yes/no, or the menu."""
         st, d = self.state, Decision()
         st.no_input = 0
+        self.out_of_scope = False
         if digit == "#" and st.dtmf_done:  # the habitual # after an entry that already ended by its length
             st.dtmf_done = False
             return None
@@ -115,7 +126,7 @@ class Policy:
         st.no_input += 1
         limit = self.domain.settings.retries.no_input
         if st.no_input >= limit:
-            return self._transfer(d, f"no input {st.no_input} times")
+            return self._handoff(d, f"no input {st.no_input} times", "no_input")
         if not st.asking_rest:
             d.say(self.nlg.render("noinput"), "noinput")
         return self._reprompt(d, keypad=st.no_input == limit - 1)
@@ -282,7 +293,7 @@ class Policy:
                 d.action_result = "failed"
                 d.say(self.nlg.render("action_error"))
                 if self.domain.settings.handoff.on_action_error:
-                    return self._transfer(d, f"back end error: {exc}")
+                    return self._handoff(d, f"back end error: {exc}", "backend_error")
                 return self._anything_else(d)
             d.action_done = time.perf_counter()
             values |= result.data
@@ -295,7 +306,7 @@ class Policy:
         if flow.then == "hangup":
             return self._goodbye(d, f"{flow.title} done")
         if flow.then == "transfer":
-            return self._transfer(d, f"{flow.title} needs a person")
+            return self._handoff(d, f"{flow.title} needs a person", "out_of_scope")
         return await self._resume_or_anything_else(d)
 
     async def _failed(
@@ -329,7 +340,8 @@ class Policy:
         st.no_match += 1
         limit = self.domain.settings.retries.no_match
         if st.no_match >= limit:
-            return self._transfer(d, f"caller not understood {st.no_match} times")
+            why = "out_of_scope" if self.out_of_scope else "not_understood"
+            return self._handoff(d, f"caller not understood {st.no_match} times", why)
         keypad = st.no_match == limit - 1
         return self._reprompt(d, keypad) if reprompt or keypad else d
 
@@ -370,7 +382,7 @@ class Policy:
             d.act = "menu"
             return await self._start(option.flow, None, d)
         if option.transfer:
-            return self._transfer(d, f"caller pressed {digit} for a person")
+            return self._handoff(d, f"caller pressed {digit} for a person", "asked_for_person")
         if option.say:
             return self._anything_else(d.say(self.nlg.render(option.say), "answer"))
         assert menu is not None
@@ -384,6 +396,14 @@ class Policy:
         self.state.expecting = None
         d.hangup = reason
         return d.say(self.nlg.render("goodbye"), "goodbye")
+
+    def _handoff(self, d: Decision, reason: str, code: str) -> Decision:
+        """A transfer with its reason as a code for the hand-off summary (`voicebot.handoff.REASONS`); the
+        caller hears why first, where the domain words a `handoff_<code>` response."""
+        d.transfer_code = code
+        if f"handoff_{code}" in self.domain.responses:
+            d.say(self.nlg.render(f"handoff_{code}"))
+        return self._transfer(d, reason)
 
     def _transfer(self, d: Decision, reason: str) -> Decision:
         self.state.handoff_reason = d.transfer = reason

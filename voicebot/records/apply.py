@@ -74,8 +74,13 @@ def _audio(session: Session, op: Op) -> None:
     _call(session, op).recording = op["path"]
 
 
+def _handoff(session: Session, op: Op) -> None:
+    _call(session, op).handoff = op["summary"]
+
+
 _WRITERS: dict[str, Callable[[Session, Op], None]] = {
     "start": _start, "turn": _turn, "transfer": _transfer, "end": _end, "audio": _audio,
+    "handoff": _handoff,
 }  # fmt: skip
 
 

@@ -136,6 +136,17 @@ def transfer_ops(call_id: str, first_seq: int, ended: CallEnded) -> list[Op]:
     ]
 
 
+_HANDOFF_IDS = ("call_id", "provider_id", "console_url", "at")  # ids and times, kept as they are
+
+
+def handoff_op(call_id: str, summary: Mapping[str, Any]) -> Op:
+    """A transfer's hand-off summary (`voicebot.handoff`), masked once more like everything stored, but
+    for its ids (a 32-hex call id can hold a run of digits that reads as a phone number)."""
+    masked = mask_mapping({k: v for k, v in summary.items() if k not in _HANDOFF_IDS})
+    kept = {k: summary[k] for k in _HANDOFF_IDS if k in summary}
+    return {"kind": "handoff", "call_id": call_id, "at": now(), "summary": plain(masked | kept)}
+
+
 def end_op(call_id: str, reason: str) -> Op:
     return {"kind": "end", "call_id": call_id, "at": now(), "reason": mask_text(reason)}
 

@@ -92,6 +92,8 @@ def format_call(detail: CallDetail) -> str:
     if c.instance:
         lines.append(f"instance: {c.instance}")
     lines += [f"transfer: {t.target} ({t.reason}) at {_when(t.at)}" for t in detail.transfers]
+    if detail.handoff:  # the warm hand-off summary the agent was given (voicebot.handoff)
+        lines += [f"hand-off: {line}" for line in detail.handoff.get("summary", [])]
     if c.recording:
         lines.append(f"recording: {c.recording}")
     for turn in detail.turns:

@@ -94,9 +94,13 @@ def ensure_schema(engine: Engine) -> None:
 
 
 def _migrate(conn: Connection) -> None:
-    """The one change since the first schema: `calls.instance` and its index (databases made before)."""
-    if "instance" not in {column["name"] for column in inspect(conn).get_columns("calls")}:
+    """The changes since the first schema, for databases made before: `calls.instance` and its index,
+    `calls.handoff`."""
+    columns = {column["name"] for column in inspect(conn).get_columns("calls")}
+    if "instance" not in columns:
         conn.execute(text("ALTER TABLE calls ADD COLUMN instance VARCHAR(128)"))
+    if "handoff" not in columns:
+        conn.execute(text("ALTER TABLE calls ADD COLUMN handoff JSON"))
     for index in Base.metadata.tables["calls"].indexes:
         index.create(conn, checkfirst=True)
 

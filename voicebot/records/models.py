@@ -54,6 +54,7 @@ class CallRow(Base):
     transfer_reason: Mapped[str | None] = mapped_column(Text)
     recording: Mapped[str | None] = mapped_column(Text)  # stereo WAV: caller left, bot right
     instance: Mapped[str | None] = mapped_column(String(128))  # the gateway process that took the call
+    handoff: Mapped[dict[str, Any] | None] = mapped_column(JSON)  # a transfer's summary (voicebot.handoff)
 
     turn_rows: Mapped[list[TurnRow]] = relationship(
         back_populates="call", order_by="TurnRow.index", cascade="all, delete-orphan"

@@ -130,6 +130,10 @@ class CallStore:
         index = self._next(call_id, 0)
         self._submit("turn", call_id, lambda: [capture.turn_op(call_id, index, record)])
 
+    def add_handoff(self, call_id: str, summary: Mapping[str, Any]) -> None:
+        """A transfer's hand-off summary (`telephony.handoff` makes it), stored with the call."""
+        self._submit("hand-off", call_id, lambda: [capture.handoff_op(call_id, summary)])
+
     async def on_end(self, call_id: str, reason: str) -> None:
         with self._lock:
             self._positions.pop(call_id, None)

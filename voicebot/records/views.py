@@ -75,6 +75,7 @@ class CallDetail:
     meta: dict[str, Any]
     turns: list[TurnView] = field(default_factory=list)
     transfers: list[TransferView] = field(default_factory=list)
+    handoff: dict[str, Any] | None = None  # the warm hand-off summary of a transfer (voicebot.handoff)
 
     def as_json(self) -> dict[str, Any]:
         """JSON-ready: times as ISO 8601 strings, the duration included."""
@@ -132,4 +133,5 @@ def get_call(engine: Engine, call_id: str) -> CallDetail | None:
             meta=row.meta or {},
             turns=[_turn(t) for t in row.turn_rows],
             transfers=[_transfer(t) for t in row.transfer_rows],
+            handoff=row.handoff,
         )
