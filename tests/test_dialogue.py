@@ -31,7 +31,11 @@ TODAY = date(2026, 11, 29)
 def P(
     text: str, intent: str = "oos", conf: float = 0.99, *ents: tuple[str, str, str | None], **kw: Any
 ) -> Parse:
-    entities = [Entity(type=t, raw=raw, value=v, start=0, end=len(raw)) for t, raw, v in ents]
+    at = [max(text.find(raw), 0) for _, raw, _ in ents]  # where the tagger would have found the span
+    entities = [
+        Entity(type=t, raw=raw, value=v, start=k, end=k + len(raw))
+        for (t, raw, v), k in zip(ents, at, strict=True)
+    ]
     negative = kw.get("negative", 0.1)
     sentiment = {
         "label": "negative" if negative > 0.5 else "neutral",
@@ -411,6 +415,104 @@ def test_a_whole_new_number_after_a_look_up_runs_it_again(bot: Bot) -> None:
     assert d.hangup
 
 
+def test_a_whole_new_number_at_the_confirmation_replaces_the_one_read_back(bot: Bot) -> None:
+    """ "No, it's …" at "Cancel order 4 5 7, 2 1 8?" is a new number, tagged or not, not a "no"."""
+    bot.say(P("cancel 457218", "cancel_order", 0.99, ("order_id", "457218", "457218")))
+    d = bot.say(P("no, it's four five seven two one nine", "deny"))  # the tagger marked nothing
+    assert d.act == "corrected" and bot.state.slots["order_id"].value == "457219"
+    assert "cancel order 4 5 7, 2 1 9?" in d.text and d.action is None
+    d = bot.say(P("not nine, eight", "deny"))  # and back: one digit, old then new
+    assert d.act == "corrected" and bot.state.slots["order_id"].value == "457218"
+    d = bot.say(P("yes, 457218", "affirm"))  # the number read back, said again: a yes
+    assert d.action == "cancel_order"
+
+
+def test_one_digit_corrected_after_the_look_up_read_it_back(bot: Bot) -> None:
+    d = bot.say(P("where is 457218", "track_order", 0.99, ("order_id", "457218", "457218")))
+    assert d.action_result == "unknown_order" and "4 5 7, 2 1 8" in d.text
+    d = bot.say(P("no, not eight, nine", "deny"))  # old digit, then new
+    assert d.action == "order_status" and d.action_result == "ok" and "4 5 7, 2 1 9" in d.text
+    d = bot.say(P("no, it's nine three two oh one seven", "deny"))  # the answer read it back: a new number
+    assert d.action == "order_status" and d.action_result == "ok" and "9 3 2, 0 1 7" in d.text
+
+
+@pytest.mark.parametrize(
+    "turn",
+    [
+        P(
+            "Bristol, not Leeds",
+            "inform",
+            0.9,
+            ("delivery_city", "Bristol", "Bristol"),
+            ("delivery_city", "Leeds", "Leeds"),
+        ),
+        P(
+            "no, it's Bristol not Leeds",
+            "deny",
+            0.9,
+            ("delivery_city", "Leeds", "Leeds"),
+            ("delivery_city", "Bristol", "Bristol"),
+        ),
+        P(
+            "Bristol instead of Leeds",
+            "inform",
+            0.9,
+            ("delivery_city", "Leeds", "Leeds"),
+            ("delivery_city", "Bristol", "Bristol"),
+        ),
+    ],
+)
+def test_x_not_y_stores_x_whatever_order_the_tagger_gives(bot: Bot, turn: Parse) -> None:
+    bot.say(
+        P(
+            "move 611420 to Leeds",
+            "change_shipping_address",
+            0.98,
+            ("order_id", "611420", "611420"),
+            ("delivery_city", "Leeds", "Leeds"),
+        )
+    )
+    assert bot.say(P("31 Mill Lane", "inform", 0.9)).act == "confirm"
+    d = bot.say(turn)
+    assert d.act == "corrected" and bot.state.slots["delivery_city"].value == "Bristol"
+    assert "31 Mill Lane, Bristol. Is that right?" in d.text
+
+
+def test_not_y_alone_drops_y_and_asks_for_it_again(bot: Bot) -> None:
+    bot.say(
+        P(
+            "move 611420 to Leeds",
+            "change_shipping_address",
+            0.98,
+            ("order_id", "611420", "611420"),
+            ("delivery_city", "Leeds", "Leeds"),
+        )
+    )
+    bot.say(P("31 Mill Lane", "inform", 0.9))
+    d = bot.say(P("no, not Leeds", "deny", 0.9, ("delivery_city", "Leeds", "Leeds")))
+    assert d.act == "wrong_value" and "delivery_city" not in bot.state.slots and bot.state.expecting == "slot"
+    assert bot.state.flow is not None and bot.state.flow.asking == "delivery_city"
+    d = bot.say(P("Bristol", "inform", 0.9, ("delivery_city", "Bristol", "Bristol")))
+    assert d.act == "confirm" and "31 Mill Lane, Bristol" in d.text
+
+
+def test_a_number_said_to_be_wrong_is_never_the_reading_the_back_end_picks(
+    domain: Domain, tmp_path: Path
+) -> None:
+    """ "830113, not 830112": 830112 exists and 830113 does not, yet the caller ruled 830112 out."""
+    actions = load_actions(SHOP, {"database": str(tmp_path / "shop.sqlite"), "today": TODAY.isoformat()})
+    reader = SlotReader(domain, actions, "test")
+    parse = P(
+        "830113, not 830112",
+        "inform",
+        0.9,
+        ("order_id", "830113", "830113"),
+        ("order_id", "830112", "830112"),
+    )
+    found = asyncio.run(reader.entities(parse, ["order_id"], [parse.text]))
+    assert found.values == {"order_id": "830113"} and found.negated == {"order_id": "830112"}
+
+
 def test_wrong_without_saying_which_part_asks_for_the_number_again(bot: Bot) -> None:
     bot.say(P("cancel 457219", "cancel_order", 0.99, ("order_id", "457219", "457219")))
     d = bot.say(P("no, that's the wrong number", "deny"))
@@ -423,6 +525,50 @@ def test_a_number_read_with_a_pause_is_one_answer(bot: Bot) -> None:
     assert bot.hear(P("four five seven", "inform")) is None and bot.state.partial == "457"
     d = bot.say(P("two one nine", "inform"))
     assert bot.state.slots["order_id"].value == "457219" and d.action_result == "ok"
+
+
+@pytest.mark.parametrize(
+    ("said", "keys"),
+    [
+        ("four five seven", "219"),  # the rest on the keypad
+        ("four five seven", "457219"),  # the whole number typed again: the spoken start is not doubled
+        ("four five seven two", "457219"),  # typed again, the keys long enough to be either until the 7
+        ("four five seven", "21*457219"),  # * starts the entry again, the spoken start with it
+    ],
+)
+def test_a_number_begun_by_voice_goes_on_on_the_keypad(bot: Bot, said: str, keys: str) -> None:
+    bot.say(P("where is my order", "track_order"))
+    assert bot.hear(P(said, "inform")) is None
+    (d,) = bot.keys(keys)
+    assert bot.state.slots["order_id"].value == "457219" and d.action_result == "ok"
+    assert bot.state.slots["order_id"].source == "dtmf"
+
+
+def test_a_spoken_start_and_keys_that_repeat_it_end_with_hash(bot: Bot) -> None:
+    """ "four five seven", then 4 5 7 typed: 457457, or the number typed again? Only # says it is done."""
+    bot.say(P("where is my order", "track_order"))
+    bot.hear(P("four five seven", "inform"))
+    assert bot.keys("457") == [] and bot.state.number_so_far() == "457"  # read as typed again so far
+    assert bot.keys("219") and bot.state.slots["order_id"].value == "457219"
+
+
+def test_keys_that_may_repeat_a_longer_spoken_start_wait_for_hash(bot: Bot) -> None:
+    bot.say(P("where is my order", "track_order"))
+    bot.hear(P("four five seven two", "inform"))
+    assert bot.keys("45") == []  # 457245 is six digits, yet it may be 4 5 7 2 typed again
+    (d,) = bot.keys("#")
+    assert d.action_result == "unknown_order" and "4 5 7, 2 4 5" in d.text
+
+
+@pytest.mark.parametrize(
+    "said", ["two one nine", "four five seven two one nine", "it's four five seven two one nine"]
+)
+def test_a_number_begun_on_the_keypad_goes_on_by_voice(bot: Bot, said: str) -> None:
+    bot.say(P("where is my order", "track_order"))
+    assert bot.keys("457") == [] and bot.state.number_so_far() == "457"  # what the recogniser is told
+    d = bot.say(P(said, "inform"))
+    assert bot.state.slots["order_id"].value == "457219" and d.action_result == "ok"
+    assert bot.state.dtmf_buffer == "" and bot.state.partial == ""
 
 
 def test_silence_after_the_start_of_a_number_asks_for_the_rest(bot: Bot) -> None:

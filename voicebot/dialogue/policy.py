@@ -50,7 +50,7 @@ class Policy:
         st.dtmf_done = False
         self.heard = [parse.text, *alternatives]
         self.out_of_scope = parse.intent == OOS and parse.confidence >= SURE_OUT_OF_SCOPE
-        partial, st.partial = st.partial, ""
+        partial = st.take_number_so_far()  # spoken or typed: keys, then "two one nine", is one number
         done, st.done = st.done, None
         intent = parse.intent if parse.confidence >= self.domain.settings.min_confidence else OOS
         if intent == OOS:
@@ -104,11 +104,10 @@ class Policy:
             st.dtmf_done = False
             return None
         st.dtmf_done = False
-        st.partial = ""
         frame = st.flow
         slot = self.domain.slots.get(frame.asking or "") if frame and st.expecting == "slot" else None
         if frame is not None and slot is not None and slot.dtmf and frame.asking:
-            value = st.key(digit, slot.max_length)
+            value = st.key(digit, slot.max_length)  # a number begun by voice goes on on the keypad
             if value is None:
                 return None
             if value and valid(slot, value):
@@ -117,6 +116,7 @@ class Policy:
                 return await self._advance(d)
             d.say(self.nlg.render(slot.invalid or "invalid_value"), "invalid")
             return self._no_match(d)
+        st.partial = ""
         if frame is not None and st.expecting == "confirm" and digit in "12":
             return await self._confirmed(d) if digit == "1" else self._declined(d)
         return await self._menu(digit, d)
@@ -134,15 +134,16 @@ class Policy:
     # ------------------------------------------------------------------------------------- repairs
 
     async def _repair(self, parse: Parse, intent: str, held: repair.Target, d: Decision) -> Decision | None:
-        """One digit corrected, a whole new number after a look-up, or "that's wrong": None when the turn
-        is none of them (it is then handled as the step the bot is in; a new task after a look-up too)."""
+        """One digit corrected, a whole new number after a look-up or at the confirmation, or "that's wrong":
+        None when the turn is none of them (it is then handled as the step the bot is in; a new task after a
+        look-up too)."""
         st, slot = self.state, self.domain.slots[held.slot]
         if held.rerun is not None and intent in self.domain.flow_intents():
             return None
         value = repair.corrected(slot, held, parse.text)
-        if value is None and held.rerun is not None:  # "no, it's 457218" right after the look-up
-            options = [v for v in await self.reader.read(held.slot, self.heard) if v != held.value]
-            value = options[0] if options else None
+        if value is None and (held.rerun is not None or st.expecting == "confirm"):  # "no, it's 457218"
+            options = await self.reader.read(held.slot, self.heard)  # best first: "yes, 457219" is no change
+            value = options[0] if options and options[0] != held.value else None
         asked = st.expecting == "slot" and held.rerun is None
         if value is None and (asked or not repair.says_wrong(self.domain, st, held, parse.text)):
             return None
@@ -234,6 +235,10 @@ class Policy:
             if found.corrected:
                 d.say(self.nlg.render("corrected"), "corrected")
             return await self._advance(d)
+        if wrong := repair.negated(found, self.state, self._flow(frame).slot_names()):  # "no, not Leeds"
+            for name in wrong:
+                self.state.slots.pop(name, None)
+            return await self._advance(d.say(self.nlg.render("wrong_value"), "wrong_value"))
         if intent == self.meta.affirm:
             return await self._confirmed(d)
         if intent == self.meta.deny:

@@ -14,7 +14,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from voicebot.dialogue.slots import strip_lead_in, valid
+from voicebot.dialogue.slots import Filled, strip_lead_in, valid
 from voicebot.dialogue.state import DialogueState
 from voicebot.domain.dialogue_spec import Slot
 from voicebot.domain.loader import Domain
@@ -78,6 +78,13 @@ def says_wrong(domain: Domain, state: DialogueState, held: Target, text: str) ->
         return True
     words = [w for w in held.slot.split("_") if w != "id"] + ["number"]
     return re.search(rf"\b({'|'.join(words)})\b", text, re.I) is not None
+
+
+def negated(found: Filled, state: DialogueState, names: list[str]) -> list[str]:
+    """Slots of `names` whose held value this turn calls wrong ("no, not Leeds") without giving a new one:
+    the value goes and the slot is asked for again (a new one, "Bristol, not Leeds", is stored instead)."""
+    held = state.values()
+    return [n for n, v in found.negated.items() if n in names and n not in found.values and held.get(n) == v]
 
 
 def start_of_number(slot: Slot, text: str) -> str | None:

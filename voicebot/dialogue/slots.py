@@ -42,6 +42,9 @@ _SHORT_ANSWER_WORDS = 4  # a bare name or place is a short answer; a longer turn
 _LEAD_IN = re.compile(
     r"^(?:(?:no|nope|yes|yeah|yep|sorry|actually|okay|ok|oh|um|uh|so|well|right)\b[\s,.!]*)+", re.I
 )
+# "Bristol, not Leeds", "instead of Leeds", "not in Leeds": a value after these is the one the caller says
+# is wrong (the bot read it back), never a value to store.
+_NEGATED = re.compile(r"\b(?:not|instead\s+of|rather\s+than)\s+(?:(?:a|an|the|in|to|at|for)\s+)?$", re.I)
 
 
 def valid(slot: Slot, value: str) -> bool:
@@ -50,6 +53,11 @@ def valid(slot: Slot, value: str) -> bool:
     if slot.max_length is not None and len(value) > slot.max_length:
         return False
     return slot.pattern is None or re.fullmatch(slot.pattern, value) is not None
+
+
+def negated(text: str, start: int) -> bool:
+    """The words before `text[start:]` name what follows as the wrong value ("…, not Leeds")."""
+    return _NEGATED.search(text[:start]) is not None
 
 
 def strip_lead_in(text: str) -> str:
@@ -109,6 +117,7 @@ class Filled:
     invalid: list[str] = field(default_factory=list)
     values: dict[str, str] = field(default_factory=dict)
     options: dict[str, list[str]] = field(default_factory=dict)  # every valid reading, when there are several
+    negated: dict[str, str] = field(default_factory=dict)  # a value the caller said is wrong ("not Leeds")
 
 
 def from_entities(domain: Domain, parse: Parse, prefer: list[str] | None = None) -> Filled:
@@ -117,10 +126,16 @@ def from_entities(domain: Domain, parse: Parse, prefer: list[str] | None = None)
     The tagger sometimes gets the span right but the type wrong ("four five seven two one nine" as a phone
     number while the bot is asking for an order number). A span whose own type gives no valid value is
     then read as each `prefer`red slot (the current task's) of the same kind, and the first valid one wins.
+    A value the caller negates ("Bristol, not Leeds") fills nothing: it goes to `negated`.
     """
     out = Filled()
     for entity in parse.entities:
         direct = [n for n, slot in domain.slots.items() if (slot.entity or n) == entity.type]
+        if negated(parse.text, entity.start):
+            for name in direct:
+                wrong = _entity_options(domain.slots[name], entity.value, entity.raw)
+                out.negated.update({name: wrong[0]} if wrong else {})
+            continue
         good = False
         for name in direct:
             options = _entity_options(domain.slots[name], entity.value, entity.raw)
@@ -176,7 +191,9 @@ class SlotReader:
             slot = self.domain.slots[name]
             options = found.options.get(name, [value])
             if slot.type == "digits" and slot.lookup is not None and texts:
-                options = _unique([*options, *read_options(slot, texts)])
+                wrong = found.negated.get(name)  # "457219, not 457218": never the number said to be wrong
+                heard_options = _unique([*options, *read_options(slot, texts)])
+                options = [o for o in heard_options if o != wrong] or [value]
             if len(options) > 1:
                 found.values[name] = await self.pick(name, options)
         return found

@@ -52,6 +52,7 @@ class DialogueState:
     dtmf_buffer: str = ""
     dtmf_done: bool = False  # the last keypad entry ended by its length (a trailing # is then ignored)
     partial: str = ""  # the start of a number read with a pause in it ("four five seven" … "two one nine")
+    dtmf_seed: int = 0  # how many digits at the start of dtmf_buffer were spoken, not typed (see `key`)
     done: str | None = None  # the flow that just answered (its number was read back): open to a correction
     # for one turn ("no, the last digit is three" runs it again)
     forgotten: dict[str, str] = field(default_factory=dict)  # values a retry dropped ("I couldn't find
@@ -81,17 +82,47 @@ class DialogueState:
 
     def key(self, digit: str, max_length: int | None) -> str | None:
         """One key of a keypad entry: None while collecting (`*` starts again), the entry once `#` or its
-        length ends it."""
+        length ends it.
+
+        A caller who said the start of the number ("four five seven", a pause) and goes on on the keypad
+        continues it: the spoken digits start the entry. Unless the keys start the number again: keys that
+        repeat the spoken start, or would make it too long, are the entry alone; while they could still be
+        such a repeat, the length does not end the entry (# does).
+        """
         if digit == "*":
-            self.dtmf_buffer = ""
+            self.dtmf_buffer, self.dtmf_seed, self.partial = "", 0, ""
             return None
+        if self.partial and not self.dtmf_buffer:
+            self.dtmf_buffer, self.dtmf_seed = self.partial, len(self.partial)
+        self.partial = ""
         if digit != "#":
             self.dtmf_buffer += digit
-            if max_length is None or len(self.dtmf_buffer) < max_length:
+            if not self._typed_on(max_length):
                 return None
             self.dtmf_done = True
-        value, self.dtmf_buffer = self.dtmf_buffer, ""
+        value, self.dtmf_buffer, self.dtmf_seed = self.dtmf_buffer, "", 0
         return value
+
+    def _typed_on(self, max_length: int | None) -> bool:
+        """Whether the entry is complete by its length, the spoken start dropped when the keys repeat it."""
+        if self.dtmf_seed:
+            spoken, typed = self.dtmf_buffer[: self.dtmf_seed], self.dtmf_buffer[self.dtmf_seed :]
+            if typed == spoken or (max_length is not None and len(self.dtmf_buffer) > max_length):
+                self.dtmf_buffer, self.dtmf_seed = typed, 0  # started again on the keypad
+            elif spoken.startswith(typed):
+                return False  # may yet be the start said again
+        return max_length is not None and len(self.dtmf_buffer) >= max_length
+
+    def number_so_far(self) -> str:
+        """The start of the number being asked for, spoken or typed: the next spoken turn continues it."""
+        return self.partial or self.dtmf_buffer
+
+    def take_number_so_far(self) -> str:
+        """`number_so_far`, handed to a spoken turn (which continues it or drops it)."""
+        so_far = self.number_so_far()
+        self.partial = self.dtmf_buffer = ""
+        self.dtmf_seed = 0
+        return so_far
 
     def said(self, text: str) -> None:
         self.history.append(HistoryTurn(role="bot", text=text))
@@ -111,5 +142,6 @@ class DialogueState:
         self.expecting = None
         self.no_match = self.no_input = 0
         self.dtmf_buffer = self.partial = ""
+        self.dtmf_seed = 0
         self.done = None
         self.forgotten.clear()
