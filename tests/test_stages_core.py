@@ -48,6 +48,7 @@ SYSTEM = {"AudioIn", "SpeechStarted", "BargeIn", "SpeechAudio", "SpeechEnded", "
 SYSTEM |= {"Interruption", "BotSpeaking"}  # caller speech over the bot (voicebot.asr.bargein)
 DATA = {"PartialTranscript", "BotReply", "BotAudio"}
 CONTROL = {"FinalTranscript", "NoInput", "TurnDone", "Barrier", "EndOfStream", "CallEnded"}
+SYSTEM, DATA, CONTROL = SYSTEM | {"HoldReport"}, DATA | {"HoldOn"}, CONTROL | {"HoldOff"}  # on hold
 BASES = {"Frame", "SystemFrame", "DataFrame", "ControlFrame"}
 
 

@@ -60,6 +60,13 @@ class HasFixedPhrases(Protocol):
     def fixed_phrases(self) -> list[str]: ...
 
 
+@runtime_checkable
+class HasFiller(Protocol):
+    """A brain whose domain words its own filler for a slow turn ("One moment…", `hold.filler` else)."""
+
+    def filler(self) -> str | None: ...
+
+
 _STILL_THERE = "Are you still there? Say something and I will repeat it."
 _GOODBYE = re.compile(r"\b(good ?bye|bye|hang up|that's all)\b", re.IGNORECASE)
 

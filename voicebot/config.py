@@ -220,6 +220,43 @@ class PipelineConfig(_Section):
     )
 
 
+class HoldConfig(_Section):
+    """A caller kept waiting by a slow turn (an action, the back end) hears a spoken filler, then soft hold
+    audio, instead of a dead line (`voicebot.stages.hold`). Both stop the moment the answer's first audio
+    is ready. Live calls only; a domain words its own filler with an optional `one_moment` response. Each
+    stretch of quiet while the caller waits stays under 1.5 s: past that a silent line sounds dropped."""
+
+    enabled: bool = Field(True, description="false: a slow turn is waited out in silence, as before")
+    after_ms: int = Field(
+        700,
+        ge=0,
+        le=1200,
+        description="the brain working on a caller turn longer than this gets the filler: most turns "
+        "(NLU and a quick back end) answer well within it and never hear one; with the ASR's own time "
+        "before it the quiet stays under 1.5 s",
+    )
+    filler: str = Field(
+        "One moment while I look that up.",
+        min_length=1,
+        description="what the bot says first (synthesised once per call rate and then cached: it costs "
+        "nothing on the turn)",
+    )
+    music_gap_ms: int = Field(
+        500,
+        ge=0,
+        le=1200,
+        description="quiet between the end of the filler and the hold audio, so the two do not run into "
+        "each other; the hold audio thus starts a few seconds into the wait",
+    )
+    level_dbfs: float = Field(
+        -30.0,
+        ge=-50.0,
+        le=-18.0,
+        description="loudness (RMS) of the hold audio: about 10 dB under telephone speech (~-20 dBFS), "
+        "present but never in the way",
+    )
+
+
 class NLUConfig(_Section):
     int8: bool = Field(True, description="int8-quantised encoder: ~2x faster, same accuracy (benchmarks.md)")
     threads: int = Field(1, ge=1, description="threads per parse; calls run in parallel on the worker pool")
@@ -409,6 +446,7 @@ class VoicebotConfig(_Section):
     asr: ASRConfig = Field(default_factory=ASRConfig)
     tts: TTSConfig = Field(default_factory=TTSConfig)
     pipeline: PipelineConfig = Field(default_factory=PipelineConfig)
+    hold: HoldConfig = Field(default_factory=HoldConfig)
     nlu: NLUConfig = Field(default_factory=NLUConfig)
     server: ServerConfig = Field(default_factory=ServerConfig)
     console: ConsoleConfig = Field(default_factory=ConsoleConfig)

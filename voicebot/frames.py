@@ -405,6 +405,55 @@ class BotSpeaking(SystemFrame):
     interruptible: bool = True
 
 
+@dataclass(frozen=True)
+class HoldOn(DataFrame):
+    """The brain has worked on a caller turn for `hold.after_ms` with no answer yet (a slow action or back
+    end): the speak stage keeps the caller company, the spoken filler `text` and then soft hold audio,
+    until the answer's first audio is ready. Data: a caller who talks first makes it stale. `since`: when
+    the brain started on the turn."""
+
+    text: str
+    since: float
+
+
+@dataclass(frozen=True)
+class HoldOff(ControlFrame):
+    """The brain finished the turn `HoldOn` was sent for without a reply to speak: the hold stops now. (A
+    reply stops it itself, once its first audio is ready.) Control: it stays in order behind its `HoldOn`."""
+
+
+HoldEnd = Literal["answer", "barge_in", "hang_up", "no_answer", "call_ended"]
+
+
+@dataclass(frozen=True)
+class HoldReport(SystemFrame):
+    """What the caller heard while the brain worked, sent downstream when the hold stops (the turn record
+    of the reply that follows carries it). `filler_heard`: the filler's words the caller's side played
+    (all, or the played share when the answer or a barge-in cut it); `filler_ms`/`hold_audio_ms`: how much
+    of each was played; `started_ms`/`waited_ms`: from the brain starting on the turn to the hold's first
+    audio and to its end; `ended`: what stopped it."""
+
+    reply_id: int
+    filler: str
+    filler_heard: str
+    filler_ms: float
+    hold_audio_ms: float
+    started_ms: float | None
+    waited_ms: float
+    ended: HoldEnd
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "filler": self.filler,
+            "filler_heard": self.filler_heard,
+            "filler_ms": self.filler_ms,
+            "hold_audio_ms": self.hold_audio_ms,
+            "started_ms": self.started_ms,
+            "waited_ms": self.waited_ms,
+            "ended": self.ended,
+        }
+
+
 # --- bookkeeping --------------------------------------------------------------------------------------
 
 

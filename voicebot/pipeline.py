@@ -42,7 +42,7 @@ from voicebot.frames import (
     NoInput,
 )
 from voicebot.playback import AudioSink
-from voicebot.stages.base import ModelPool, Stage
+from voicebot.stages.base import ModelPool, Stage, in_pool
 from voicebot.stages.listen import ASRStage, VADStage
 from voicebot.stages.record import TurnStage
 from voicebot.stages.respond import BrainStage, SpeakStage
@@ -119,7 +119,7 @@ class CallPipeline:
             bargein=cfg.bargein,
             barge_in=cfg.pipeline.barge_in,
         )
-        self.brain_stage = BrainStage(brain, live=paced)
+        self.brain_stage = BrainStage(brain, live=paced, hold=cfg.hold)
         self.speak = SpeakStage(
             services.tts,
             sink,
@@ -129,6 +129,7 @@ class CallPipeline:
             paced=paced,
             barge_in=cfg.pipeline.barge_in,
             send_ahead_ms=cfg.pipeline.send_ahead_ms,
+            hold=cfg.hold,
         )
         self.turns = TurnStage()
         self.stages: tuple[Stage, ...] = (self.vad, self.asr, self.brain_stage, self.speak, self.turns)
@@ -138,6 +139,9 @@ class CallPipeline:
         for stage in self.stages:
             stage.start()
         self.brain_stage.greet(self.services.config.pipeline.greeting)
+        if self.brain_stage.hold is not None:  # the filler is a fixed prompt: made now, free when needed
+            filler, tts = self.brain_stage.filler, self.services.tts
+            self.filler_made = in_pool(self.services.executor, tts.synthesize_at, filler, self.channel_rate)
 
     async def caller_audio(self, pcm: PCM) -> None:
         """Caller audio at the channel rate, any chunk size (transports send 20 ms frames)."""

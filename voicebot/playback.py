@@ -9,11 +9,12 @@ sink, and makes the one `PlaybackReport` the brain, the barge-in handling and th
 
 from __future__ import annotations
 
+import asyncio
 import time
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from voicebot.frames import BotAudio, PlaybackReport
+from voicebot.frames import PCM, BotAudio, PlaybackReport
 
 
 class AudioSink(Protocol):
@@ -34,6 +35,17 @@ class AudioSink(Protocol):
         ...
 
 
+@dataclass(frozen=True)
+class Pace:
+    """How the speak stage sends frames: `frame_ms` each; on `paced` (live) calls each one once the
+    caller has heard all but `ahead_ms` of what went before (the jitter buffer on their side), offline as
+    fast as the sink takes them."""
+
+    frame_ms: int
+    ahead_ms: float
+    paced: bool
+
+
 @dataclass
 class Playout:
     """One reply on its way to the caller: its sentences and clock, from its first frame on."""
@@ -52,6 +64,20 @@ class Playout:
         if self.synthesized_at is None:
             return 0.0
         return self.sent_ms if now is None else min(self.sent_ms, (now - self.synthesized_at) * 1000.0)
+
+    async def send(self, sink: AudioSink, pcm: PCM, sentence: str, pace: Pace, last: bool = False) -> None:
+        """One frame out to the caller, then, live, wait until the next one is due. The first frame starts
+        the caller's clock (`synthesized_at`) and stamps `sent_at`."""
+        if self.synthesized_at is None:
+            self.synthesized_at = time.perf_counter()
+        await sink.play(BotAudio(pcm=pcm, sentence=sentence, reply_id=self.reply_id, last=last))
+        if self.sent_at is None:
+            self.sent_at = time.perf_counter()
+        self.sent_ms += pace.frame_ms
+        if pace.paced:
+            delay = self.synthesized_at + (self.sent_ms - pace.ahead_ms) / 1000.0 - time.perf_counter()
+            if delay > 0:
+                await asyncio.sleep(delay)
 
     def heard(self, played_ms: float) -> str:
         """Sentences fully played, then the words of the cut one in proportion to its audio played."""

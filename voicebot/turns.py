@@ -11,7 +11,8 @@ else assembles one. `TurnStage`, the pipeline's last stage, builds them.
 kept (transcript, asr, intent, confidence, entities, slots, action, action_result, actions, reply,
 timings_ms, interrupted, played_ms…), new ones sit beside them (heard, reply_id, cause, previous_cause,
 asr_confidence, nbest, listening, at_ms, and interruptions: each decision on caller speech heard over the
-reply, when there was any). The README documents the schema.
+reply, when there was any; hold: the filler and hold audio played while a slow turn was worked on). The
+README documents the schema.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from voicebot.frames import (
     Action,
     BotReply,
     BrainTimes,
+    HoldReport,
     Interruption,
     ListeningContext,
     PlaybackReport,
@@ -121,6 +123,7 @@ class TurnRecord:
     previous_interrupted: bool | None = None
     previous_cause: str | None = None
     times: TurnTimes = field(default_factory=TurnTimes)
+    hold: HoldReport | None = None  # what the caller heard while waiting for this reply (a slow turn)
     interruptions: tuple[Interruption, ...] = ()  # decisions on caller speech heard over this reply
 
     @classmethod
@@ -190,6 +193,8 @@ class TurnRecord:
             out |= {"asr_confidence": self.asr_confidence, "nbest": list(self.nbest)}
         if self.listening is not None:
             out["listening"] = self.listening.as_json()
+        if self.hold is not None:
+            out["hold"] = self.hold.as_json()
         if self.interruptions:
             out["interruptions"] = [i.as_json() for i in self.interruptions]
         return out

@@ -26,7 +26,7 @@ from voicebot.dialogue.decision import Decision
 from voicebot.dialogue.nlg import NLG, fixed_phrases
 from voicebot.dialogue.policy import Policy
 from voicebot.dialogue.state import DialogueState, HistoryTurn
-from voicebot.domain.loader import Domain, load_domain
+from voicebot.domain.loader import FILLER_RESPONSE, Domain, load_domain
 from voicebot.domain.yamlfile import DomainError, line_of, load_yaml
 from voicebot.frames import (
     Action,
@@ -73,6 +73,12 @@ class DialogueBrain:
 
     def fixed_phrases(self) -> list[str]:
         return fixed_phrases(self.domain)
+
+    def filler(self) -> str | None:
+        """The domain's `one_moment` response (its first variant: one fixed prompt, synthesised once), said
+        while a slow turn is worked on; None: the engine's `hold.filler`."""
+        variants = self.domain.responses.get(FILLER_RESPONSE)
+        return variants[0] if variants else None
 
     def listening_context(self) -> ListeningContext | None:
         st = self.state

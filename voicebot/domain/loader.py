@@ -52,6 +52,9 @@ DEFAULT_RESPONSES: dict[str, list[str]] = {
     "partial_number": ["I've got {partial} so far. What's the rest?"],
     "wrong_value": ["Sorry about that, let's try again."],
 }
+# The filler said while a slow turn is worked on (`hold`): a domain may word it, else `hold.filler` is said.
+# One fixed prompt, synthesised once: no placeholders.
+FILLER_RESPONSE = "one_moment"
 BUILTIN_PLACEHOLDERS = frozenset({"flow_title", "partial"})
 FILES = ("settings.yaml", "slots.yaml", "responses.yaml", "flows.yaml")
 
@@ -157,6 +160,9 @@ def _check_responses(domain: Domain, responses_file: Path, slots_file: Path) -> 
                 if field not in known:
                     loc = ("responses", name, n)
                     raise _error(responses_file, loc, f"unknown placeholder {{{field}}}")
+                if name == FILLER_RESPONSE:
+                    loc = ("responses", name, n)
+                    raise _error(responses_file, loc, "the filler is one fixed prompt: no placeholders")
 
 
 def _faq_by_intent(path: Path) -> dict[str, str]:

@@ -87,6 +87,11 @@ class OrderedWork:
         """Nothing queued and nothing running: a frame passed on now is in order with all the work."""
         return not self._running and self._jobs.empty()
 
+    @property
+    def queued(self) -> bool:
+        """Jobs wait behind the one running (a job asking: has something overtaken me already?)."""
+        return not self._jobs.empty()
+
     def clear(self) -> int:
         """Drop jobs not started yet (e.g. replies made stale by barge-in); returns how many."""
         kept: list[tuple[Job, bool]] = []

@@ -12,6 +12,10 @@ reply; the transport's `clear` drops what was sent ahead. The lead is a jitter b
 busy for a moment, no longer puts a gap in the bot's voice. When a reply stops, its `PlaybackReport` (how
 far it got, what the caller heard: `voicebot.playback`) goes upstream to the brain and downstream to the
 turn record.
+
+A turn the brain is slow on (an action, the back end) is not waited out in silence: past `hold.after_ms` the
+brain stage sends `HoldOn`, and the speak stage plays the filler and hold audio (`voicebot.stages.hold`)
+until the answer's first audio is ready, a barge-in cuts it, or `HoldOff` says no answer comes.
 """
 
 from __future__ import annotations
@@ -23,10 +27,10 @@ from dataclasses import replace
 from typing import Any
 
 from voicebot.audio import split_frames
-from voicebot.brain import Brain, is_brain_input
+from voicebot.brain import Brain, HasFiller, is_brain_input
+from voicebot.config import HoldConfig
 from voicebot.frames import (
     PCM,
-    BotAudio,
     BotReply,
     BotSpeaking,
     CallEnded,
@@ -37,11 +41,15 @@ from voicebot.frames import (
     FinalTranscript,
     Frame,
     HangUp,
+    HoldEnd,
+    HoldOff,
+    HoldOn,
     NoInput,
     PlaybackReport,
 )
-from voicebot.playback import AudioSink, Playout
+from voicebot.playback import AudioSink, Pace, Playout
 from voicebot.stages.base import Stage, in_pool
+from voicebot.stages.hold import HoldLine, hold_audio
 from voicebot.tts import CachedTTS, split_sentences
 
 
@@ -50,11 +58,19 @@ class BrainStage(Stage):
 
     name = "brain"
 
-    def __init__(self, brain: Brain, live: bool = False) -> None:
+    def __init__(self, brain: Brain, live: bool = False, hold: HoldConfig | None = None) -> None:
+        """`hold`: keep a caller company through a slow turn (live calls only: offline nobody waits)."""
         super().__init__()
         self.brain = brain
         self.live = live
+        self.hold = hold if live and hold is not None and hold.enabled else None
         self._silence: asyncio.Task[None] | None = None
+
+    @property
+    def filler(self) -> str:
+        """What the bot says when a turn is slow: the domain's own words, else `hold.filler`."""
+        own = self.brain.filler() if isinstance(self.brain, HasFiller) else None
+        return own or (self.hold or HoldConfig()).filler
 
     def _wait_for_caller(self) -> None:
         """Start the no-input clock (after the bot stopped talking, or after a turn that got no answer)."""
@@ -119,7 +135,7 @@ class BrainStage(Stage):
 
     async def _answer(self, frame: Frame) -> None:
         started = time.perf_counter()
-        reply = await self.brain.handle(frame)  # type: ignore[arg-type]
+        reply = await self._think(frame, started)
         decided = time.perf_counter()
         if frame.category is not Category.SYSTEM:
             await self.push(frame)  # observers (transcript displays) see the caller's turn before the reply
@@ -134,6 +150,28 @@ class BrainStage(Stage):
             await self.push(replace(reply, transcript=transcript, cause=cause, times=times))
         if not isinstance(frame, HangUp):
             await self._listen()  # before the caller's next turn
+
+    async def _think(self, frame: Frame, started: float) -> BotReply | None:
+        """The brain's reply to `frame`. Slower than `hold.after_ms`, the caller is kept company meanwhile:
+        `HoldOn` now; the reply stops the hold, or `HoldOff` when there is none (or the brain failed)."""
+        work = asyncio.ensure_future(self.brain.handle(frame))  # type: ignore[arg-type]
+        if self.hold is None or isinstance(frame, HangUp):
+            return await work
+        try:
+            done, _ = await asyncio.wait({work}, timeout=self.hold.after_ms / 1000.0)
+        except asyncio.CancelledError:
+            work.cancel()
+            raise
+        if done:
+            return work.result()
+        await self.push(HoldOn(text=self.filler, since=started))
+        reply: BotReply | None = None
+        try:
+            reply = await work
+        finally:
+            if reply is None:
+                await self.push(HoldOff())
+        return reply
 
 
 def _cause(frame: Frame) -> Cause:
@@ -158,11 +196,15 @@ class SpeakStage(Stage):
         paced: bool,
         barge_in: bool,
         send_ahead_ms: float = 0.0,
+        hold: HoldConfig | None = None,
     ) -> None:
         super().__init__()
         self.tts, self.sink, self.executor = tts, sink, executor
         self.rate, self.frame_ms, self.paced, self.barge_in = rate, frame_ms, paced, barge_in
         self.send_ahead_ms = send_ahead_ms
+        self.pace = Pace(frame_ms, send_ahead_ms, paced)
+        self.hold_config = hold or HoldConfig()
+        self._hold: HoldLine | None = None  # the caller is on hold now
         self._reply_id = 0
         self._playing: asyncio.Task[None] | None = None
         self._current: BotReply | None = None
@@ -172,10 +214,15 @@ class SpeakStage(Stage):
     async def on_frame(self, frame: Frame, direction: Direction) -> None:
         if isinstance(frame, BotReply):
             self.after(frame, lambda: self._play(frame))
+        elif isinstance(frame, HoldOn):
+            self.after(frame, lambda: self._hold_on(frame))
+        elif isinstance(frame, HoldOff):
+            self.after(frame, lambda: self._hold_off("no_answer"))
         elif isinstance(frame, HangUp):
             self._line_gone = True
             await self.pass_on(frame, direction)
             await self._stop_playing()
+            await self._hold_off("hang_up")
         elif isinstance(frame, EndOfStream):
             self.after(frame, lambda: self._end(frame.reason, ()))
         else:
@@ -183,11 +230,36 @@ class SpeakStage(Stage):
 
     def interruptible(self) -> bool:
         current = self._current
-        return self.barge_in and current is not None and current.interruptible
+        if current is None:  # on hold, or nothing playing
+            return self.barge_in and self._hold is not None
+        return self.barge_in and current.interruptible
 
     async def interrupt(self) -> None:
         await super().interrupt()  # replies queued behind the interrupted one are stale now
         await self._stop_playing()
+        await self._hold_off("barge_in")
+
+    async def _hold_on(self, frame: HoldOn) -> None:
+        """Put the caller on hold, unless the line is not silent: the answer (or anything else to play)
+        already waits behind this job, or the call is over. Offline nobody waits: no hold."""
+        if self.ended or self._line_gone or not self.paced or self._hold is not None or self.work.queued:
+            return
+        self._reply_id += 1
+        voice = in_pool(self.executor, self.tts.synthesize_at, frame.text, self.rate)
+        music = hold_audio(self.rate, self.hold_config.level_dbfs)
+        gap_ms = self.hold_config.music_gap_ms
+        self._hold = HoldLine(frame, self._reply_id, self.sink, self.pace, self.rate, voice, music, gap_ms)
+        # the listener judges caller speech over the hold as over a reply: "okay" lets it play on
+        await self.push(BotSpeaking(True, self._reply_id), Direction.UPSTREAM)
+
+    async def _hold_off(self, ended: HoldEnd) -> None:
+        """Take the caller off hold (if on it) and report what they heard of it."""
+        hold, self._hold = self._hold, None
+        if hold is not None:
+            report = await hold.stop(ended)
+            if ended != "answer":  # else the answer speaks now (its own `BotSpeaking` went up already)
+                await self.push(BotSpeaking(False, report.reply_id), Direction.UPSTREAM)
+            await self.push(report)
 
     async def _stop_playing(self) -> None:
         task = self._playing
@@ -216,6 +288,8 @@ class SpeakStage(Stage):
                 interrupted = True
             finally:
                 self._current = None
+        if not speaking:
+            await self._hold_off("no_answer")  # nothing to say after all (a stream stops it at its audio)
         report = playout.report(self.sink, interrupted, self.paced)  # before the clear: marks still count
         if interrupted and playout.sent_ms:
             await self.sink.clear()
@@ -232,35 +306,23 @@ class SpeakStage(Stage):
         sentences = split_sentences(reply.text, quick_start=True)
         if not sentences:
             return
-        ahead_s, frame_s = self.send_ahead_ms / 1000.0, self.frame_ms / 1000.0
-        sent = 0
         upcoming: asyncio.Future[PCM] = in_pool(
             self.executor, self.tts.synthesize_at, sentences[0], self.rate
         )
         for index, sentence in enumerate(sentences):
             pcm = await upcoming
+            if index == 0:
+                await self._hold_off("answer")  # the answer is ready: off hold, straight into it
             if index + 1 < len(sentences):  # make the next sentence while this one plays
                 upcoming = in_pool(self.executor, self.tts.synthesize_at, sentences[index + 1], self.rate)
             frames = split_frames(pcm, self.rate, self.frame_ms)
-            playout.sentences.append((sentence, sent * self.frame_ms, len(frames) * self.frame_ms))
+            playout.sentences.append((sentence, playout.sent_ms, len(frames) * self.frame_ms))
             for n, chunk in enumerate(frames):
-                if sent == 0:
-                    playout.synthesized_at = time.perf_counter()
                 last = index + 1 == len(sentences) and n + 1 == len(frames)
-                await self.sink.play(
-                    BotAudio(pcm=chunk, sentence=sentence, reply_id=playout.reply_id, last=last)
-                )
-                if sent == 0:
-                    playout.sent_at = time.perf_counter()
-                sent += 1
-                playout.sent_ms = sent * self.frame_ms
-                if self.paced and playout.synthesized_at is not None:
-                    # frame `sent` is due once the caller has heard all but `ahead_s` of what went before
-                    delay = playout.synthesized_at + sent * frame_s - ahead_s - time.perf_counter()
-                    if delay > 0:
-                        await asyncio.sleep(delay)
+                await playout.send(self.sink, chunk, sentence, self.pace, last)
 
     async def _end(self, reason: str, actions: tuple[Any, ...]) -> None:
+        await self._hold_off("call_ended")
         if not self.ended:
             self.ended = True
             await self.push(CallEnded(reason=reason, actions=actions))

@@ -4,7 +4,8 @@ The domain is a copy of `domains/shop` with a shorter action timeout, whose `act
 shop actions through `register` below: `order_status` hangs for one order number and raises for another,
 so a caller reaches a hung or broken back end just by asking for that order. The hang is a real blocked
 thread (a `threading.Event` wait), which the action timeout must abandon; the gate notes, per call, which
-faults ran, so a test can hang up on a call exactly while its action hangs.
+faults ran, so a test can hang up on a call exactly while its action hangs. An order mapped to "slow" is
+answered truly, `slow_s` late (a back end that keeps the caller waiting: the hold audio's tests).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import re
 import shutil
 import sys
 import threading
+import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from types import ModuleType
@@ -23,7 +25,7 @@ from telephony.logs import CALL_ID
 from voicebot.dialogue.actions import ActionFn, ActionResult, Actions
 from voicebot.dialogue.brain import DialogueFactory
 from voicebot.frames import PCM
-from voicebot.nlu.parser import NLU
+from voicebot.nlu.parser import NLU, Parser
 from voicebot.pipeline import Services
 from voicebot.testing.speech import PHONE_RATE, spoken
 
@@ -44,9 +46,10 @@ _ACTIONS_PY = '"""The shop\'s actions, with faults: see voicebot/testing/faults/
 class FaultGate:
     """Decides what `order_status` does per order number, and notes every run by call id."""
 
-    def __init__(self, hang_s: float = 8.0) -> None:
+    def __init__(self, hang_s: float = 8.0, slow_s: float = 1.0) -> None:
         self.modes = {HANG_ORDER: "hang", FAIL_ORDER: "raise"}
         self.hang_s = hang_s  # a hung action returns by itself after this long (or on `release`)
+        self.slow_s = slow_s  # a "slow" order's answer takes this long
         self.release = threading.Event()
         self.running = 0
         self._active: dict[str | None, int] = {}  # call id → its actions running now
@@ -64,7 +67,7 @@ class FaultGate:
     def counts(self) -> dict[str, int]:
         with self._lock:
             runs = [mode for modes in self.runs.values() for mode in modes]
-        return {mode: runs.count(mode) for mode in ("hang", "raise", "ok")}
+        return {mode: runs.count(mode) for mode in ("hang", "raise", "slow", "ok")}
 
     def wrap(self, fn: ActionFn) -> ActionFn:
         def order_status(slots: Mapping[str, Any]) -> ActionResult:
@@ -79,6 +82,8 @@ class FaultGate:
                     self.release.wait(self.hang_s)
                 elif mode == "raise":
                     raise ConnectionResetError("order database connection reset by peer")
+                elif mode == "slow":
+                    time.sleep(self.slow_s)
                 return fn(slots)
             finally:
                 with self._lock:
@@ -121,12 +126,12 @@ def register(actions: Actions, options: Mapping[str, Any]) -> None:
     register_shop(_FaultyRegistry(actions, gate), options)
 
 
-def make_domain(folder: Path) -> Path:
+def make_domain(folder: Path, action_timeout_s: float = ACTION_TIMEOUT_S) -> Path:
     """A copy of the shop domain whose back end is gated and whose action timeout is short."""
     domain = folder / "faultshop"
     shutil.copytree(SHOP, domain, ignore=shutil.ignore_patterns("__pycache__"))
     settings = domain / "settings.yaml"
-    text, count = re.subn(r"action_s: [\d.]+", f"action_s: {ACTION_TIMEOUT_S}", settings.read_text())
+    text, count = re.subn(r"action_s: [\d.]+", f"action_s: {action_timeout_s}", settings.read_text())
     assert count == 1, "domains/shop/settings.yaml no longer sets timeouts.action_s"
     settings.write_text(text)
     (domain / "actions.py").write_text(_ACTIONS_PY)
@@ -136,11 +141,18 @@ def make_domain(folder: Path) -> Path:
 class FaultFactory(DialogueFactory):
     """The shop's dialogue engine on the gated back end, a fresh copy of its database per call."""
 
-    def __init__(self, folder: Path, nlu: NLU, cache_dir: Path, gate: FaultGate) -> None:
+    def __init__(
+        self,
+        folder: Path,
+        nlu: Parser,
+        cache_dir: Path,
+        gate: FaultGate,
+        action_timeout_s: float = ACTION_TIMEOUT_S,
+    ) -> None:
         self.gate = gate
         scratch = folder / "backend"
         scratch.mkdir(parents=True, exist_ok=True)
-        super().__init__(make_domain(folder), nlu, cache_dir, scratch=scratch)
+        super().__init__(make_domain(folder, action_timeout_s), nlu, cache_dir, scratch=scratch)
 
     def _actions(self, options: dict[str, Any]) -> Actions:
         return super()._actions(options | {"fault_gate": self.gate})
