@@ -38,7 +38,7 @@ from voicebot.records import CallStore
 
 log = logging.getLogger(__name__)
 # Meta keys holding the carrier's own id of the call, by which the line asks for its summary.
-PROVIDER_KEYS = ("callSid", "call_sid", "uuid", "conversationId", "callId", "call_uuid", "sessionId")
+PROVIDER_KEYS = ("callSid", "call_sid", "call_control_id", "uuid", "conversationId", "callId", "sessionId")
 EVENT = "call.handoff"
 
 
