@@ -23,6 +23,7 @@ from voicebot.domain.loader import load_domain
 from voicebot.domain.yamlfile import DomainError
 from voicebot.frames import PCM, HoldReport, TurnDone
 from voicebot.pipeline import CallPipeline
+from voicebot.records import CallStore
 from voicebot.stages.hold import hold_audio
 from voicebot.stages.respond import BrainStage
 from voicebot.testing.fakes import ScriptedNLU, TapSink, ToneTTS, ToneVoice, fake_services
@@ -187,10 +188,11 @@ async def test_on_a_twilio_line_a_very_slow_back_end_gets_hold_audio_until_the_a
     gate = FaultGate(slow_s=1.6)
     gate.modes[ORDER] = "slow"
     recorder = Recorder()
+    store = CallStore(f"sqlite:///{tmp_path / 'calls.sqlite'}", spool=tmp_path / "spool.jsonl")
     loop = asyncio.get_running_loop()
     try:
         factory = FaultFactory(tmp_path, shop_nlu(), tmp_path, gate, action_timeout_s=10.0)
-        async with running_gateway(cfg, services, factory, [recorder]) as gw:
+        async with running_gateway(cfg, services, factory, [recorder, store]) as gw:
             caller = TwilioCaller()
             caller.stream = ear = TwilioEar()
             await caller.connect(gw)
@@ -202,12 +204,16 @@ async def test_on_a_twilio_line_a_very_slow_back_end_gets_hold_audio_until_the_a
             assert await until(lambda: len(recorder.of(call_id, TurnDone)) == 2, 10)
             assert await until(lambda: ear.play_end < loop.time(), 10)  # the answer has played
             await caller.close()
+        await store.flush()
+        stored = await asyncio.to_thread(store.get_call, call_id)
     finally:
+        store.close()
         services.close()
     record = recorder.of(call_id, TurnDone)[-1].record
     assert record.reply is not None and "4 5 7, 2 1 9" in record.reply and not record.interrupted
     hold = record.hold
     assert hold is not None and hold.ended == "answer" and hold.filler_heard == FILLER
+    assert stored is not None and stored.turns[-1].extra["hold"] == hold.as_json()  # in the call records
     assert hold.hold_audio_ms >= 500  # from ~0.7 s (after_ms, the filler, the quiet) to the answer at ~1.6 s
     assert 1550 <= hold.waited_ms <= 2300 and record.timings_ms["action"] >= 1600
     # off hold the moment the answer's first audio is ready, not a moment of silence later
