@@ -131,3 +131,94 @@ async def test_retrain_trains_with_the_reviews_and_swaps_only_a_model_as_good(tm
         if (model_dir(domain, cache) / "metrics.json").is_file() and not full_training_running(domain, cache):
             break
         time.sleep(0.1)
+
+
+CONSOLE_STATE = """(() => {
+  const swapped = document.querySelector("#retrain-scores [data-swapped]");
+  return {
+    ready: !!(window.consoleState || {}).ready,
+    callLoaded: (document.getElementById("call-turns") || {dataset: {}}).dataset.loaded || null,
+    saved: Object.fromEntries([...document.querySelectorAll("form.review")].map(
+      f => [f.dataset.index, f.dataset.saved])),
+    retrain: (document.getElementById("retrain") || {hidden: true}).hidden === false,
+    swapped: swapped ? swapped.dataset.swapped : null,
+    scores: (document.getElementById("retrain-scores") || {}).textContent || "",
+  };
+})()"""
+
+
+@pytest.mark.models
+async def test_an_operator_corrects_a_turn_retrains_and_sees_both_scores(tmp_path: Path) -> None:
+    """In the console (headless Chromium): a caller's turn corrected into the domain's reviewed.jsonl, then
+    "Retrain" runs the real `voicebot train` on it (a tiny domain) and shows the held-out scores before and
+    after, and whether the new model now serves."""
+    from models.train_domain import train_domain
+    from models.train_first import FirstModelConfig
+    from tests.tiny import tiny_encoder
+    from voicebot.nlu.brain import UnderstandingFactory
+    from voicebot.nlu.parser import NLU
+    from voicebot.nlu.swap import SwappableNLU
+    from voicebot.testing.chromium import chromium_binary, open_page, page_until, shoot
+    from voicebot.testing.console import TOKEN, console_gateway, line
+
+    binary = chromium_binary()
+    domain = tiny_domain(tmp_path / "tiny", tiny_encoder(tmp_path / "encoder", layers=2))
+    serving, _ = train_domain(domain, tmp_path / "cache", progress=False, first=FirstModelConfig())
+    live = SwappableNLU(NLU(serving), serving, model_score(serving))
+    brains = UnderstandingFactory(domain, live)
+    async with console_gateway(tmp_path, {"reviews_file": None}, brains=brains) as bed:
+        caller, call_id = await bed.call()
+        try:
+            await until_turns(bed, call_id, 1)
+            caller.say(line("where is my order"))
+            await until_turns(bed, call_id, 2)
+        finally:
+            await caller.close()
+        await bed.store.flush()
+
+        async with open_page(binary, f"http://{bed.gw.http}/console?token={TOKEN}", tmp_path) as page:
+
+            async def until(done: Any, what: str, timeout: float = 20) -> dict[str, Any]:
+                return await page_until(page, CONSOLE_STATE, done, what, timeout)
+
+            await until(lambda s: s["ready"], "the console")
+            await page.evaluate(f'location.hash = "#/call/{call_id}"')
+            state = await until(lambda s: s["callLoaded"] == call_id and s["retrain"], "the call's page")
+            await page.evaluate("""(() => {
+                const f = document.querySelector('#call-turns form.review[data-index="1"]');
+                f.elements.intent.value = "track_order";
+                f.elements.example.value = "wear is my [seven seven](order_id)";
+                f.requestSubmit(); })()""")
+            await until(lambda s: s["saved"].get("1") == "corrected", "the correction saved")
+            assert json.loads(reviewed_path(domain).read_text())["intent"] == "track_order"
+
+            await page.evaluate('document.getElementById("retrain").click()')
+            state = await until(lambda s: s["swapped"] is not None, "the retrain's scores", 240)
+            assert (
+                "before" in state["scores"] and "after" in state["scores"] and "held-out" in state["scores"]
+            )
+            assert f"{100 * old_score(serving):.1f} %" in state["scores"]
+            assert (state["swapped"] == "true") == (live.source != serving)  # the page says what happened
+            await shoot(page, "console-learn.png", 1400, 900)
+    await background_training_done(domain, tmp_path / "cache")
+
+
+def old_score(model: Path) -> float:
+    score = model_score(model)
+    assert score is not None
+    return score
+
+
+async def until_turns(bed: Any, call_id: str, turns: int) -> None:
+    """Until the call has answered `turns` turns (the greeting is the first)."""
+    async with asyncio.timeout(20):
+        while bed.turns(call_id) < turns:
+            await asyncio.sleep(0.05)
+
+
+async def background_training_done(domain: Path, cache: Path) -> None:
+    """`voicebot train` started the full fine-tune in the background: let it end before the folder goes."""
+    for _ in range(600):
+        if (model_dir(domain, cache) / "metrics.json").is_file() and not full_training_running(domain, cache):
+            return
+        await asyncio.sleep(0.1)

@@ -77,9 +77,9 @@ def _brain_factory(
             watch_domain(nlu, args.domain, config) if watch else SwappableNLU(nlu, model, model_score(model))
         )
     if not is_dialogue_domain(args.domain):
-        from voicebot.nlu.brain import UnderstandingBrain
+        from voicebot.nlu.brain import UnderstandingFactory
 
-        return lambda: UnderstandingBrain(nlu)
+        return UnderstandingFactory(args.domain, nlu)
     import tempfile
 
     from voicebot.dialogue.brain import DialogueFactory

@@ -5,12 +5,14 @@ The file (`reviewed.jsonl` in the domain folder, or `console.reviews_file`) take
 appended, never rewritten: who reviewed which turn of which call and when, the words as heard, what the bot
 made of them (`heard_intent`, `heard_confidence`), and the verdict: `intent` and `example`, the words with the
 slots marked as in nlu.yaml (`[four five seven two one nine](order_id)`). Nothing is edited into the domain's
-YAML: `voicebot train` takes the examples in (the latest review of a turn wins), and `reviewed_examples`
-gives them in nlu.yaml's `intents:` shape for the console to show. Text is masked before it is
-written, like the call records: a training file must hold no card numbers, emails or phone numbers.
+YAML: `voicebot train` takes the examples in (the latest review of a turn wins), and
+`voicebot.domain.reviewed.reviewed_examples` gives them in nlu.yaml's `intents:` shape for the console to
+show. Text is masked before it is written, like the call records: a training file must hold no card
+numbers, emails or phone numbers.
 
 A caller's question can also be reviewed as a question for an FAQ answer (`verdict: "faq"`, `faq`: the
-answer's id, and for a new id the spoken `answer`); `reviewed_faq` gives those in faq.yaml's shape.
+answer's id, and for a new id the spoken `answer`); `reviewed_faq` (same module) gives those in faq.yaml's
+shape.
 
 The file's format and its readers are voicebot/domain/reviewed.py's (the trainer reads it too); retraining
 is telephony/console/retrain.py's.

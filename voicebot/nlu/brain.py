@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import time
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from voicebot.brain import BrainInput, EchoBrain
@@ -65,3 +67,21 @@ class UnderstandingBrain(EchoBrain):
                 f", with {found}." if found else "."
             )
         return BotReply(text=text, actions=actions, understanding=turn, times=times)
+
+
+@dataclass(frozen=True)
+class DomainFolder:
+    """Where a domain's files are (what the console's learning asks a factory's `domain` for)."""
+
+    path: Path
+
+
+class UnderstandingFactory:
+    """Brains of an NLU-only domain (no flows.yaml), all on one model; like the dialogue engine's factory,
+    it names its `domain` and `nlu`, so the operator console can review its turns and retrain its model."""
+
+    def __init__(self, domain_dir: Path, nlu: Parser) -> None:
+        self.domain, self.nlu = DomainFolder(Path(domain_dir)), nlu
+
+    def __call__(self) -> UnderstandingBrain:
+        return UnderstandingBrain(self.nlu)

@@ -106,10 +106,14 @@ def _console(tmp: Path, console: dict[str, Any] | None) -> dict[str, Any]:
 
 @asynccontextmanager
 async def console_gateway(
-    tmp: Path, console: dict[str, Any] | None = None, more_domains: dict[str, BrainFactory] | None = None
+    tmp: Path,
+    console: dict[str, Any] | None = None,
+    more_domains: dict[str, BrainFactory] | None = None,
+    brains: BrainFactory | None = None,
 ) -> AsyncIterator[ConsoleBed]:
     """The gateway (token `TOKEN`, recordings kept) with the shop's dialogue engine on a scripted NLU;
-    `more_domains`: served beside the shop (the default) by name (telephony/domains.py)."""
+    `more_domains`: served beside the shop (the default) by name (telephony/domains.py); `brains`: these
+    instead of the shop's, with `cache_dir` tmp/cache (where a domain's trained models are looked for)."""
     from telephony.domains import Domains
     from voicebot.dialogue.brain import DialogueFactory
     from voicebot.domain.loader import load_domain
@@ -122,8 +126,11 @@ async def console_gateway(
     flows = load_domain(SHOP).flows
     intents = {i for name, flow in flows.items() for i in flow.intents or [name]}
     nlu = ScriptedNLU(SCRIPT, intents | {"affirm", "deny", "inform", "goodbye", "contact_human_agent"})
-    shop = DialogueFactory(SHOP, nlu, cache_dir=tmp, scratch=tmp / "scratch")
-    brains: BrainFactory = Domains({"shop": shop} | more_domains) if more_domains else shop
+    if brains is None:
+        shop = DialogueFactory(SHOP, nlu, cache_dir=tmp, scratch=tmp / "scratch")
+        brains = Domains({"shop": shop} | more_domains) if more_domains else shop
+    else:
+        config.cache_dir = tmp / "cache"
     services = fake_services(config, voice=VOICE, tts=ToneTTS(ms_per_char=12.0))
     store = CallStore(f"sqlite:///{tmp / 'calls.sqlite'}", recordings, tmp / "spool.jsonl")
     recorder = Recorder()

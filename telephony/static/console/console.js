@@ -252,6 +252,7 @@ function reviewForm(callId, turn) {
       const saved = await api(`/console/api/calls/${encodeURIComponent(callId)}/turns/${turn.index}/review`, {
         method: "POST", headers: { "X-CSRF-Token": state.me.csrf, "Content-Type": "application/json" }, body: JSON.stringify(body) });
       status.textContent = `${saved.verdict} as ${saved.intent || saved.faq} by ${saved.by}`; form.dataset.saved = saved.verdict;
+      showLearning();  // the count of reviews (and the retrain's state) as they are now
     } catch (e) { status.textContent = "not saved: " + e.message; }
   };
   form.addEventListener("click", e => e.stopPropagation());  // a click in the form is no "play from here"
