@@ -2,6 +2,7 @@
 
     .venv/bin/python scripts/bench_turns.py --quick --no-write   # 2 voices, one line: a smoke run
     .venv/bin/python scripts/bench_turns.py                      # 4 voices (2 held out), 2 lines
+    .venv/bin/python scripts/bench_turns.py --part bargein --quick --limit 2 --no-write   # the other half
 
 A labelled set of caller turns, each said by several synthetic voices and sent down a simulated phone line:
 finished sentences, yes/no answers, order numbers read whole and in groups with 0.5-1.4 s pauses, hesitations
@@ -25,6 +26,10 @@ after the caller's last word (p50/p95), false cuts (the turn ended inside the ca
 (decision over 1 s after the last word), by category and by tuned vs held-out voices (models/voices.py: the
 held-out families were never listened to while choosing the rules). Results: docs/results/turns.json, the
 `turns` section of docs/benchmarks.md, docs/img/turns.png.
+
+The other half (`--part bargein`, in scripts/_bargein_bench.py): backchannels and interruptions by the same
+voices played over bot speech on live calls; backchannel false stops and interruption stop latency, in
+turns.json under "bargein" and the `turns-bargein` section.
 """
 
 from __future__ import annotations
@@ -44,6 +49,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+import _bargein_bench as bargein
 import _bench_common as bc
 from _turns_report import plot, report, summarise
 
@@ -314,9 +320,46 @@ def main() -> None:
     )
     ap.add_argument("--no-write", action="store_true", help="print, don't write docs/")
     ap.add_argument("--out", type=Path, default=Path(__file__).resolve().parents[1] / "docs")
+    ap.add_argument(
+        "--part",
+        choices=("all", "turns", "bargein"),
+        default="all",
+        help="turn ends, backchannels/interruptions over bot speech (real time: ~4 s a clip), or both",
+    )
+    ap.add_argument("--limit", type=int, help="bargein: only the first N phrases of each kind (smoke runs)")
     args = ap.parse_args()
     if args.quick:
         args.voices, args.lines = ["piper-joe", "flite-kal"], ["clean-g711"]
+    if args.part in ("all", "turns"):
+        turn_ends(args)
+    if args.part in ("all", "bargein"):
+        over_bot_speech(args)
+
+
+def over_bot_speech(args: argparse.Namespace) -> None:
+    """The backchannel half: clips played over bot speech on live calls (scripts/_bargein_bench.py)."""
+    info, config = bc.machine_info(), VoicebotConfig()
+    services = Services.load(config)
+    try:
+        rows = bargein.run(services, args.voices, args.lines, args.seed, _trimmed, args.limit)
+    finally:
+        services.close()
+    summary = bargein.summary(rows)
+    cmd = " ".join([".venv/bin/python scripts/bench_turns.py", *sys.argv[1:]])
+    body = bargein.report(cmd, bc.machine_line(info), summary, args.voices, args.lines)
+    if not args.no_write:
+        path = args.out / "results" / "turns.json"
+        result = json.loads(path.read_text()) if path.exists() else {}
+        result["bargein"] = bargein.as_json(rows, summary, config.bargein.model_dump())
+        result["bargein"] |= {"command": cmd, "machine": info}
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(result, indent=1))
+        bc.write_section(args.out / "benchmarks.md", "turns-bargein", body)
+    print(body)
+
+
+def turn_ends(args: argparse.Namespace) -> None:
+    """The turn-end half: every detector on the labelled turns."""
     info = bc.machine_info()
     config = VoicebotConfig()
     turn = config.turn
@@ -331,6 +374,8 @@ def main() -> None:
     body = report(cmd, machine, summary, clips, len(TURNS), PAUSES_S)
     if not args.no_write:
         (args.out / "results").mkdir(parents=True, exist_ok=True)
+        path = args.out / "results" / "turns.json"
+        kept = json.loads(path.read_text()) if path.exists() else {}  # the other half's results stay
         result = {
             "command": cmd,
             "machine": info,
@@ -339,8 +384,8 @@ def main() -> None:
             "summary": summary,
             "clips": [asdict(c) for c in clips],
             "outcomes": rows,
-        }
-        (args.out / "results" / "turns.json").write_text(json.dumps(result, indent=1))
+        } | ({"bargein": kept["bargein"]} if "bargein" in kept else {})
+        path.write_text(json.dumps(result, indent=1))
         plot(args.out / "img" / "turns.png", summary)
         bc.write_section(args.out / "benchmarks.md", "turns", body)
     print(body)

@@ -1,25 +1,32 @@
-"""Backchannels and barge-in on fake models: what caller speech over the bot stops it, and the turn record.
+"""Backchannels and barge-in: what caller speech over the bot stops it, and the turn record.
 
-Whole paced calls through `CallPipeline` (the real endpointer, stages and judge; tones for voices, see
-`voicebot.testing.fakes`), plus the word rules of `voicebot.asr.bargein.classify` on their own.
+On fake models: whole paced calls through `CallPipeline` (the real endpointer, stages and judge; tones for
+voices, see `voicebot.testing.fakes`), and the word rules of `voicebot.asr.bargein.classify` on their own.
+With the real models, once: Piper's "Uh huh." and "Okay." over the bot's greeting on a Twilio stream, then
+"Wait.".
 """
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterator
 
 import numpy as np
 import pytest
+import websockets
 
-from voicebot.asr.bargein import classify
+from voicebot.asr.bargein import classify, words_of
 from voicebot.brain import EchoBrain
-from voicebot.config import BargeInConfig, VoicebotConfig
+from voicebot.config import BargeInConfig, ServerConfig, VoicebotConfig
 from voicebot.filecall import ReplyCollector, feed_audio
 from voicebot.frames import PCM, BotReply, FinalTranscript, Frame, Interruption, SpeechStarted, TurnDone
 from voicebot.pipeline import CallPipeline, Services
 from voicebot.stages.listen import ASRStage
 from voicebot.testing.fakes import FakeASR, ToneTTS, ToneVoice, fake_services, tone
+from voicebot.testing.gateway import Recorder, running_gateway
 from voicebot.testing.stages import events_until, run_stage
+from voicebot.testing.twilio import RATE as PHONE_RATE
+from voicebot.testing.twilio import TwilioStream
 from voicebot.turns import TurnRecord
 from voicebot.vad import RATE
 
@@ -149,3 +156,67 @@ async def test_speech_while_the_bot_is_silent_goes_on_as_it_came(svc: Services, 
     out = await run_stage(stage, [SpeechStarted(t=0.0, audio=voice.say("Okay."))])
     assert [type(f) for f in out] == [SpeechStarted] and isinstance(out[0], SpeechStarted) and out[0].barge_in
     assert not any(isinstance(f, Interruption) for f in out)
+
+
+# --- with the real models, over Twilio -------------------------------------------------------------------
+
+
+class LongGreeting(EchoBrain):
+    def greeting(self) -> BotReply | None:
+        return BotReply(
+            text="Hello, and thank you for calling Acme Shop. I can track an order, change a delivery "
+            "address or take a return, and I can put you through to a person at any time. How can I help you "
+            "today?"
+        )
+
+
+class Caller(TwilioStream):
+    """Twilio's side of the call, noting when the bot's first audio came and when the bot was cut."""
+
+    def __init__(self, ws: object) -> None:
+        super().__init__(ws)
+        self.first_audio: float | None = None
+        self.clears: list[float] = []
+
+    def on_media(self, now: float, media_payload: str, at: float) -> None:
+        self.first_audio = self.first_audio or now
+
+    def on_clear(self, now: float) -> None:
+        self.clears.append(now)
+
+
+async def test_over_twilio_a_backchannel_does_not_stop_the_bot_and_wait_does(services: Services) -> None:
+    said = {text: services.tts.synthesize_at(text, PHONE_RATE) for text in ("Uh huh.", "Okay.", "Wait.")}
+    gap = np.zeros(PHONE_RATE // 10, np.int16)  # 100 ms of a silent line
+    recorder = Recorder()
+    config = VoicebotConfig(server=ServerConfig(audiosocket_port=None, drain_s=2))
+    async with (
+        running_gateway(config, services, LongGreeting, [recorder]) as gw,
+        websockets.connect(f"ws://{gw.http}/twilio/stream") as ws,
+    ):
+        caller = Caller(ws)
+        listening = asyncio.create_task(caller.listen())
+        await caller.start()
+        while caller.first_audio is None:  # the greeting (~12 s) is playing
+            await caller.play(gap)
+        for text in ("Uh huh.", "Okay."):  # each, then time to judge it while the bot talks on
+            await caller.play(np.concatenate([gap] * 4 + [said[text]] + [gap] * 12))
+        assert not caller.clears  # the bot was not stopped
+        loop = asyncio.get_running_loop()
+        wait_at = loop.time()
+        await caller.play(said["Wait."])
+        while not caller.clears and loop.time() - wait_at < 10:
+            await caller.play(gap)
+        await caller.play(np.concatenate([gap] * 10))
+        await caller.stop()
+        await recorder.ended()
+        listening.cancel()
+    assert caller.clears and caller.clears[0] > wait_at  # cut by "Wait.", not before
+    (call,) = recorder.ends
+    greeting = recorder.of(call, TurnDone)[0].record
+    assert greeting.interrupted and greeting.played_ms > 4_000
+    decisions = [(i.decision, i.kind) for i in greeting.interruptions]
+    assert decisions == [("continue", "backchannel")] * 2 + [("stop", "interruption")], greeting.interruptions
+    assert [words_of(i.text) for i in greeting.interruptions[:2]] == [["uh", "huh"], ["okay"]]
+    heard = [f.text for f in recorder.of(call, FinalTranscript)]
+    assert heard[0] == "Wait."  # the backchannels were no turns
