@@ -102,3 +102,29 @@ async def test_the_caller_page_completes_a_task_with_the_microphone_and_keypad(
                 await ws.recv()
         assert closed.value.rcvd is not None and closed.value.rcvd.code == 1008
         assert "no domain 'bank'" in closed.value.rcvd.reason
+
+
+def test_a_call_that_names_no_served_domain_gets_the_default() -> None:
+    """Only the browser's /ws checks the name (and refuses an unknown one); any other call's metadata that
+    happens to carry one gets the default domain, never an error mid-call."""
+    from telephony.domains import Domains, brains_for, domain_names
+
+    class Other(EchoBrain):
+        pass
+
+    domains = Domains({"shop": EchoBrain, "other": Other})
+    assert domain_names(domains) == ["shop", "other"] and domain_names(EchoBrain) == []
+    assert brains_for(domains, "other") is Other and brains_for(domains, None) is EchoBrain
+    assert brains_for(domains, "bank") is EchoBrain and isinstance(domains(), EchoBrain)
+    assert brains_for(Other, "shop") is Other  # one domain: its brains whatever is asked
+
+
+def test_serve_refuses_two_domains_of_one_name(tmp_path: Path) -> None:
+    import argparse
+
+    from voicebot.cli import UserError, _serve_brains
+    from voicebot.config import VoicebotConfig
+
+    folders = [tmp_path / "a" / "shop", tmp_path / "b" / "shop"]
+    with pytest.raises(UserError, match="two --domain folders with one name"):
+        _serve_brains(argparse.Namespace(domain=folders, quick=False), VoicebotConfig())
