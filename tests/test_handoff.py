@@ -26,6 +26,7 @@ import numpy as np
 import pytest
 
 from telephony.twiml import dial_twiml
+from voicebot.dialogue.actions import Actions
 from voicebot.dialogue.brain import DialogueBrain, DialogueFactory
 from voicebot.domain.loader import load_domain
 from voicebot.frames import Action, BotReply, Cause, FinalTranscript, NoInput
@@ -52,6 +53,7 @@ SCRIPT: dict[str, tuple[str, dict[str, str]]] = {
     "can you transfer money to my savings": ("oos", {}),
     "this is useless": ("oos", {}),
     "this is ridiculous": ("oos", {}),
+    "four five seven two one nine": ("inform", {"order_id": "457219"}),
 }
 ANGRY = {"this is useless": 0.8, "this is ridiculous": 0.9}  # frustration scores; others neutral (0.1)
 
@@ -127,6 +129,19 @@ async def test_each_reason_makes_its_summary_and_the_caller_hears_why(
     wire = summary.wire()
     assert wire["handoffReason"] == reason and wire["callId"] == summary.call_id
     assert all(isinstance(v, str) and 0 < len(v) <= 240 for v in wire.values())
+
+
+async def test_a_back_end_failure_hands_over_with_what_was_collected(dialogue: DialogueFactory) -> None:
+    """Every action is a webhook to a closed port: the look-up fails for real, not through a mock."""
+    dead = Actions(timeout_s=2.0)
+    for name in dialogue.actions.names():
+        dead.register_webhook(name, "http://127.0.0.1:9/")
+    brain = DialogueBrain(dialogue.domain, dialogue.nlu, dead)
+    reply, summary = await transfer_after(brain, "where is my order", "four five seven two one nine")
+    assert "A colleague can finish this for you. I'll put you through" in reply.text
+    assert summary.reason == "backend_error" and summary.detail.startswith("back end error: order_status")
+    assert (summary.intent, summary.slots) == ("track_order", {"order_id": "457219"})
+    assert summary.lines[0] == "Caller wants to track order; gave order id 457219."
 
 
 def test_the_trend_compares_late_turns_with_early_ones() -> None:
