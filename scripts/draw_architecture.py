@@ -65,6 +65,7 @@ def arrow(ax: Any, start: tuple[float, float], end: tuple[float, float], colour:
                                  connectionstyle=f"arc3,rad={rad}"))  # fmt: skip
     if label:
         lift = abs(rad) * abs(end[0] - start[0]) / 2 + 0.15 if rad else 0.25
+        lift = -lift if rad * (start[0] - end[0]) < 0 else lift  # the arc bends down: its label under it
         mid = ((start[0] + end[0]) / 2, (start[1] + end[1]) / 2 + lift)
         ax.text(*mid, label, ha="center", va="center", fontsize=8, color=colour)
 
@@ -94,6 +95,8 @@ def draw(out: Path) -> None:
         label = "ListeningContext (before each caller turn)" if target == "VADStage" else ""
         arrow(ax, (brain + w * 0.3, y + h), (x + w * 0.7, y + h), "#7030a0", rad=0.35, label=label)
     arrow(ax, (speak + w * 0.3, y + h), (brain + w * 0.7, y + h), "#c55a11", rad=0.6, label="PlaybackReport")
+    asr = xs[index["ASRStage"]]  # the bot is speaking: caller speech over it is judged (voicebot.asr.bargein)
+    arrow(ax, (speak + w * 0.15, y), (asr + w * 0.6, y), "#2e75b6", rad=-0.3, label="BotSpeaking")
     turns = xs[index["TurnStage"]]
     ax.text((speak + w + turns) / 2, y + h / 2 - 0.3, "reply,\nreport", ha="center", va="top", fontsize=8)
     box(ax, speak, y - 1.35, w, 0.7, "AudioSink\n(the transport)", "#fff2cc")
@@ -101,7 +104,7 @@ def draw(out: Path) -> None:
     legend = (
         "downstream: caller → bot (black)     upstream, the one way back: dialogue expectation (purple), "
     )
-    ax.text(0.05, 5.85, legend + "what the caller heard (orange)", fontsize=9)
+    ax.text(0.05, 5.85, legend + "what the caller heard (orange), the bot speaks (blue)", fontsize=9)
     groups = frames_by_category()
     for row, category in enumerate(F.Category):
         ty = 1.55 - row * 0.6
