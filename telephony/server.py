@@ -28,8 +28,8 @@ from fastapi.responses import HTMLResponse, JSONResponse, Response
 from telephony import audiosocket
 from telephony.browser import browser_call
 from telephony.console import LiveFeed, console_router
-from telephony.handoff import HandoffDesk, add_handoff_routes
 from telephony.domains import domain_names
+from telephony.handoff import HandoffDesk, add_handoff_routes
 from telephony.metrics import CONTENT_TYPE, MetricsObserver
 from telephony.routes import CARRIERS, add_carrier_routes
 from telephony.session import CallHub, CallObserver
