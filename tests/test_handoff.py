@@ -25,7 +25,9 @@ from urllib.parse import parse_qsl, urlencode, urlsplit
 import numpy as np
 import pytest
 
+from telephony.handoff import HandoffDesk
 from telephony.twiml import dial_twiml
+from voicebot.config import VoicebotConfig
 from voicebot.dialogue.actions import Actions
 from voicebot.dialogue.brain import DialogueBrain, DialogueFactory
 from voicebot.domain.loader import load_domain
@@ -165,6 +167,10 @@ async def test_personal_data_is_masked_in_the_summary_and_in_the_stored_record(
         store.add_handoff(summary.call_id, summary.as_json() | {"detail": f"caller said {EMAIL}"})
         assert await store.flush() == 0
         detail = store.get_call(summary.call_id)
+        desk = HandoffDesk(VoicebotConfig(), store)  # a fresh process: nothing in memory, the records answer
+        found = await desk.find(summary.call_id)
+        assert found is not None and found["summary"] == list(summary.lines)
+        assert await desk.find("0" * 32) is None
     finally:
         store.close()
     assert detail is not None and detail.handoff is not None
