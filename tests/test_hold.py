@@ -73,11 +73,16 @@ class Call:
 async def call(tmp_path: Path) -> AsyncIterator[Call]:
     """A live (paced) call to the shop, whose order 457219 the back end answers only after `gate.slow_s`."""
     voice = ToneVoice(["hello are you there"])
-    services = fake_services(config(), voice=voice, tts=ToneTTS(ms_per_char=6.0))
+    cfg = config()
+    services = fake_services(cfg, voice=voice, tts=ToneTTS(ms_per_char=6.0))
     nlu = shop_nlu()
     gate = FaultGate()
     gate.modes[ORDER] = "slow"
-    brain = FaultFactory(tmp_path, nlu, tmp_path, gate, action_timeout_s=10.0)()
+    factory = FaultFactory(tmp_path, nlu, tmp_path, gate, action_timeout_s=10.0)
+    # the order number is asked for, so a caller's next words would get the digit pause (1.5 s) to end in;
+    # the words said over the hold are none: the usual pause keeps the test short
+    factory.domain.settings.timeouts.digits_end_silence_ms = cfg.vad.end_silence_ms
+    brain = factory()
     sink = TapSink()
     pipe = CallPipeline(services, brain, sink, channel_rate=16_000, paced=True, partials=False)
     await pipe.start()
@@ -224,8 +229,8 @@ async def test_on_a_twilio_line_a_very_slow_back_end_gets_hold_audio_until_the_a
     assert stats["clears"] >= 1  # the hold audio sent ahead was dropped for the answer
 
 
-async def test_a_caller_who_talks_over_the_hold_audio_stops_it(call: Call) -> None:
-    call.gate.slow_s = 1.8
+async def test_a_caller_who_talks_over_the_hold_audio_stops_it_and_is_put_back_on_hold(call: Call) -> None:
+    call.gate.slow_s = 3.2
     await turn(call, "where is my order")
     await call.pipe.send_text("four five seven two one nine")
     sink = call.sink
@@ -234,17 +239,25 @@ async def test_a_caller_who_talks_over_the_hold_audio_stops_it(call: Call) -> No
             await asyncio.sleep(0.02)
     speech = call.voice.say("hello are you there")
     talked = time.monotonic()
-    for chunk in np.array_split(speech, speech.size // 320):
+    for n, chunk in enumerate(np.array_split(speech, speech.size // 320)):
         await call.pipe.caller_audio(chunk)
-        await asyncio.sleep(0.02)
+        await asyncio.sleep(max(0.0, talked + (n + 1) * 0.02 - time.monotonic()))
+    said = time.monotonic()
     events = await events_until(call.pipe, HoldReport, timeout_s=5.0)
-    (report,) = [e for e in events if isinstance(e, HoldReport)]
-    assert report.ended == "barge_in" and report.hold_audio_ms > 0 and sink.clears >= 1
-    held = [t for f, t in zip(sink.frames, sink.times, strict=True) if f.reply_id == report.reply_id]
+    (cut,) = [e for e in events if isinstance(e, HoldReport)]
+    assert cut.ended == "barge_in" and cut.hold_audio_ms > 0 and sink.clears >= 1
+    held = [t for f, t in zip(sink.frames, sink.times, strict=True) if f.reply_id == cut.reply_id]
     assert max(held) - talked < 0.5  # cut within the speech-start detection, not left to play on
+    for _ in range(35):  # the caller goes quiet: 0.7 s of a silent line, their turn ends
+        await call.pipe.caller_audio(np.zeros(320, np.int16))
+        await asyncio.sleep(0.02)
     answered = (await events_until(call.pipe, TurnDone, timeout_s=10.0))[-1]
-    assert isinstance(answered, TurnDone)  # the answer still comes, and its record says the hold was cut
-    assert answered.record.hold == report and "4 5 7, 2 1 9" in (answered.record.reply or "")
+    assert isinstance(answered, TurnDone) and "4 5 7, 2 1 9" in (answered.record.reply or "")
+    again = answered.record.hold  # once their words were in, back on hold until the answer
+    assert again is not None and again.ended == "answer" and again.reply_id > cut.reply_id
+    reply_id = answered.record.reply_id
+    answer = [t for f, t in zip(sink.frames, sink.times, strict=True) if f.reply_id == reply_id]
+    assert longest_silence(sink, said, max(answer)) < MAX_SILENCE_S
 
 
 def test_hold_audio_is_soft_in_band_and_never_quiet() -> None:

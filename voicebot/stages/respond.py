@@ -15,7 +15,9 @@ turn record.
 
 A turn the brain is slow on (an action, the back end) is not waited out in silence: past `hold.after_ms` the
 brain stage sends `HoldOn`, and the speak stage plays the filler and hold audio (`voicebot.stages.hold`)
-until the answer's first audio is ready, a barge-in cuts it, or `HoldOff` says no answer comes.
+until the answer's first audio is ready, a barge-in cuts it, or `HoldOff` says no answer comes. A caller who
+talked over the hold and still waits is put back on hold once their words are in (their turn is answered
+after the one the brain is working on).
 """
 
 from __future__ import annotations
@@ -64,6 +66,7 @@ class BrainStage(Stage):
         self.brain = brain
         self.live = live
         self.hold = hold if live and hold is not None and hold.enabled else None
+        self._held: HoldOn | None = None  # sent for the turn the brain is still working on
         self._silence: asyncio.Task[None] | None = None
 
     @property
@@ -123,6 +126,8 @@ class BrainStage(Stage):
             self.after(frame, lambda: self._hear(frame))
         elif is_brain_input(frame):
             self.after(frame, lambda: self._answer(frame))
+            if isinstance(frame, FinalTranscript) and self._held is not None:
+                await self.push(self._held)  # the caller talked over the hold and still waits: back on it
             if frame.category is Category.SYSTEM:
                 await self.push(frame)  # a hang-up or key press goes on at once
         else:
@@ -164,11 +169,13 @@ class BrainStage(Stage):
             raise
         if done:
             return work.result()
-        await self.push(HoldOn(text=self.filler, since=started))
+        self._held = HoldOn(text=self.filler, since=started)
+        await self.push(self._held)
         reply: BotReply | None = None
         try:
             reply = await work
         finally:
+            self._held = None
             if reply is None:
                 await self.push(HoldOff())
         return reply
