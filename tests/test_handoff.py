@@ -15,7 +15,7 @@ import hashlib
 import hmac
 import json
 import xml.etree.ElementTree as ET
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import replace
 from datetime import date
 from pathlib import Path
@@ -24,6 +24,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit
 
 import numpy as np
 import pytest
+from sqlalchemy import text as sql
 
 from telephony.handoff import HandoffDesk
 from telephony.twiml import dial_twiml
@@ -36,6 +37,7 @@ from voicebot.handoff import HandoffNotes, HandoffSummary, trend_of
 from voicebot.nlu.parser import Parse
 from voicebot.records import CallStore
 from voicebot.records.cli import format_call
+from voicebot.records.db import ensure_schema, make_engine, resolve_url
 from voicebot.testing.carriers import FreeSwitchCaller, GenesysCaller, fake_gateway
 from voicebot.testing.fakes import ScriptedNLU, ToneVoice
 from voicebot.testing.faults.callers import TwilioCaller, until
@@ -179,6 +181,23 @@ async def test_personal_data_is_masked_in_the_summary_and_in_the_stored_record(
     assert stored["slots"] == {"email": "j***@g***.com"} and stored["detail"] == "caller said [email]"
     assert detail.as_json()["handoff"]["summary"] == list(summary.lines)
     assert f"hand-off: {summary.lines[0]}" in format_call(detail).splitlines()  # voicebot calls show
+
+
+async def test_a_database_made_before_hand_offs_gets_the_column(
+    db_url: str, make_store: Callable[..., CallStore]
+) -> None:
+    """`calls.handoff` is added to a records database made by an older version (SQLite and PostgreSQL)."""
+    engine = make_engine(resolve_url(db_url))
+    ensure_schema(engine)
+    with engine.begin() as conn:
+        conn.execute(sql("ALTER TABLE calls DROP COLUMN handoff"))  # as the tables were before
+    engine.dispose()
+    store = make_store(db_url)
+    summary = {"call_id": "c" * 32, "reason": "no_input", "summary": ["a", "b"]}
+    store.add_handoff("c" * 32, summary)
+    assert await store.flush() == 0
+    detail = store.get_call("c" * 32)
+    assert detail is not None and detail.handoff == summary
 
 
 def test_dial_twiml_carries_the_summary_as_sip_headers_or_client_parameters() -> None:
