@@ -7,6 +7,7 @@ can then be read back:
 
 - homophones stay words: "for"/"to"/"won"/"ate"/"oh"/"free"/"tree" next to digits are 4/2/1/8/0/3/3
   ("niner", "nero", "fife", "nil", "sicks" are digits wherever they come);
+- "five" and "nine" lose their consonants and come out as "I" or "I'm" ("4, I'm 7, 2, 1, I-" for 457219);
 - letters stand in for digits or fillers: "O" inside a digit run is 0; "I", "l", "Z", "S", "B", "G" are
   likelier 1, 1, 2, 5, 8, 6 between digits than at their edge; "um" becomes "U" glued on ("U178456") or
   "I'm" ("I'm 98875");
@@ -67,6 +68,11 @@ NEAR_DIGIT_WORDS = {"time": "95", "mine": "9", "nein": "9", "fine": "5", "hive":
 readings each, best first; next to other digits only, and never sure: the back end picks among them."""
 LOOKALIKES = {"O": "0", "I": "1", "l": "1", "Z": "2", "S": "5", "B": "8", "G": "6"}
 """Letters written where a digit was meant; only O inside a digit run is read without doubt."""
+SOUNDALIKES = {"I": "95", "i'm": "59"}
+"""What is left of "nine" and "five" when a poor line loses their consonants: the recogniser writes the
+vowel, "I" or "I'm" ("9 8, I'm 3, I'm 2" for 985352, "4 6 1, I know" for 46190, "I-244167-5" for
+92441675). Never sure: they come right after the piece's likeliest reading (a filler glued on, or the
+lookalike 1 between digits), before its other readings, and the back end picks among them."""
 
 _BRIDGES = HESITATIONS | word_set(f"on hm uhm dash hyphen slash hash hashtag then {PAUSE}")
 """Fillers inside a number that do not end it ("four, um, seven"; Whisper writes "um" as "on" too)."""
@@ -89,6 +95,7 @@ class _Piece:
     digits: str  # the reading of a strong piece; the digit a weak/letter piece may stand for
     spelled: bool  # said as words (not figures): a weak word beside it is likelier a digit too
     options: tuple[tuple[str, int], ...] = ()
+    sounds: str = ""  # digits the word may be what is left of (SOUNDALIKES)
 
 
 def digit_tokens(text: str) -> list[str]:
@@ -124,9 +131,9 @@ def _read_piece(toks: Sequence[str], i: int) -> tuple[_Piece, int] | None:
     if low in NEAR_DIGIT_WORDS:
         return _Piece("near", NEAR_DIGIT_WORDS[low], True), i + 1
     if low == "i'm":
-        return _Piece("im", "1", True), i + 1
+        return _Piece("im", "1", True, sounds=SOUNDALIKES[low]), i + 1
     if len(tok) == 1 and tok.isalpha() and low != "a":
-        return _Piece("letter", LOOKALIKES.get(tok, ""), False), i + 1
+        return _Piece("letter", LOOKALIKES.get(tok, ""), False, sounds=SOUNDALIKES.get(tok, "")), i + 1
     if tok == "A" and i + 1 < len(toks) and is_numeric(toks[i + 1]):  # "eight three" written "A3"
         return _Piece("letter", "8", False), i + 1
     return None
@@ -251,6 +258,10 @@ def _with_options(p: _Piece, *, interior: bool, beside: _Piece | None) -> _Piece
         options = ((p.digits, 0), ("", 1))
     else:
         options = (("", 0), (p.digits, 1))
+    if p.sounds:  # after the likeliest reading, before the others ("I" between digits is rarely a one)
+        (best, cost), rest = options[0], options[1:]
+        sounds = tuple((d, cost + 1 + k) for k, d in enumerate(p.sounds))
+        options = ((best, cost), *sounds, *((d, c + len(sounds)) for d, c in rest))
     return _Piece(p.kind, p.digits, p.spelled, options)
 
 
