@@ -571,6 +571,17 @@ def test_a_number_begun_on_the_keypad_goes_on_by_voice(bot: Bot, said: str) -> N
     assert bot.state.dtmf_buffer == "" and bot.state.partial == ""
 
 
+def test_silence_after_keys_asks_for_the_rest_and_the_keys_go_on(bot: Bot) -> None:
+    """Typed "457", then quiet: "I've got 4 5 7 so far", not the whole question (whose answer, typed in
+    full, would have been appended to the 457 already typed)."""
+    bot.say(P("where is my order", "track_order"))
+    assert bot.keys("457") == []
+    d = bot.silence()
+    assert d.act == "partial" and "got 4 5 7 so far" in d.text
+    (d,) = bot.keys("219")
+    assert bot.state.slots["order_id"].value == "457219" and d.action_result == "ok"
+
+
 def test_silence_after_the_start_of_a_number_asks_for_the_rest(bot: Bot) -> None:
     bot.say(P("where is my order", "track_order"))
     assert bot.hear(P("four five seven", "inform")) is None

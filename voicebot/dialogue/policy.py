@@ -357,7 +357,8 @@ class Policy:
         if st.expecting == "slot" and frame is not None and frame.asking:
             spec = next(s for s in self._flow(frame).slot_specs() if s.slot == frame.asking)
             if st.asking_rest:
-                d.say(self.nlg.render("partial_number", {"partial": st.partial}), d.act or "partial")
+                so_far = {"partial": st.number_so_far()}  # typed or said: the caller goes on either way
+                d.say(self.nlg.render("partial_number", so_far), d.act or "partial")
             else:
                 d.say(self.nlg.render(spec.prompt_name(), st.values()))
             if keypad and self.domain.slots[frame.asking].dtmf:

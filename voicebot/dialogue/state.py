@@ -68,8 +68,8 @@ class DialogueState:
 
     @property
     def asking_rest(self) -> bool:
-        """The caller read the start of the number the bot is asking for, then went quiet."""
-        return bool(self.partial) and self.expecting == "slot"
+        """The caller said or typed the start of the number the bot is asking for, then went quiet."""
+        return bool(self.number_so_far()) and self.expecting == "slot"
 
     def values(self) -> dict[str, str]:
         return {name: slot.value for name, slot in self.slots.items()}
