@@ -21,6 +21,10 @@ Metrics:
   asr + dialogue + tts_first_audio: caller stops talking → bot starts. `dialogue` already holds `nlu`
   and `action`, so the sum adds those parts only when a brain reports no `dialogue` total.
 - `voicebot_barge_ins_total` (counter): bot replies cut because the caller spoke (not by a hang-up).
+- `voicebot_holds_total{ended}` (counter): callers put on hold by a slow turn (`voicebot.stages.hold`), by
+  what ended the hold: `answer`, `barge_in`, `hang_up`, `no_answer`, `call_ended`; with
+  `voicebot_hold_wait_seconds` (histogram, the turn-latency buckets): from the brain starting on the turn to
+  the end of the hold. A rising rate says the back end is getting slow.
 - `voicebot_stage_errors_total{stage}` (counter): `StageError`s (a stage failed on one item; the call
   went on).
 - `voicebot_transfers_total` (counter): transfer actions calls ended with (one per action, as call
@@ -41,7 +45,7 @@ from typing import Any
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
 from telephony.session import CallOutcome, Refusal
-from voicebot.frames import BotReply, CallEnded, Frame, SpeechStarted, StageError, TurnDone
+from voicebot.frames import BotReply, CallEnded, Frame, HoldReport, SpeechStarted, StageError, TurnDone
 from voicebot.memory import heap_usage
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
@@ -99,6 +103,10 @@ class MetricsObserver:
         )
         self.barge_ins = Counter("voicebot_barge_ins", "Bot replies cut by caller speech", registry=reg)
         self.stage_errors = Counter("voicebot_stage_errors", "Stage failures", ["stage"], registry=reg)
+        self.holds = Counter("voicebot_holds", "Callers put on hold by a slow turn", ["ended"], registry=reg)
+        self.hold_wait = Histogram(
+            "voicebot_hold_wait_seconds", "Brain start to end of hold", buckets=BUCKETS, registry=reg
+        )
         self.transfers = Counter("voicebot_transfers", "Transfer actions calls ended with", registry=reg)
         self.loop_lag = Histogram(
             "voicebot_loop_lag_seconds", "Event-loop heartbeat lateness", buckets=LAG_BUCKETS, registry=reg
@@ -131,6 +139,9 @@ class MetricsObserver:
             self._turn(frame.record.timings_ms)
         elif isinstance(frame, StageError):
             self.stage_errors.labels(frame.stage).inc()
+        elif isinstance(frame, HoldReport):
+            self.holds.labels(frame.ended).inc()
+            self.hold_wait.observe(frame.waited_ms / 1000.0)
         elif isinstance(frame, CallEnded):
             self.transfers.inc(sum(a.kind == "transfer" for a in frame.actions))
         elif isinstance(frame, CallOutcome):

@@ -30,7 +30,7 @@ from voicebot.testing.fakes import ScriptedNLU, TapSink, ToneTTS, ToneVoice, fak
 from voicebot.testing.faults.callers import TwilioCaller, until
 from voicebot.testing.faults.domain import SHOP, FaultFactory, FaultGate
 from voicebot.testing.faults.env import call_of
-from voicebot.testing.gateway import Recorder, running_gateway
+from voicebot.testing.gateway import Recorder, http_get, running_gateway
 from voicebot.testing.stages import events_until
 from voicebot.testing.twilio import TwilioStream, duration
 from voicebot.turns import TurnRecord
@@ -209,6 +209,7 @@ async def test_on_a_twilio_line_a_very_slow_back_end_gets_hold_audio_until_the_a
             assert await until(lambda: len(recorder.of(call_id, TurnDone)) == 2, 10)
             assert await until(lambda: ear.play_end < loop.time(), 10)  # the answer has played
             await caller.close()
+            _, metrics = await http_get(gw.http, "/metrics")
         await store.flush()
         stored = await asyncio.to_thread(store.get_call, call_id)
     finally:
@@ -219,6 +220,7 @@ async def test_on_a_twilio_line_a_very_slow_back_end_gets_hold_audio_until_the_a
     hold = record.hold
     assert hold is not None and hold.ended == "answer" and hold.filler_heard == FILLER
     assert stored is not None and stored.turns[-1].extra["hold"] == hold.as_json()  # in the call records
+    assert 'voicebot_holds_total{ended="answer"} 1.0' in metrics  # and on /metrics
     assert hold.hold_audio_ms >= 500  # from ~0.7 s (after_ms, the filler, the quiet) to the answer at ~1.6 s
     assert 1550 <= hold.waited_ms <= 2300 and record.timings_ms["action"] >= 1600
     # off hold the moment the answer's first audio is ready, not a moment of silence later
