@@ -5,7 +5,9 @@
 separate low-priority process (`nice`), so calls are answered while it runs. `served_model` picks, among the
 finished models of the domain's current data, the one with the better held-out score: the domain's
 validation split, never trained on (`metrics.json` `validation`, the mean of intent accuracy and entity
-F1). The full model replaces the first only if it scores at least as well.
+F1). The full model replaces the first only if it scores at least as well. Operators' reviews
+(reviewed.jsonl, the console) are part of the data, but the models trained before them stay candidates
+until one trained with them scores at least as well.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from models.train_domain import lock_path, model_dir, train_domain
+from models.train_domain import lock_path, model_dir, served_candidates, train_domain
 from models.train_first import FirstModelConfig
 
 BACKGROUND_NICE = 10
@@ -36,9 +38,19 @@ def served_model(domain: Path, cache_dir: Path, data_dir: Path | None = None) ->
     return best_model(candidates(domain, cache_dir, data_dir))
 
 
-def candidates(domain: Path, cache_dir: Path, data_dir: Path | None = None) -> list[Path]:
-    """The domain's full and first model directories for its current data (each may not exist yet)."""
+def current_models(domain: Path, cache_dir: Path, data_dir: Path | None = None) -> list[Path]:
+    """The full and first model directories of the domain's current data, reviews included (each may not
+    exist yet): what `voicebot train` makes."""
     return [model_dir(domain, cache_dir, data_dir), model_dir(domain, cache_dir, data_dir, first=True)]
+
+
+def candidates(domain: Path, cache_dir: Path, data_dir: Path | None = None) -> list[Path]:
+    """The domain's full and first model directories for its current data (each may not exist yet), then,
+    once operators' reviews (reviewed.jsonl) are part of the data, those of the data without them. The
+    reviews only add training examples, so all of them are scored on the same validation split: a model
+    trained with the reviews serves once it scores at least as well as the one before (on a restart as in
+    the console's retrain), and a review alone never sends a restart into training."""
+    return served_candidates(domain, cache_dir, data_dir)
 
 
 def best_model(paths: list[Path]) -> Path | None:
@@ -104,15 +116,23 @@ def ensure_model(
     data_dir: Path | None = None,
     progress: bool = True,
     background: bool = True,
+    fresh: bool = False,
 ) -> tuple[Path, bool]:
     """The model to serve now, training the first model if none is finished; `background`: also start
-    the full fine-tune if it is missing. Returns the model and whether it was trained now."""
-    trained = False
-    if served_model(domain, cache_dir, data_dir) is None:
-        train_domain(domain, cache_dir, data_dir, progress=progress, first=FirstModelConfig())
-        trained = True
+    the full fine-tune if it is missing. `fresh` (`voicebot train`, the console's retrain): train the first
+    model when none of the current data is finished, operators' reviews included, even where an older one
+    would serve; the model returned is then the one trained. Returns the model and whether it was trained
+    now."""
+    found = (
+        best_model(current_models(domain, cache_dir, data_dir))
+        if fresh
+        else served_model(domain, cache_dir, data_dir)
+    )
+    trained = None
+    if found is None:
+        trained, _ = train_domain(domain, cache_dir, data_dir, progress=progress, first=FirstModelConfig())
     if background:
         start_full_training(domain, cache_dir, data_dir)
-    model = served_model(domain, cache_dir, data_dir)
+    model = (trained if fresh else None) or served_model(domain, cache_dir, data_dir)
     assert model is not None
-    return model, trained
+    return model, trained is not None

@@ -162,16 +162,19 @@ def build_faq(faq: FAQSpec, train: list[Example], seed: int) -> FAQ | None:
     return FAQ(answers={a.id: a.answer for a in faq.answers}, questions=pairs[cut:], valid=pairs[:cut])
 
 
-def fingerprint(domain: Path, spec: NLUSpec, data_dir: Path | None) -> str:
-    """Hash of everything training reads: domain files, referenced data files' contents, the recipe."""
+def fingerprint(domain: Path, spec: NLUSpec, data_dir: Path | None, reviews: bool = True) -> str:
+    """Hash of everything training reads: domain files, referenced data files' contents, the recipe, and
+    (`reviews`) what it takes of the operators' reviews."""
+    return fingerprints(domain, spec, data_dir)[0 if reviews else 1]
+
+
+def fingerprints(domain: Path, spec: NLUSpec, data_dir: Path | None) -> tuple[str, str]:
+    """The data's fingerprint with the reviews and without them (the same when there are none, so a domain
+    without reviews keeps its models' names): one pass over the data files, which is most of the time."""
     digest = hashlib.sha256(RECIPE_VERSION.encode())
     for name in ("nlu.yaml", "faq.yaml"):
         path = domain / name
         digest.update(path.read_bytes() if path.is_file() else b"")
-    reviews = read_reviews(reviewed_path(domain))
-    taken = {"intents": reviewed_examples(reviews), "faq": reviewed_faq(reviews)}
-    if taken["intents"] or taken["faq"]:  # what training takes: without reviews, models keep their names
-        digest.update(json.dumps(taken, sort_keys=True).encode())
     root = data_root(data_dir)
     names = [ref.name for ref in spec.datasets] + (["goemotions"] if spec.training.sentiment else [])
     for name in names:
@@ -179,15 +182,38 @@ def fingerprint(domain: Path, spec: NLUSpec, data_dir: Path | None) -> str:
         for path in sorted(folder.rglob("*")):
             if path.is_file():
                 digest.update(path.name.encode() + hashlib.sha256(path.read_bytes()).digest())
-    return digest.hexdigest()[:12]
+    without = digest.hexdigest()[:12]
+    reviews = read_reviews(reviewed_path(domain))
+    taken = {"intents": reviewed_examples(reviews), "faq": reviewed_faq(reviews)}
+    if taken["intents"] or taken["faq"]:
+        digest.update(json.dumps(taken, sort_keys=True).encode())
+    return digest.hexdigest()[:12], without
 
 
 def model_dir(
-    domain: Path, cache_dir: Path, data_dir: Path | None = None, quick: bool = False, first: bool = False
+    domain: Path,
+    cache_dir: Path,
+    data_dir: Path | None = None,
+    quick: bool = False,
+    first: bool = False,
+    reviews: bool = True,
 ) -> Path:
+    """Where the model of the domain's data (`reviews`: with its operators' reviews) is, or will be."""
     spec, _ = load_nlu_spec(domain)
+    return _named(domain, cache_dir, quick, first, fingerprint(domain, spec, data_dir, reviews))
+
+
+def served_candidates(domain: Path, cache_dir: Path, data_dir: Path | None = None) -> list[Path]:
+    """The full then the first model of the domain's data; then, when operators' reviews are part of it,
+    the full and first model of the data without them (the ones that served before the reviews)."""
+    spec, _ = load_nlu_spec(domain)
+    prints = dict.fromkeys(fingerprints(domain, spec, data_dir))  # one when there are no reviews
+    return [_named(domain, cache_dir, False, first, fp) for fp in prints for first in (False, True)]
+
+
+def _named(domain: Path, cache_dir: Path, quick: bool, first: bool, fp: str) -> Path:
     kind = "-quick" if quick else "-first" if first else ""
-    return cache_dir / "models" / f"{domain.resolve().name}{kind}-{fingerprint(domain, spec, data_dir)}"
+    return cache_dir / "models" / f"{domain.resolve().name}{kind}-{fp}"
 
 
 def train_domain(

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from models.first_start import full_training_running, model_score
+from models.first_start import best_model, current_models, full_training_running, model_score, served_model
 from models.train_domain import gather, model_dir
 from telephony.console.retrain import LiveModel, Retrain
 from telephony.console.review import Reviews, check_review
@@ -81,6 +81,30 @@ def test_a_reviewed_correction_reaches_the_training_examples(tmp_path: Path) -> 
         out.write("{not json\n")  # a hand edit gone wrong
     _, _, train3, valid3 = gather(domain)
     assert train3 == train2 and valid3 == valid  # left out, never a new label
+
+
+def test_a_review_alone_never_makes_a_worse_model_serve(tmp_path: Path) -> None:
+    """After a restart too: the models of the data without the reviews stay candidates, all scored on the
+    same held-out split, so a model trained with them serves only once it scores at least as well."""
+    domain, cache = tiny_domain(tmp_path / "tiny"), tmp_path / "cache"
+
+    def finished(path: Path, validation: float) -> Path:
+        path.mkdir(parents=True, exist_ok=True)
+        (path / "metrics.json").write_text(json.dumps({"validation": validation}))
+        return path
+
+    before = finished(model_dir(domain, cache, first=True), 0.9)
+    review(domain, 3, "track_order", "wear is my [seven seven](order_id)", "wear is my seven seven")
+    assert (
+        model_dir(domain, cache, first=True, reviews=False) == before != model_dir(domain, cache, first=True)
+    )
+    assert served_model(domain, cache) == before  # a restart serves at once: no training for a review
+    assert best_model(current_models(domain, cache)) is None  # `voicebot train` (fresh) will train one
+    after = finished(model_dir(domain, cache, first=True), 0.85)
+    assert served_model(domain, cache) == before  # scores worse with the reviews: not served
+    assert best_model(current_models(domain, cache)) == after  # what a retrain offers (and shows)
+    finished(after, 0.9)
+    assert served_model(domain, cache) == after  # as good: the model that learnt from the reviews
 
 
 CONSOLE_STATE = """(() => {

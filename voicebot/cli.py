@@ -279,7 +279,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     else:
         from models.first_start import start_full_training
 
-        out, trained = ensure_model(domain, cache, args.data_dir, progress, background=False)
+        out, trained = ensure_model(domain, cache, args.data_dir, progress, background=False, fresh=True)
         started = None if args.no_background else start_full_training(domain, cache, args.data_dir)
     metrics = json.loads((out / "metrics.json").read_text())
     state = f"trained in {metrics['train_seconds']:.0f} s" if trained else "up to date"

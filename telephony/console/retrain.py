@@ -5,10 +5,12 @@ Without `console.retrain_command`, a gateway that serves a domain runs `voicebot
 `nice` subprocess (models/first_start.py): a first model on the domain's data plus its reviewed.jsonl
 (models/train_domain.py takes the reviews into the training split only, so the held-out split is the one
 the serving model was scored on), minutes on CPU, and the full fine-tune started in the background as any
-`voicebot train` does. Once the command has finished, the domain's best finished model is offered to the
-live swap (voicebot/nlu/swap.py, `offer`): it serves from the next parse if its validation score is at
-least the serving model's, else the serving model stays; `status` gives the decision with both scores,
-and the model serving now (the model watcher may swap the background fine-tune in later).
+`voicebot train` does. Once the command has finished, the best finished model of the domain's data with
+its reviews is offered to the live swap (voicebot/nlu/swap.py, `offer`): it serves from the next parse if
+its validation score is at least the serving model's, else the serving model stays; `status` gives the
+decision with both scores, and the model serving now (the model watcher may swap the background fine-tune
+in later). On a restart the same rule holds: the models of the data without the reviews stay candidates
+(models/first_start.py, `candidates`).
 
 A configured `console.retrain_command` runs instead (VOICEBOT_REVIEWED names the reviewed file, e.g. for
 a recipe of one's own), and its result is offered the same way when the gateway serves a domain. One run at
@@ -106,10 +108,11 @@ class Retrain:
 
     @staticmethod
     def _decide(live: LiveModel) -> dict[str, Any]:
-        """Offer the domain's best finished model to the live swap (blocking: loading takes seconds)."""
-        from models.first_start import model_score, served_model
+        """Offer the best finished model of the data with the reviews to the live swap (blocking: loading
+        takes seconds)."""
+        from models.first_start import best_model, current_models, model_score
 
-        candidate = served_model(live.domain, live.cache_dir)
+        candidate = best_model(current_models(live.domain, live.cache_dir))  # trained with the reviews
         if candidate is None:
             return {"swapped": False, "error": "the training left no finished model"}
         try:
