@@ -98,6 +98,9 @@ AMONG = [
     ("I 1, I 7, 3 8", 6, 6, "915738"),
     ("My order number in 3 I m 8 2 0 3.", 6, 6, "358203"),
     ("It's 2 3 2 2, I double 1 1.", 8, 8, "23225111"),
+    # "zero" heard as "near of" / "near or" (espeak-us, docs/results/spoken.json and asr_utterances.csv)
+    ("The number is 6 6, near of 6 6 2 3 2 4 5.", 10, 10, "6606623245"),
+    ("My customer I need is one, near of near of 482.", 6, 6, "100482"),
 ]
 
 
@@ -110,6 +113,7 @@ def test_alternative_readings_are_offered(text: str, lo: int | None, hi: int | N
     "text",
     [
         "I want to speak to an agent",
+        "I live near the station",
         "can I cancel it",
         "",
         "I'm not sure",

@@ -63,9 +63,21 @@ WEAK_DIGIT_WORDS = {
     "sex": "6",
 }
 """Ordinary words that are a digit only next to other digits, where they are how Whisper heard one."""
-NEAR_DIGIT_WORDS = {"time": "95", "mine": "9", "nein": "9", "fine": "5", "hive": "5", "know": "0"}
+NEAR_DIGIT_WORDS = {
+    "time": "95",
+    "mine": "9",
+    "nein": "9",
+    "fine": "5",
+    "hive": "5",
+    "know": "0",
+    "near": "0",
+}
 """Words a digit turns into on a poor line ("nine" as "mine", "five" or "nine" as "time"), one or more
 readings each, best first; next to other digits only, and never sure: the back end picks among them."""
+_ZERO_LIKE = frozenset({"near"})
+_ZERO_TAILS = frozenset({"of", "or"})
+"""A "zero" heard as "near of" or "near or" ("6 6, near of 6 6 2 3 2 4 5" for 6606623245): the tail is
+part of that digit, not a word that ends the number."""
 LOOKALIKES = {"O": "0", "I": "1", "l": "1", "Z": "2", "S": "5", "B": "8", "G": "6"}
 """Letters written where a digit was meant; only O inside a digit run is read without doubt."""
 SOUNDALIKES = {"I": "95", "i'm": "59"}
@@ -129,7 +141,8 @@ def _read_piece(toks: Sequence[str], i: int) -> tuple[_Piece, int] | None:
     if low in WEAK_DIGIT_WORDS:
         return _Piece("weak", WEAK_DIGIT_WORDS[low], True), i + 1
     if low in NEAR_DIGIT_WORDS:
-        return _Piece("near", NEAR_DIGIT_WORDS[low], True), i + 1
+        tail = low in _ZERO_LIKE and i + 1 < len(toks) and toks[i + 1].lower() in _ZERO_TAILS
+        return _Piece("near", NEAR_DIGIT_WORDS[low], True), i + 1 + tail
     if low == "i'm":
         return _Piece("im", "1", True, sounds=SOUNDALIKES[low]), i + 1
     if len(tok) == 1 and tok.isalpha() and low != "a":
