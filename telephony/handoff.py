@@ -2,8 +2,9 @@
 centres take it.
 
 `HandoffDesk` is a call observer. It keeps each call's turn records as they pass and, when the call ends
-in a transfer (`CallEnded` with a transfer action, which observers hear before the line is put down),
-makes the summary and hands it on:
+in a transfer (`CallEnded` with a transfer action, which observers hear before the line is put down; else
+the `CallOutcome` after it, as when an operator's transfer notice was lost and the call was ended from the
+server side: then too late for the line), makes the summary and hands it on:
 - to the call's `Ending` (`CallHub.handoff_of`), so the protocol module puts it on the wire as it hangs up
   where its protocol can carry it: Genesys AudioConnector `disconnect` output variables
   (`telephony.genesys`), a FreeSWITCH `mod_audio_fork` `transfer` event (`telephony.freeswitch`), and for
@@ -29,6 +30,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 
+from telephony.session import CallOutcome
 from telephony.twiml import handoff_response, token_ok
 from telephony.webhook import Webhook
 from voicebot.config import VoicebotConfig
@@ -72,8 +74,9 @@ class HandoffDesk:
             return
         if isinstance(frame, TurnDone):
             notes.add(frame.record)
-        elif isinstance(frame, CallEnded):
-            transfer = next((a for a in frame.actions if a.kind == "transfer"), None)
+        elif isinstance(frame, CallEnded | CallOutcome) and call_id not in self.summaries:
+            actions = frame.actions if isinstance(frame, CallEnded) else frame.ending.actions
+            transfer = next((a for a in actions if a.kind == "transfer"), None)
             if transfer is not None:
                 self._deliver(notes.summary(transfer, self.config.server.public_url))
 

@@ -27,12 +27,13 @@ import pytest
 from sqlalchemy import text as sql
 
 from telephony.handoff import HandoffDesk
+from telephony.session import CallOutcome, Ending
 from telephony.twiml import dial_twiml
 from voicebot.config import VoicebotConfig
 from voicebot.dialogue.actions import Actions
 from voicebot.dialogue.brain import DialogueBrain, DialogueFactory
 from voicebot.domain.loader import load_domain
-from voicebot.frames import Action, BotReply, Cause, FinalTranscript, NoInput
+from voicebot.frames import Action, BotReply, CallEnded, Cause, FinalTranscript, NoInput
 from voicebot.handoff import HandoffNotes, HandoffSummary, trend_of
 from voicebot.nlu.parser import Parse
 from voicebot.records import CallStore
@@ -198,6 +199,23 @@ async def test_a_database_made_before_hand_offs_gets_the_column(
     assert await store.flush() == 0
     detail = store.get_call("c" * 32)
     assert detail is not None and detail.handoff == summary
+
+
+async def test_a_transfer_ended_from_the_server_side_still_gets_its_summary() -> None:
+    """An operator's transfer whose notice was lost ends by `Call.end`: no `CallEnded` carries the action,
+    the `CallOutcome` does (the desk is a real observer here, fed as the session core feeds it)."""
+    desk = HandoffDesk(VoicebotConfig())
+    desk.on_start("d" * 32, "audiosocket", {"uuid": "5c0ffee0-0000-4000-8000-000000000001"})
+    desk.on_event("d" * 32, CallEnded(reason="server ended the call"))  # the pipeline's own end: no action
+    assert desk.handoff_of("d" * 32) is None
+    action = Action("transfer", "agent", "operator ann transferred the call", "operator")
+    desk.on_event("d" * 32, CallOutcome(Ending(action.reason or "", "server", (action,))))
+    summary = desk.handoff_of("5c0ffee0-0000-4000-8000-000000000001")
+    assert summary is not None and summary.reason == "operator" and summary.call_id == "d" * 32
+    why = "an operator took the call over (operator ann transferred the call)"
+    assert summary.lines[1] == f"Transferred because {why} after 0 turns."
+    desk.on_end("d" * 32, "transfer to agent")
+    assert desk.notes == {}
 
 
 def test_dial_twiml_carries_the_summary_as_sip_headers_or_client_parameters() -> None:
