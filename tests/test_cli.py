@@ -69,8 +69,8 @@ def test_transcribe_lines_and_json(speech_files: dict[str, Path], mp3: Path) -> 
 
 
 @pytest.mark.parametrize("content", [b"", b"this is not audio at all\n" * 10])
-@pytest.mark.models
 def test_bad_files_give_a_clear_error(tmp_path: Path, content: bytes) -> None:
+    """Refused before any model loads (the command's own check), so this runs in the fast tier."""
     bad = tmp_path / "bad.wav"
     bad.write_bytes(content)
     for command in ("transcribe", "call"):
@@ -104,13 +104,13 @@ def test_config_layers(tmp_path: Path) -> None:
 @pytest.mark.models
 def test_eval_nlu_trains_reports_and_logs_each_epoch(tmp_path: Path) -> None:
     out = tmp_path / "snips"
-    proc = voicebot("eval-nlu", "--dataset", "snips", "--epochs", "2", "--limit", "48", "--out", str(out))
+    proc = voicebot("eval-nlu", "--dataset", "snips", "--epochs", "2", "--limit", "16", "--out", str(out))
     assert proc.returncode == 0, proc.stderr
     # stderr is a pipe here: plain progress lines (voicebot/progress.py) and the per-epoch line a log keeps
     assert "epoch 1/2: intent_acc" in proc.stderr and "epoch 2/2: intent_acc" in proc.stderr
     assert proc.stdout.startswith("snips: intent acc ") and "entity_f1" in proc.stdout
     report = json.loads((out / "report.json").read_text())
-    assert report["train_size"] == 48 and report["test_size"] == 48
+    assert report["train_size"] == 16 and report["test_size"] == 16
     assert 0.0 <= report["typed"]["entity_f1"] <= 1.0 and len(report["history"]) == 2
     for epoch in report["history"]:  # the epoch kept is the one with the best intent + entity F1 mean
         assert epoch["score"] == pytest.approx((epoch["intent_acc"] + epoch["entity_f1"]) / 2)

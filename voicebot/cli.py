@@ -122,30 +122,38 @@ def cmd_models(args: argparse.Namespace) -> int:
 
 def cmd_transcribe(args: argparse.Namespace) -> int:
     from voicebot.asr import make_asr
+    from voicebot.audio import read_audio
     from voicebot.transcribe import transcribe_file
-    from voicebot.vad import SileroVAD
+    from voicebot.vad import RATE, SileroVAD
 
     config = _config(args)
     _check_files(args.files)
-    asr, vad = make_asr(config.asr, config.cache_dir), SileroVAD()
+    models: tuple[Any, SileroVAD] | None = None  # loaded at the first file that decodes: none for bad files
     failures = 0
     for path in _progress(args.files, args.progress, "transcribing"):
         try:
-            result = transcribe_file(path, asr, vad, config)
+            pcm = read_audio(path, RATE)
         except AudioError as exc:
             print(f"error: {exc}", file=sys.stderr)
             failures += 1
             continue
+        if models is None:
+            models = make_asr(config.asr, config.cache_dir), SileroVAD()
+        asr, vad = models
+        result = transcribe_file(path, asr, vad, config, pcm=pcm)
         print(json.dumps(result.as_dict()) if args.json else result.text, flush=True)
     return 1 if failures else 0
 
 
 def cmd_call(args: argparse.Namespace) -> int:
+    from voicebot.audio import read_audio
     from voicebot.filecall import FileCall
     from voicebot.pipeline import Services
 
     config = _config(args)
     _check_files(args.files)
+    for path in args.files:  # a file that is not audio is refused now, not after the models (and NLU) load
+        read_audio(path, args.rate)
     brain = _brain_factory(args, config)()
     services = Services.load(config)
     bar: Any = None

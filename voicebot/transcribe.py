@@ -14,7 +14,7 @@ from voicebot.asr import ASRBackend
 from voicebot.asr.base import judge
 from voicebot.audio import read_audio, to_float
 from voicebot.config import VoicebotConfig
-from voicebot.frames import SpeechEnded
+from voicebot.frames import PCM, SpeechEnded
 from voicebot.vad import RATE, Endpointer, VADModel
 
 CHUNK = RATE  # feed the endpointer a second at a time
@@ -46,8 +46,13 @@ def utterances(pcm: np.ndarray, vad: VADModel, config: VoicebotConfig) -> list[S
     return found
 
 
-def transcribe_file(path: Path, asr: ASRBackend, vad: VADModel, config: VoicebotConfig) -> FileTranscript:
-    pcm = read_audio(path, RATE)
+def transcribe_file(
+    path: Path, asr: ASRBackend, vad: VADModel, config: VoicebotConfig, pcm: PCM | None = None
+) -> FileTranscript:
+    """`pcm`: the file already decoded at 16 kHz (the CLI decodes before it loads any model, so a file that
+    is not audio is refused in a second rather than after the models load)."""
+    if pcm is None:
+        pcm = read_audio(path, RATE)
     parts: list[dict[str, Any]] = []
     for utt in utterances(pcm, vad, config):
         if utt.speech_ms < config.asr.min_speech_ms:
