@@ -129,8 +129,9 @@ async def test_audiosocket_call(services: Services, phrases: dict[str, PCM]) -> 
     gaps = np.diff(times) * 1000
     assert 15 <= np.median(gaps) <= 25 and np.percentile(np.abs(gaps - 20), 90) <= 5, gaps
     assert abs((times[-1] - times[0]) / (len(times) - 1) * 1000 - 20) < 1  # no drift
-    # barge-in: the greeting stopped soon after the caller started talking
-    assert peer.audio[greeting_frames - 1][0] - spoke_at < 1.0
+    # barge-in: the greeting stopped soon after the caller started talking (0.3 s of silence before the
+    # words; the judge cuts on a stop word or after bargein.max_backchannel_ms of speech)
+    assert peer.audio[greeting_frames - 1][0] - spoke_at < 1.5
     assert len(peer.audio) - pressed > 20  # the goodbye was played before the hang-up frame
     call = next(iter(recorder.starts))
     assert recorder.starts[call][0] == "audiosocket"
