@@ -19,6 +19,7 @@ from models.train_domain import train_domain
 from tests.conftest import needs_data
 from voicebot.convtest.report import format_report
 from voicebot.convtest.runner import run_suite
+from voicebot.convtest.spec import collect_files
 from voicebot.dialogue.brain import DialogueFactory
 from voicebot.domain.yamlfile import DomainError
 from voicebot.line import PRESETS
@@ -61,8 +62,11 @@ def test_shop_suite_has_every_flow_and_enough_audio() -> None:
 
 
 @needs_data
-def test_shop_conversations_pass(services: Services, shop_factory: DialogueFactory) -> None:
-    suite = asyncio.run(run_suite([SUITE], services, shop_factory, channel_rate=8_000, line=PRESETS["mulaw"]))
+@pytest.mark.parametrize("path", collect_files([SUITE]), ids=lambda path: path.stem)
+def test_shop_conversation_passes(services: Services, shop_factory: DialogueFactory, path: Path) -> None:
+    """One test per conversation file (the suite run as `voicebot test` runs it, file by file): a failure
+    names its conversation, and the parallel test workers share the files out."""
+    suite = asyncio.run(run_suite([path], services, shop_factory, channel_rate=8_000, line=PRESETS["mulaw"]))
     assert suite.passed, format_report(suite)
 
 
