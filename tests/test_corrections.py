@@ -42,6 +42,7 @@ CASES = [
     ("457219", "change the one to a two", "457229"),
     # nothing to apply: None
     ("457219", "no, it's 457218", None),  # a whole number: read as a new number, not a correction
+    ("457218", "no, not four five seven two one eight", None),  # the whole number is wrong: no swap in it
     ("457219", "it's 457218 not 457219", None),
     ("457219", "not four five seven two one nine, four five seven two one eight", None),
     ("457219", "I want to speak to an agent", None),

@@ -427,6 +427,26 @@ def test_a_whole_new_number_at_the_confirmation_replaces_the_one_read_back(bot: 
     assert d.action == "cancel_order"
 
 
+def test_not_the_number_read_back_asks_for_it_again(bot: Bot) -> None:
+    """ "No, not 457218" (untagged) at the confirmation: the number is wrong, no new one was given."""
+    bot.say(P("cancel 457218", "cancel_order", 0.99, ("order_id", "457218", "457218")))
+    d = bot.say(P("no, not four five seven two one eight", "deny"))
+    assert d.act == "wrong_value" and "order_id" not in bot.state.slots and bot.state.expecting == "slot"
+
+
+@pytest.mark.parametrize(
+    "said", ["830112, not 830113", "not 830113, it's 830112", "it isn't 830113 but 830112"]
+)
+def test_a_number_ruled_out_is_never_the_new_one(bot: Bot, said: str) -> None:
+    """Both numbers in one untagged turn: the one after "not" is the wrong one, whichever exists."""
+    bot.say(P("cancel 830113", "cancel_order", 0.99, ("order_id", "830113", "830113")))
+    d = bot.say(P(said, "deny"))
+    assert d.act == "corrected" and bot.state.slots["order_id"].value == "830112"
+    bot.say(P("cancel 611420", "cancel_order", 0.99, ("order_id", "611420", "611420")))
+    d = bot.say(P("no, 611421, not 611420", "deny"))  # 611420 exists, 611421 does not: still 611421
+    assert d.act == "corrected" and bot.state.slots["order_id"].value == "611421"
+
+
 def test_one_digit_corrected_after_the_look_up_read_it_back(bot: Bot) -> None:
     d = bot.say(P("where is 457218", "track_order", 0.99, ("order_id", "457218", "457218")))
     assert d.action_result == "unknown_order" and "4 5 7, 2 1 8" in d.text

@@ -142,7 +142,8 @@ class Policy:
             return None
         value = repair.corrected(slot, held, parse.text)
         if value is None and (held.rerun is not None or st.expecting == "confirm"):  # "no, it's 457218"
-            options = await self.reader.read(held.slot, self.heard)  # best first: "yes, 457219" is no change
+            wrong = repair.ruled_out(slot, parse.text)  # "457219, not 457218": never the one ruled out
+            options = await self.reader.read(held.slot, self.heard, wrong)  # "yes, 457219" is no change
             value = options[0] if options and options[0] != held.value else None
         asked = st.expecting == "slot" and held.rerun is None
         if value is None and (asked or not repair.says_wrong(self.domain, st, held, parse.text)):

@@ -23,6 +23,9 @@ from voicebot.nlu.digits import digit_candidates
 
 # "That's wrong", "that's not my order number": something is wrong, and the caller did not say which part.
 WRONG = re.compile(r"\b(wrong|incorrect|not (it|right|correct|mine|my \w+))\b", re.I)
+# "not 457218, it's 457219": the digits after "not", up to a pause or the words that bring the right ones.
+_NOT = re.compile(r"\b(?:not|isn't|wasn't)\b", re.I)
+_NOT_END = re.compile(r"[,.;!?]|\b(?:it's|its|it|but|that's)\b", re.I)
 
 
 @dataclass(frozen=True)
@@ -67,9 +70,24 @@ def corrected(slot: Slot, held: Target, text: str) -> str | None:
     return fixed if fixed is not None and fixed != held.value and valid(slot, fixed) else None
 
 
+def ruled_out(slot: Slot, text: str) -> set[str]:
+    """Numbers the caller names as wrong ("no, not 457218"), with every other reading of those words: never
+    the new value."""
+    if slot.type != "digits":
+        return set()
+    out: set[str] = set()
+    for m in _NOT.finditer(text):
+        named = _NOT_END.split(text[m.end() :], maxsplit=1)[0]
+        out.update(digit_candidates(named, slot.min_length, slot.max_length))
+    return out
+
+
 def says_wrong(domain: Domain, state: DialogueState, held: Target, text: str) -> bool:
     """The caller says the number is wrong: "that's wrong" when the number is all the bot just read back
-    (a confirmation of it alone), else only naming it ("that's not my order", "wrong invoice number")."""
+    (a confirmation of it alone), else only naming it ("that's not my order", "wrong invoice number", "not
+    457218")."""
+    if held.value in ruled_out(domain.slots[held.slot], text):
+        return True
     if WRONG.search(text) is None:
         return False
     frame = state.flow

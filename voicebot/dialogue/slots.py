@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from dataclasses import dataclass, field
 
 from voicebot.dialogue.actions import ActionFailed, Actions
@@ -198,9 +198,10 @@ class SlotReader:
                 found.values[name] = await self.pick(name, options)
         return found
 
-    async def read(self, name: str, texts: Iterable[str]) -> list[str]:
-        """Valid values of slot `name` in the whole turn's transcripts, the one the back end knows first."""
-        options = read_options(self.domain.slots[name], texts)
+    async def read(self, name: str, texts: Iterable[str], exclude: Collection[str] = ()) -> list[str]:
+        """Valid values of slot `name` in the whole turn's transcripts, the one the back end knows first;
+        never one of `exclude` (a number the caller said is wrong)."""
+        options = [o for o in read_options(self.domain.slots[name], texts) if o not in exclude]
         return _unique([await self.pick(name, options), *options]) if options else []
 
     async def pick(self, name: str, options: list[str]) -> str:

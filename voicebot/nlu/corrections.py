@@ -140,6 +140,8 @@ def _by_swap(current: str, toks: list[str]) -> str | None:
     for k, t in enumerate(toks):
         left, right = toks[:k], toks[k + 1 :]
         if t == "not":
+            if _value(right) == current:  # "no, not 457218": the whole number is wrong, no digits swapped
+                continue
             new = _tail_value(left)
             if new is not None:
                 readings += [(old, new, False) for old in [_value(right)] if old]
