@@ -21,12 +21,13 @@ from voicebot.config import HoldConfig, VoicebotConfig
 from voicebot.dialogue.brain import DialogueFactory
 from voicebot.domain.loader import load_domain
 from voicebot.domain.yamlfile import DomainError
-from voicebot.frames import PCM, HoldReport, TurnDone
+from voicebot.frames import PCM, HoldOn, HoldReport, TurnDone
 from voicebot.pipeline import CallPipeline
+from voicebot.playback import Pace
 from voicebot.records import CallStore
-from voicebot.stages.hold import hold_audio
+from voicebot.stages.hold import HoldLine, hold_audio
 from voicebot.stages.respond import BrainStage
-from voicebot.testing.fakes import ScriptedNLU, TapSink, ToneTTS, ToneVoice, fake_services
+from voicebot.testing.fakes import ScriptedNLU, TapSink, ToneTTS, ToneVoice, fake_services, tone
 from voicebot.testing.faults.callers import TwilioCaller, until
 from voicebot.testing.faults.domain import SHOP, FaultFactory, FaultGate
 from voicebot.testing.faults.env import call_of
@@ -260,6 +261,35 @@ async def test_a_caller_who_talks_over_the_hold_audio_stops_it_and_is_put_back_o
     reply_id = answered.record.reply_id
     answer = [t for f, t in zip(sink.frames, sink.times, strict=True) if f.reply_id == reply_id]
     assert longest_silence(sink, said, max(answer)) < MAX_SILENCE_S
+
+
+WORD = tone(300.0, 0.3, 16_000)  # a filler of two "words" with a 60 ms pause between them
+TWO_WORDS = np.concatenate([WORD, np.zeros(960, np.int16), WORD])
+
+
+@pytest.mark.parametrize(
+    ("voice", "word_end_ms", "played_ms", "cleared"),
+    [
+        (TWO_WORDS, 300, (300, 340), False),  # on to the pause, which is played too: nothing to clear
+        (TWO_WORDS, 0, (60, 160), True),  # hold.word_end_ms 0: cut at once
+        (np.concatenate([WORD, WORD]), 200, (260, 360), True),  # no pause in time: cut at the limit
+    ],
+)
+async def test_an_answer_ready_mid_filler_waits_for_the_pause_between_its_words(
+    voice: PCM, word_end_ms: int, played_ms: tuple[float, float], cleared: bool
+) -> None:
+    sink = TapSink()
+    said: asyncio.Future[PCM] = asyncio.get_running_loop().create_future()
+    said.set_result(voice)
+    config = HoldConfig(word_end_ms=word_end_ms)
+    hold = HoldLine(
+        HoldOn("One moment.", time.perf_counter()), 1, sink, Pace(20, 100, True), 16_000, said, config
+    )
+    await asyncio.sleep(0.1)  # the answer is ready 100 ms into the first word
+    report = await hold.stop("answer")
+    assert report.ended == "answer" and report.hold_audio_ms == 0
+    assert played_ms[0] <= report.filler_ms <= played_ms[1]
+    assert (sink.clears == 1) is cleared
 
 
 def test_hold_audio_is_soft_in_band_and_never_quiet() -> None:

@@ -223,8 +223,9 @@ class PipelineConfig(_Section):
 class HoldConfig(_Section):
     """A caller kept waiting by a slow turn (an action, the back end) hears a spoken filler, then soft hold
     audio, instead of a dead line (`voicebot.stages.hold`). Both stop the moment the answer's first audio
-    is ready. Live calls only; a domain words its own filler with an optional `one_moment` response. Each
-    stretch of quiet while the caller waits stays under 1.5 s: past that a silent line sounds dropped."""
+    is ready (a filler still being said at its next pause between words, `word_end_ms`). Live calls only;
+    a domain words its own filler with an optional `one_moment` response. Each stretch of quiet while the
+    caller waits stays under 1.5 s: past that a silent line sounds dropped."""
 
     enabled: bool = Field(True, description="false: a slow turn is waited out in silence, as before")
     after_ms: int = Field(
@@ -240,6 +241,13 @@ class HoldConfig(_Section):
         min_length=1,
         description="what the bot says first (synthesised once per call rate and then cached: it costs "
         "nothing on the turn)",
+    )
+    word_end_ms: int = Field(
+        300,
+        ge=0,
+        le=600,
+        description="an answer ready while the filler is still being said waits for the filler's next pause "
+        "between words, at most this long, so no word is chopped ('One mo—'); 0: cut at once",
     )
     music_gap_ms: int = Field(
         500,

@@ -51,7 +51,7 @@ from voicebot.frames import (
 )
 from voicebot.playback import AudioSink, Pace, Playout
 from voicebot.stages.base import Stage, in_pool
-from voicebot.stages.hold import HoldLine, hold_audio
+from voicebot.stages.hold import HoldLine
 from voicebot.tts import CachedTTS, split_sentences
 
 
@@ -253,9 +253,7 @@ class SpeakStage(Stage):
             return
         self._reply_id += 1
         voice = in_pool(self.executor, self.tts.synthesize_at, frame.text, self.rate)
-        music = hold_audio(self.rate, self.hold_config.level_dbfs)
-        gap_ms = self.hold_config.music_gap_ms
-        self._hold = HoldLine(frame, self._reply_id, self.sink, self.pace, self.rate, voice, music, gap_ms)
+        self._hold = HoldLine(frame, self._reply_id, self.sink, self.pace, self.rate, voice, self.hold_config)
         # the listener judges caller speech over the hold as over a reply: "okay" lets it play on
         await self.push(BotSpeaking(True, self._reply_id), Direction.UPSTREAM)
 
