@@ -9,9 +9,9 @@ caller goes from the hold straight into the answer (the transport's `clear` drop
 ahead); a barge-in, a hang-up or `HoldOff` (the brain had nothing to say) stop it too. Only an answer that
 comes while the filler is being said lets it go on to the next pause between its words (a 20 ms frame under
 `WORD_GAP_DBFS`), at most `hold.word_end_ms`: "One moment while I—" is a person stopping to answer, "One
-mo—" is a line breaking up. What it played comes
-out as a `HoldReport` (how much of the filler the caller's side played and which words, how much hold
-audio, how long the wait), which the turn record of the next reply carries.
+mo—" is a line breaking up. What it played comes out as a `HoldReport` (how much of the filler the caller's
+side played and which words, how much hold audio, how long the wait), which the turn record of the next
+reply carries.
 
 The hold audio is made here, no media file: a slow four-note chime (C5 E5 G5 E5, each note a soft bell
 with two quiet overtones, ringing into the next) over a quiet G4 + C5 pad that swells once a loop, all
