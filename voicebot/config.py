@@ -243,11 +243,12 @@ class HoldConfig(_Section):
         "nothing on the turn)",
     )
     word_end_ms: int = Field(
-        300,
+        500,
         ge=0,
-        le=600,
+        le=800,
         description="an answer ready while the filler is still being said waits for the filler's next pause "
-        "between words, at most this long, so no word is chopped ('One mo—'); 0: cut at once",
+        "between words, at most this long, so no word is chopped ('One mo—'); the packaged Piper voice "
+        "pauses every 0.4-0.5 s in the default filler ('One moment | while I | look that up'); 0: cut at once",
     )
     music_gap_ms: int = Field(
         500,
