@@ -15,14 +15,19 @@ from typing import Any
 
 import pytest
 
+from voicebot.asr.turnend import decide
+from voicebot.config import TurnConfig
 from voicebot.dialogue.actions import ActionResult, Actions, load_actions
+from voicebot.dialogue.brain import DialogueBrain
 from voicebot.dialogue.decision import Decision
 from voicebot.dialogue.nlg import NLG, say_amount, say_date, say_digits, say_email, say_phone
 from voicebot.dialogue.policy import Policy
 from voicebot.dialogue.slots import SlotReader
 from voicebot.dialogue.state import DialogueState
 from voicebot.domain.loader import Domain, load_domain
+from voicebot.frames import DTMFDigit, FinalTranscript
 from voicebot.nlu.parser import Entity, Parse
+from voicebot.testing.fakes import ScriptedNLU
 
 SHOP = Path(__file__).resolve().parent.parent / "domains" / "shop"
 TODAY = date(2026, 11, 29)
@@ -627,3 +632,22 @@ def test_a_noisy_line_is_said_and_climbs_the_no_match_ladder(bot: Bot) -> None:
     second = asyncio.run(bot.policy.on_noise())
     assert "keypad" in second.text
     assert asyncio.run(bot.policy.on_noise()).transfer
+
+
+def test_the_listening_context_carries_a_typed_start_so_the_spoken_rest_ends_the_turn(
+    domain: Domain, tmp_path: Path
+) -> None:
+    """4 5 7 typed, then "two one nine" said: the ASR and the turn-end decision are told "457" so far, so
+    the rest (or the whole number said again) ends the turn at once instead of after the digit hold."""
+    actions = load_actions(SHOP, {"database": str(tmp_path / "shop.sqlite"), "today": TODAY.isoformat()})
+    nlu = ScriptedNLU({"where is my order": ("track_order", {})}, intents=["inform"])
+    brain = DialogueBrain(domain, nlu, actions, today=TODAY)
+    asyncio.run(brain.handle(FinalTranscript(text="where is my order", t=0.0)))
+    for key in "457":
+        assert asyncio.run(brain.handle(DTMFDigit(digit=key))) is None
+    context = brain.listening_context()
+    assert context is not None and context.partial == "457"
+    turn = TurnConfig()
+    for rest in ("2 1 9.", "4 5 7 2 1 9."):
+        assert decide(rest, context, turn, 500).pause_ms == turn.complete_ms
+    assert decide("2.", context, turn, 500).reason == "number incomplete"
