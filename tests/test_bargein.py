@@ -19,7 +19,21 @@ from voicebot.asr.bargein import classify, words_of
 from voicebot.brain import EchoBrain
 from voicebot.config import BargeInConfig, ServerConfig, VoicebotConfig
 from voicebot.filecall import ReplyCollector, feed_audio
-from voicebot.frames import PCM, BotReply, FinalTranscript, Frame, Interruption, SpeechStarted, TurnDone
+from voicebot.frames import (
+    PCM,
+    BargeIn,
+    BotReply,
+    BotSpeaking,
+    Direction,
+    FinalTranscript,
+    Frame,
+    Interruption,
+    ListeningContext,
+    SpeechAudio,
+    SpeechEnded,
+    SpeechStarted,
+    TurnDone,
+)
 from voicebot.pipeline import CallPipeline, Services
 from voicebot.stages.listen import ASRStage
 from voicebot.testing.fakes import FakeASR, ToneTTS, ToneVoice, fake_services, tone
@@ -148,6 +162,40 @@ async def test_the_old_immediate_barge_in_by_config(voice: ToneVoice) -> None:
     assert (cut.decision, cut.kind) == ("stop", "speech") and "judge off" in cut.reason
     await pipe.close()
     svc.close()
+
+
+def utterance(voice: ToneVoice, text: str, t: float) -> list[Frame]:
+    """The VAD's frames for `text` said at `t`: its start, its audio in windows, 300 ms of pause, its end."""
+    pcm = np.concatenate([voice.say(text), quiet(0.3)])
+    windows = [pcm[i : i + 512] for i in range(0, pcm.size - 511, 512)]
+    voiced = voice.say(text).size // 512
+    frames: list[Frame] = [SpeechStarted(t=t, audio=windows[0], barge_in=True)]
+    frames += [SpeechAudio(w, t + (i + 1) * 0.032, speech=i < voiced) for i, w in enumerate(windows[1:])]
+    end_t = t + len(windows) * 0.032
+    return [*frames, SpeechEnded(end_t, t + voiced * 0.032, pcm[: len(windows) * 512], voiced * 32.0)]
+
+
+async def test_a_dropped_backchannel_leaves_the_listening_context_for_the_answer(
+    svc: Services, voice: ToneVoice
+) -> None:
+    """An "Okay." over the bot is no turn, so the answer is heard under the context the dialogue sent for it;
+    a "Wait." that the bot finished before is an ordinary turn, and the record says so."""
+    stage = ASRStage(FakeASR(voice), svc.config.asr, svc.executor, bargein=svc.config.bargein)
+    context = ListeningContext(expected="yes_no")
+    up = Direction.UPSTREAM
+    feed: list[Frame | tuple[Frame, Direction] | float] = [(context, up), (BotSpeaking(True, 1), up)]
+    feed += [*utterance(voice, "Okay.", 1.0), 0.2]
+    feed += [
+        *utterance(voice, "Wait.", 3.0)[:5],
+        (BotSpeaking(False, 1), up),
+        *utterance(voice, "Wait.", 3.0)[5:],
+    ]
+    out = await run_stage(stage, feed, upstream=[])
+    finals = [f for f in out if isinstance(f, FinalTranscript)]
+    assert [(f.text, f.context) for f in finals] == [("Wait.", context)]
+    decisions = [(f.decision, f.kind) for f in out if isinstance(f, Interruption)]
+    assert decisions == [("continue", "backchannel"), ("turn", "interruption")]
+    assert not any(isinstance(f, BargeIn) for f in out)  # the bot was never cut: it had finished
 
 
 async def test_speech_while_the_bot_is_silent_goes_on_as_it_came(svc: Services, voice: ToneVoice) -> None:
