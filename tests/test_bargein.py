@@ -147,7 +147,8 @@ async def test_a_stop_word_cuts_before_the_clip_ends_and_long_speech_cuts_whatev
     await feed_audio(pipe, np.concatenate([quiet(0.3), long_okay, quiet(0.8)]), realtime=True)
     echo, _ = await record_of(pipe)
     (cut,) = echo.interruptions
-    assert (cut.decision, cut.kind, cut.text) == ("stop", "speech", "") and echo.interrupted
+    assert (cut.decision, cut.kind) == ("stop", "speech") and echo.interrupted
+    assert cut.text == "Okay."  # what the probe heard: a backchannel's words, but too long for one
     assert cut.speech_ms >= svc.config.bargein.max_backchannel_ms and cut.reason.endswith("ms of speech")
     await pipe.close()
 

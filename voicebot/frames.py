@@ -123,7 +123,7 @@ class Interruption(SystemFrame):
     """One decision on caller speech heard while the bot spoke (`voicebot.asr.bargein`), for the turn record
     of the reply it was heard over: `decision` "stop" (a `BargeIn` follows at once), "continue" (the bot
     talked on, the utterance was dropped) or "turn" (the bot had finished first: an ordinary turn). `kind`
-    is what it was taken for, `reason` why, `text` the words heard (empty for a cut on length alone),
+    is what it was taken for, `reason` why, `text` the words heard (on a cut for length: a probe's, if any),
     `latency_ms` the time from the caller's speech start to the decision, `speech_ms` the voiced audio."""
 
     decision: Decision

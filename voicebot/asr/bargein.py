@@ -76,7 +76,7 @@ class Heard:
     clock: tuple[float, float]  # (caller-audio time, perf_counter) of the latest audio heard
     speech_ms: float = 0.0
     cleared_ms: float = 0.0  # voiced audio up to a pause whose words were a backchannel or noise
-    text: str = ""  # the latest words a decode heard in it
+    text: str = ""  # the latest words a decode heard in it (logged with a cut on length)
     done: bool = False  # decided: the bot was cut (later decodes change nothing)
     probed: bool = False
 
@@ -122,8 +122,9 @@ class BargeInJudge:
         """The VAD's own `BargeIn` (a short word went on): swallowed while the utterance is judged here."""
         if self.heard is not None:
             return False
-        if self.enabled and self.speaking:
-            await self._log("stop", "speech", "a short word went on (bargein.judge off)", 0.0, frame.t)
+        if self.enabled and self.speaking:  # judge off, or the caller was talking before the bot began
+            why = "a short word went on" + ("" if self.config.judge else " (bargein.judge off)")
+            await self._log("stop", "speech", why, 0.0, frame.t)
         return True
 
     async def audio(self, speech_ms: float, t: float) -> bool:
@@ -195,7 +196,7 @@ class BargeInJudge:
 
     async def _stop(self, h: Heard, kind: InterruptionKind, reason: str, text: str = "") -> None:
         h.done = True
-        await self._log("stop", kind, reason, h.speech_ms, h.clock[0], h, text)
+        await self._log("stop", kind, reason, h.speech_ms, h.clock[0], h, text or h.text)
         await self.push(BargeIn(t=h.clock[0]))
 
     async def _log(
