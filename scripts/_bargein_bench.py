@@ -13,8 +13,9 @@ models/voices.py) and per phrase:
   on the caller's side), and the judge's own `latency_ms` from the turn record.
 
 The line carries no echo of the bot (an echo canceller's residue would be one more thing to hear as speech).
-"Mm-hmm" is written "Hm hm." for the synthesisers: Piper reads "Mm-hmm." as the letters "M M M". A cough is
-a burst of shaped noise, not a recording.
+"Mm-hmm" is written "Mhm." for the synthesisers, none of which hums it well: Whisper hears Piper's "Mhm." as
+"mhm" but its "Hm hm." as "Hm Hm" (0.86 s) and its "Mm-hmm." as nothing, espeak-ng's "Mhm." as "and make
+arm" — that phrase measures the synthesiser as much as the judge. A cough is shaped noise, not a recording.
 """
 
 from __future__ import annotations
@@ -38,7 +39,7 @@ from voicebot.line.config import preset
 from voicebot.pipeline import CallPipeline, Services
 from voicebot.testing.fakes import TapSink
 
-BACKCHANNELS = ("Okay.", "Uh huh.", "Right.", "Yeah.", "Hm hm.", "Sure.", "I see.", "<cough>")
+BACKCHANNELS = ("Okay.", "Uh huh.", "Right.", "Yeah.", "Mhm.", "Sure.", "I see.", "<cough>")
 INTERRUPTIONS = (
     "Wait.",
     "No.",
@@ -218,7 +219,7 @@ def report(cmd: str, machine: str, s: dict[str, Any], voices: list[str], lines: 
             f"{LEAD_S} s into a long bot reply on a live call (real models, paced). Stop latency: the clip's "
             "first voiced sample to the transport's clear; judge: speech start to decision (turn record).",
             bc.md_table(head, groups),
-            "By phrase (“Hm hm.” stands for mm-hmm; `<cough>` is shaped noise):",
+            "By phrase (“Mhm.” stands for mm-hmm; `<cough>` is shaped noise):",
             bc.md_table(["phrase", *head[1:]], phrases),
         ]
     )
