@@ -249,7 +249,8 @@ class HoldConfig(_Section):
         le=800,
         description="an answer ready while the filler is still being said waits for the filler's next pause "
         "between words, at most this long, so no word is chopped ('One mo—'); the packaged Piper voice "
-        "pauses every 0.4-0.5 s in the default filler ('One moment | while I | look that up'); 0: cut at once",
+        "pauses every 0.4-0.5 s in the default filler ('One moment | while I | look that up'); "
+        "0: cut at once",
     )
     music_gap_ms: int = Field(
         500,
@@ -416,8 +417,9 @@ class ConsoleConfig(_Section):
     retrain_command: list[str] | None = Field(
         None,
         description="the command 'retrain' runs (VOICEBOT_REVIEWED names the reviewed file); None: "
-        "`voicebot train --domain D` (niced) when the gateway serves a domain, which trains on reviewed.jsonl "
-        "beside it; either way the result is swapped in only if it scores at least as well on held-out data",
+        "`voicebot train --domain D` (niced) when the gateway serves a domain, which trains on "
+        "reviewed.jsonl beside it; either way the result is swapped in only if it scores at least as well "
+        "on held-out data",
     )
 
 
