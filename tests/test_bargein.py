@@ -176,27 +176,28 @@ def utterance(voice: ToneVoice, text: str, t: float) -> list[Frame]:
     return [*frames, SpeechEnded(end_t, t + voiced * 0.032, pcm[: len(windows) * 512], voiced * 32.0)]
 
 
-async def test_a_dropped_backchannel_leaves_the_listening_context_for_the_answer(
+async def test_a_backchannel_the_bot_finished_over_is_no_turn_but_one_that_goes_on_is(
     svc: Services, voice: ToneVoice
 ) -> None:
-    """An "Okay." over the bot is no turn, so the answer is heard under the context the dialogue sent for it;
-    a "Wait." that the bot finished before is an ordinary turn, and the record says so."""
+    """ "Okay." said over the bot is no turn, even when its utterance ends after the bot did (the endpointer
+    holds it open), so the answer is heard under the context the dialogue sent for it; an "Okay." still
+    voiced after the bot finished is an ordinary turn ("Is that right?" … "Okay."), and says so."""
     stage = ASRStage(FakeASR(voice), svc.config.asr, svc.executor, bargein=svc.config.bargein)
-    context = ListeningContext(expected="yes_no")
-    up = Direction.UPSTREAM
-    feed: list[Frame | tuple[Frame, Direction] | float] = [(context, up), (BotSpeaking(True, 1), up)]
-    feed += [*utterance(voice, "Okay.", 1.0), 0.2]
-    feed += [
-        *utterance(voice, "Wait.", 3.0)[:5],
-        (BotSpeaking(False, 1), up),
-        *utterance(voice, "Wait.", 3.0)[5:],
-    ]
+    context, up = ListeningContext(expected="yes_no"), Direction.UPSTREAM
+    okay = utterance(voice, "Okay.", 1.0)  # its start, 10 voiced windows, 9 of pause, its end
+    feed: list[Frame | tuple[Frame, Direction] | float] = [(context, up), (BotSpeaking(True, 1), up), *okay]
+    feed += [0.2, *okay[:11], (BotSpeaking(False, 1), up), *okay[11:], 0.2]  # voice over, bot done, end
+    feed += [(BotSpeaking(True, 2), up), *okay[:5], (BotSpeaking(False, 2), up), *okay[5:]]  # goes on
     out = await run_stage(stage, feed, upstream=[])
     finals = [f for f in out if isinstance(f, FinalTranscript)]
-    assert [(f.text, f.context) for f in finals] == [("Wait.", context)]
-    decisions = [(f.decision, f.kind) for f in out if isinstance(f, Interruption)]
-    assert decisions == [("continue", "backchannel"), ("turn", "interruption")]
-    assert not any(isinstance(f, BargeIn) for f in out)  # the bot was never cut: it had finished
+    assert [(f.text, f.context) for f in finals] == [("Okay.", context)]
+    decisions = [(f.decision, f.kind, f.reason) for f in out if isinstance(f, Interruption)]
+    assert decisions == [
+        ("continue", "backchannel", "backchannel"),
+        ("continue", "backchannel", "backchannel (over the bot's last words)"),
+        ("turn", "backchannel", "the bot had finished"),
+    ]
+    assert not any(isinstance(f, BargeIn) for f in out)  # nothing was long enough, or said, to cut the bot
 
 
 async def test_speech_while_the_bot_is_silent_goes_on_as_it_came(svc: Services, voice: ToneVoice) -> None:

@@ -13,8 +13,10 @@ with a `BargeIn` as soon as one of these holds, whichever comes first:
   reads as something other than a backchannel: a stop word, a question, any other words.
 
 If the utterance ends short and its transcript is a backchannel, or nothing (a cough the recogniser's guards
-reject), the bot talks on and the utterance is dropped: no turn, the brain never sees it. If the bot had
-finished by then, it is an ordinary turn ("Is that right?" … "Yeah."). Every decision goes downstream as an
+reject), the bot talks on and the utterance is dropped: no turn, the brain never sees it. So is one whose
+voice stopped before the bot did, though the utterance ended after (the endpointer holds "mm-hmm" open
+`turn.hold_ms`: it ends on "hmm"). One still voiced after the bot finished is an ordinary turn ("Is that
+right?" … "Yeah."). Every decision goes downstream as an
 `Interruption` frame (before its `BargeIn`) into the turn record of the reply it was heard over.
 
 The ASR stage (`voicebot.stages.listen`) owns one `BargeInJudge` per call and tells it what it hears; the
@@ -74,6 +76,7 @@ class Heard:
     start_t: float  # caller-audio time the speech started
     reply_id: int
     clock: tuple[float, float]  # (caller-audio time, perf_counter) of the latest audio heard
+    voiced_at: float = 0.0  # perf_counter of its latest voiced audio
     speech_ms: float = 0.0
     cleared_ms: float = 0.0  # voiced audio up to a pause whose words were a backchannel or noise
     text: str = ""  # the latest words a decode heard in it (logged with a cut on length)
@@ -95,6 +98,7 @@ class BargeInJudge:
     push: Callable[[Frame], Awaitable[None]]
     enabled: bool = True
     speaking: bool = False  # the bot is playing a reply (`BotSpeaking`)
+    stopped_at: float = 0.0  # perf_counter when it last stopped
     reply_id: int = 0
     heard: Heard | None = None  # the tentative utterance in progress
     _tasks: set[asyncio.Task[None]] = field(default_factory=set)
@@ -104,6 +108,8 @@ class BargeInJudge:
         return self.enabled and self.config.judge and self.speaking
 
     def bot(self, frame: BotSpeaking) -> None:
+        if self.speaking and not frame.speaking:
+            self.stopped_at = time.perf_counter()
         self.speaking, self.reply_id = frame.speaking, frame.reply_id
 
     async def start(self, frame: SpeechStarted) -> SpeechStarted:
@@ -112,7 +118,8 @@ class BargeInJudge:
         self.heard = None
         if self.judging:
             # the clock moves on with the first audio after the onset (`audio`), before any decision
-            self.heard = Heard(frame.t, self.reply_id, (frame.t, time.perf_counter()))
+            now = time.perf_counter()
+            self.heard = Heard(frame.t, self.reply_id, (frame.t, now), voiced_at=now)
             return replace(frame, barge_in=False)
         if self.enabled and self.speaking and frame.barge_in:
             await self._log("stop", "speech", "speech start (bargein.judge off)", 0.0, frame.t)
@@ -127,13 +134,15 @@ class BargeInJudge:
             await self._log("stop", "speech", why, 0.0, frame.t)
         return True
 
-    async def audio(self, speech_ms: float, t: float) -> bool:
-        """More of the utterance (`speech_ms` voiced so far, up to caller-audio time `t`): cuts the bot once
-        it is too long for a backchannel. True when a probe decode of the clip is due now."""
+    async def audio(self, speech_ms: float, t: float, voiced: bool) -> bool:
+        """More of the utterance (`speech_ms` voiced so far, up to caller-audio time `t`; `voiced`: this
+        piece): cuts the bot once it is too long for a backchannel. True when a probe decode is due now."""
         h = self.heard
         if h is None or h.done:
             return False
         h.clock, h.speech_ms = (t, time.perf_counter()), speech_ms
+        if voiced:
+            h.voiced_at = h.clock[1]
         if not self.speaking:
             return False
         if speech_ms - h.cleared_ms >= self.config.max_backchannel_ms:
@@ -185,12 +194,14 @@ class BargeInJudge:
         if h is None or h.done:
             return False
         kind, reason = classify(text, self.config)
-        if not self.speaking:
+        if not self.speaking and (h.voiced_at > self.stopped_at or kind == "interruption"):
             await self._log("turn", kind, "the bot had finished", h.speech_ms, h.clock[0], h, text)
             return False
         if kind == "interruption":
             await self._stop(h, kind, reason, text)
             return False
+        if not self.speaking:
+            reason += " (over the bot's last words)"
         await self._log("continue", kind, reason, h.speech_ms, h.clock[0], h, text)
         return True
 

@@ -159,7 +159,7 @@ class ASRStage(Stage):
                 await self._after_early_end(frame)
             else:
                 self._on_audio(frame)
-            if await self.judge.audio(self._speech_ms, frame.t):  # a probe of the clip is due
+            if await self.judge.audio(self._speech_ms, frame.t, frame.speech):  # a probe is due
                 self.judge.watch(self._decode(self._samples), probe=True)
         elif isinstance(frame, BotSpeaking):
             self.judge.bot(frame)  # the listener's to know, nobody else's
