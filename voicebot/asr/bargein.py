@@ -16,8 +16,8 @@ If the utterance ends short and its transcript is a backchannel, or nothing (a c
 reject), the bot talks on and the utterance is dropped: no turn, the brain never sees it. So is one whose
 voice stopped before the bot did, though the utterance ended after (the endpointer holds "mm-hmm" open
 `turn.hold_ms`: it ends on "hmm"). One still voiced after the bot finished is an ordinary turn ("Is that
-right?" … "Yeah."). Every decision goes downstream as an
-`Interruption` frame (before its `BargeIn`) into the turn record of the reply it was heard over.
+right?" … "Yeah."). Every decision goes downstream as an `Interruption` frame (before its `BargeIn`) into
+the turn record of the reply it was heard over.
 
 The ASR stage (`voicebot.stages.listen`) owns one `BargeInJudge` per call and tells it what it hears; the
 judge sends its frames on through the stage's `push`.
