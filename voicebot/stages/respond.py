@@ -207,7 +207,7 @@ class SpeakStage(Stage):
     ) -> None:
         super().__init__()
         self.tts, self.sink, self.executor = tts, sink, executor
-        self.rate, self.frame_ms, self.paced, self.barge_in = rate, frame_ms, paced, barge_in
+        self.rate, self.frame_ms, self.barge_in = rate, frame_ms, barge_in
         self.send_ahead_ms = send_ahead_ms
         self.pace = Pace(frame_ms, send_ahead_ms, paced)
         self.hold_config = hold or HoldConfig()
@@ -217,6 +217,16 @@ class SpeakStage(Stage):
         self._current: BotReply | None = None
         self._line_gone = False  # the caller hung up: replies still coming are recorded, not played
         self.ended = False
+
+    @property
+    def paced(self) -> bool:
+        return self.pace.paced
+
+    @paced.setter
+    def paced(self, value: bool) -> None:
+        """The conversation runner paces only the replies a caller barges in on, switching between turns:
+        the sending follows the switch (a `Pace` made once would keep sending a cut reply unpaced)."""
+        self.pace = Pace(self.frame_ms, self.send_ahead_ms, value)
 
     async def on_frame(self, frame: Frame, direction: Direction) -> None:
         if isinstance(frame, BotReply):
