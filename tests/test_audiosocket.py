@@ -105,6 +105,7 @@ def config(**changes: Any) -> VoicebotConfig:
     return VoicebotConfig(server=ServerConfig(audiosocket_port=0, drain_s=2, **changes))
 
 
+@pytest.mark.serial  # its frame-gap assertions measure the pacer, not the other workers
 async def test_audiosocket_call(services: Services, phrases: dict[str, PCM]) -> None:
     recorder = Recorder()
     async with running_gateway(config(), services, observers=[recorder]) as gw:
