@@ -1,7 +1,7 @@
 """Dialogue benchmark: the shop domain end to end, written to the "Dialogue" section of docs/benchmarks.md.
 
     python scripts/bench_dialogue.py            # the full shop model (trained first if missing, ~18 min)
-    python scripts/bench_dialogue.py --quick    # the quick model the test suite uses
+    python scripts/bench_dialogue.py --quick    # the quick model (a sample of the data, fewer epochs)
 
 1. Task success on the conversation suite (tests/conversations/shop): text conversations as written; audio =
    the recorded audio conversations plus every text conversation with each caller line spoken by the TTS
@@ -135,7 +135,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--quick", action="store_true", help="the quick shop model (as in make test)")
+    parser.add_argument("--quick", action="store_true", help="the quick shop model (a sample of the data, fewer epochs)")
     parser.add_argument("--orders", type=int, default=60, help="spoken order numbers to try")
     parser.add_argument("--doc", type=Path, default=ROOT / "docs" / "benchmarks.md")
     parser.add_argument("--results", type=Path, default=ROOT / "docs" / "results")

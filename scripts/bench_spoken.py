@@ -1,7 +1,7 @@
 """Spoken understanding over phone lines: `docs/results/spoken.json` and a section of docs/benchmarks.md.
 
     python scripts/bench_spoken.py            # the full shop model (trained first if missing, ~20 min)
-    python scripts/bench_spoken.py --quick    # the quick model the test suite uses
+    python scripts/bench_spoken.py --quick    # the quick model (a sample of the data, fewer epochs)
 
 Callers are synthetic voices of four families; piper and espeak-ng may be listened to while tuning,
 flite and festival never are (`models.voices`) and get their own column. Lines are presets of the
@@ -80,7 +80,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--quick", action="store_true", help="the quick shop model (as in make test)")
+    parser.add_argument("--quick", action="store_true", help="the quick shop model (a sample of the data, fewer epochs)")
     parser.add_argument("--voices", default=DEFAULT_VOICES, help=f"of: {', '.join(VOICES)}")
     parser.add_argument(
         "--lines", default="mulaw,mobile-poor", help="line presets; the first is the clean one"

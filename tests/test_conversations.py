@@ -15,7 +15,6 @@ from pathlib import Path
 
 import pytest
 
-from models.train_domain import train_domain
 from tests.conftest import needs_data
 from voicebot.convtest.report import format_report
 from voicebot.convtest.runner import run_suite
@@ -26,6 +25,7 @@ from voicebot.line import PRESETS
 from voicebot.nlu.parser import NLU
 from voicebot.pipeline import Services
 from voicebot.shell import run_shell
+from voicebot.testing.shop import shop_model
 
 ROOT = Path(__file__).resolve().parent.parent
 SHOP = ROOT / "domains" / "shop"
@@ -34,7 +34,7 @@ SUITE = Path(__file__).resolve().parent / "conversations" / "shop"
 
 @pytest.fixture(scope="session")
 def shop_factory(services: Services, tmp_path_factory: pytest.TempPathFactory) -> DialogueFactory:
-    model, _ = train_domain(SHOP, services.config.cache_dir, quick=True, progress=False)
+    model = shop_model(services.config.cache_dir)
     nlu = NLU(model, threads=services.config.nlu.threads, int8=services.config.nlu.int8)
     return DialogueFactory(SHOP, nlu, services.config.cache_dir, scratch=tmp_path_factory.mktemp("backend"))
 

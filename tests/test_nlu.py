@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import random
+import subprocess
+import sys
 from dataclasses import replace
 from pathlib import Path
 
@@ -261,3 +264,19 @@ def test_int8_model_parses_like_the_fp32_one(tiny_model: Path) -> None:
     a, b = fp32.parse(text), int8.parse(text)
     assert b.intent in [*fp32.labels.intents, OOS] and len(b.ranking) == len(a.ranking)
     assert b.sentiment is not None and "frustrated" in b.sentiment
+
+
+def test_cli_parses_with_a_model_directory(tiny_model: Path) -> None:
+    """`voicebot nlu --model DIR`: its --model is the NLU model (it was once taken for the Whisper model)."""
+    command = ["nlu", "--compact", "--model", str(tiny_model), "where is my order"]
+    proc = subprocess.run(
+        [sys.executable, "-m", "voicebot.cli", *command],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr
+    parse = json.loads(proc.stdout)
+    intents = {"cancel_order", "track_order", "get_refund", "contact_human_agent", OOS}
+    assert parse["text"] == "where is my order" and parse["intent"] in intents

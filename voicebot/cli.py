@@ -301,13 +301,19 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def _nlu_model(args: argparse.Namespace, config: VoicebotConfig) -> Path:
-    if args.model is not None:
-        return Path(args.model)
+    """--model, else the domain's quick model (--quick) or the model it serves (the full one unless the first
+    scores better), as `serve` would pick it; nothing is trained here."""
+    if args.nlu_model is not None:
+        return Path(args.nlu_model)
     if args.domain is None:
         raise UserError("give --model DIR or --domain DIR")
+    from models.first_start import served_model
     from models.train_domain import model_dir
 
-    return model_dir(args.domain, config.cache_dir, quick=args.quick)
+    if args.quick:
+        return model_dir(args.domain, config.cache_dir, quick=True)
+    served = served_model(args.domain, config.cache_dir)
+    return served if served is not None else model_dir(args.domain, config.cache_dir)
 
 
 def cmd_nlu(args: argparse.Namespace) -> int:
@@ -425,7 +431,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("nlu", help="print the NLU parse of each text")
     p.add_argument("text", nargs="+")
-    p.add_argument("--model", type=Path, help="trained NLU model directory")
+    # its own dest: `--model` elsewhere names the Whisper model, which _config applies to the ASR settings
+    p.add_argument("--model", dest="nlu_model", type=Path, help="trained NLU model directory")
     p.add_argument("--domain", type=Path, help="use the domain's trained model (see `voicebot train`)")
     p.add_argument("--quick", action="store_true", help="the domain's quick model (minutes to train)")
     p.add_argument("--compact", action="store_true", help="one line of JSON per text")

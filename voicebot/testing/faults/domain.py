@@ -159,10 +159,10 @@ class FaultFactory(DialogueFactory):
 
 
 def shop_nlu(services: Services) -> NLU:
-    """The shop's quick NLU model (trained once and cached, as the conversation tests use it)."""
-    from models.train_domain import train_domain
+    """The shop's NLU model the conversation tests use (`voicebot.testing.shop`)."""
+    from voicebot.testing.shop import shop_model
 
-    model, _ = train_domain(SHOP, services.config.cache_dir, quick=True, progress=False)
+    model = shop_model(services.config.cache_dir)
     return NLU(model, threads=services.config.nlu.threads, int8=services.config.nlu.int8)
 
 
