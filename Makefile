@@ -72,11 +72,11 @@ typecheck:
 	$(BIN)/mypy
 
 # The suite spends most of its wall time waiting on calls played in real time (about 700 CPU-seconds in
-# 17 minutes, one process), so three workers share it out on 2 cores (8 minutes, measured); the few tests
+# 17 minutes, one process), so three workers share it out on 2 cores (the slowest 15 are listed); the few tests
 # marked `serial` assert real-time pacing and run alone afterwards. PYTEST_WORKERS=0: one process.
 PYTEST_WORKERS ?= 3
 pytest:
-	$(BIN)/pytest -q -n $(PYTEST_WORKERS) -m "not serial"
+	$(BIN)/pytest -q -n $(PYTEST_WORKERS) -m "not serial" --durations=15
 	$(BIN)/pytest -q -m serial || [ $$? = 5 ]  # 5: no test selected (a -k or -m of the caller's own)
 
 bench-asr: install models
