@@ -140,6 +140,26 @@ async def test_a_line_that_drops_or_freezes_mid_reply_ends_the_call(
     assert not gw.hub.calls
 
 
+@pytest.mark.parametrize("protocol", sorted(CALLERS))
+async def test_a_line_that_dies_mid_opening_sets_up_no_call(
+    gateway: tuple[Gateway, Recorder], protocol: str
+) -> None:
+    """The fault campaign's "before set-up" point: the carrier drops halfway through the frame of the opening
+    message that sets the call up. No call may start, and the next caller is served as usual."""
+    gw, recorder = gateway
+    await CALLERS[protocol](token=TOKEN).handshake_abort(gw)
+    await asyncio.sleep(0.5)  # what the server read of it, it has handled by now on an idle gateway
+    caller = CALLERS[protocol](token=TOKEN)
+    await caller.connect(gw)
+    try:
+        call_id = await call_of(caller, gw)
+        assert await until(lambda: caller.bot_frames > 10, 10)
+    finally:
+        await caller.close()
+    await gone(call_id, gw)
+    assert list(recorder.starts) == [call_id]
+
+
 # --- bad input --------------------------------------------------------------------------------------------
 
 

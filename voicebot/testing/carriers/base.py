@@ -13,6 +13,7 @@ from collections.abc import Callable
 from typing import Any
 
 import websockets
+from websockets.frames import Frame, Opcode
 
 from voicebot.frames import PCM
 from voicebot.testing.faults.callers import GONE, _WebSocketCaller
@@ -188,9 +189,19 @@ class CarrierCaller(_WebSocketCaller):
         task.add_done_callback(self.tasks.discard)
 
     async def handshake_abort(self, gw: Any) -> None:
-        """The first opening message, then gone before the call is set up."""
+        """Gone while setting the stream up: the opening but its last message, then half of that one's
+        WebSocket frame (RFC 6455 §5.2, masked as a client's) and the socket dropped. The last message is
+        the one that sets the call up (Plivo's `start`, Vonage's `websocket:connected`, Genesys's `open`:
+        for several carriers it is the only one), so no call may start."""
+        self.path = self.path.split("?")[0] + self.query()
         await self._connect(gw)
-        await self._send_raw(self.opening()[0])
+        *before, last = self.opening()
+        for message in before:
+            await self._send_raw(message)
+        data, opcode = (last, Opcode.BINARY) if isinstance(last, bytes) else (last.encode(), Opcode.TEXT)
+        wire = Frame(opcode, data).serialize(mask=True, extensions=[])
+        assert self.ws is not None
+        self.ws.transport.write(wire[: len(wire) // 2])
         self._drop()
 
     def kinds(self, kind: str) -> list[Any]:
