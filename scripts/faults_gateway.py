@@ -1,18 +1,23 @@
 """Faults (issue 7): the gateway under abrupt disconnects, slow and half-open lines, a hung or broken back
 end, a full recordings disk and a records-database outage; counts crashes, leaks and lost call records.
 
-    nice -n 10 .venv/bin/python scripts/faults_gateway.py                        # the full run (~5 min)
-    nice -n 10 .venv/bin/python scripts/faults_gateway.py --disconnects 21 --no-write   # a smoke run
+    nice -n 10 .venv/bin/python scripts/faults_gateway.py                  # the full run, all ten protocols
+    nice -n 10 .venv/bin/python scripts/faults_gateway.py --disconnects 7 --per-fault 1 --no-write \
+        --protocols telnyx genesys                                            # a smoke run
 
 Everything is real and in one process: the gateway app on loopback with the real models and the shop's
 dialogue engine (its quick NLU model) on a back end whose `order_status` hangs or raises for two order
-numbers (voicebot/testing/faults/domain.py), callers over AudioSocket, Twilio Media Streams and the browser
-WebSocket (voicebot/testing/faults/callers.py), a 256 KiB tmpfs as the full disk and a throwaway PostgreSQL
-cluster stopped mid-call (voicebot/testing/faults/env.py). Each part counts crashes (tracebacks logged,
-exceptions no task, callback or thread handled), leaked tasks and file descriptors (before/after, after a
-settle loop), calls left running and started calls without a stored record and end reason. Results:
-docs/results/reliability_faults.json and the `faults` section of docs/reliability.md. `tests/test_faults.py`
-is the fast version (in `make test`).
+numbers (voicebot/testing/faults/domain.py), callers over every protocol of `--protocols`
+(voicebot/testing/faults/lines.py: AudioSocket, Twilio Media Streams, the browser WebSocket and the seven
+carriers' peers), a 256 KiB tmpfs as the full disk and a throwaway PostgreSQL cluster stopped mid-call
+(voicebot/testing/faults/env.py). The wire faults (disconnects, back end, slow and half-open lines) run
+once per protocol, each on a gateway of its own, so every figure belongs to one protocol; the storage faults
+run once with the protocols' callers in turn. Each run counts crashes (tracebacks logged, exceptions no
+task, callback or thread handled), leaked tasks and file descriptors (before/after, after a settle loop),
+calls left running and started calls without a stored record and end reason. Results:
+docs/results/reliability_faults.json and the `faults` section of docs/reliability.md
+(scripts/_faults_report.py).
+`tests/test_faults.py` is the fast version (in `make test`).
 """
 
 from __future__ import annotations
@@ -24,18 +29,19 @@ import sys
 import tempfile
 import time
 from collections import Counter
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import _bench_common as bc
+from _faults_report import WIRE, report
 
 from voicebot.config import VoicebotConfig
 from voicebot.frames import PCM
 from voicebot.pipeline import Services
 from voicebot.records import CallStore
-from voicebot.testing.faults.callers import mixed_callers, until
+from voicebot.testing.faults.callers import until
 from voicebot.testing.faults.domain import (
     ACTION_TIMEOUT_S,
     FAIL_ORDER,
@@ -57,6 +63,7 @@ from voicebot.testing.faults.env import (
     small_disk,
     talk,
 )
+from voicebot.testing.faults.lines import PROTOCOLS, mixed_callers
 from voicebot.testing.faults.plans import POINTS, fault_run, make_plans, run_plans
 from voicebot.testing.pg import Unavailable, throwaway_cluster
 
@@ -75,16 +82,18 @@ class Ctx:
     folder: Path
 
     def store(self, name: str, recordings: Path | None = None) -> CallStore:
-        folder = self.folder / name
-        folder.mkdir()
+        """A fresh SQLite store (a folder of its own: each protocol's runs have their own)."""
+        folder = Path(tempfile.mkdtemp(prefix=f"{name}-", dir=self.folder))
         return CallStore(f"sqlite:///{folder / 'calls.sqlite'}", recordings, folder / "spool.jsonl")
 
 
 # --- the parts -----------------------------------------------------------------------------------------
 
 
-async def disconnects(ctx: Ctx, count: int, seed: int, concurrency: int) -> dict[str, Any]:
-    plans = make_plans(count, seed)
+async def disconnects(
+    ctx: Ctx, count: int, seed: int, concurrency: int, protocols: Sequence[str]
+) -> dict[str, Any]:
+    plans = make_plans(count, seed, protocols=protocols)
     async with fault_run(ctx.services, ctx.factory, ctx.store("disconnects"), fault_config()) as run:
         outcomes = await run_plans(plans, run.gw, ctx.lines, ctx.gate, concurrency)
     points = {p: [o for o in outcomes if o.plan.point == p] for p in POINTS}
@@ -100,11 +109,11 @@ async def disconnects(ctx: Ctx, count: int, seed: int, concurrency: int) -> dict
     )
 
 
-async def back_end(ctx: Ctx, per_fault: int) -> dict[str, Any]:
-    """`per_fault` callers each reach a hung and a raising `order_status` (by keypad) while 3 others ask for a
-    person; everyone stays on the line. The hung threads stay hung until the end (60 s)."""
+async def back_end(ctx: Ctx, per_fault: int, protocols: Sequence[str]) -> dict[str, Any]:
+    """`per_fault` callers each reach a hung and a raising `order_status` (by keypad) while one per protocol
+    asks for a person; everyone stays on the line. The hung threads stay hung until the end (60 s)."""
     ctx.gate.hang_s = 60.0
-    faulty, normal = mixed_callers(2 * per_fault), mixed_callers(3)
+    faulty, normal = mixed_callers(2 * per_fault, protocols), mixed_callers(len(protocols), protocols)
     said = [("hang" if n % 2 else "fail") for n in range(len(faulty))] + ["agent"] * len(normal)
     async with fault_run(ctx.services, ctx.factory, ctx.store("back_end"), fault_config()) as run:
         for caller in [*faulty, *normal]:
@@ -137,10 +146,10 @@ async def back_end(ctx: Ctx, per_fault: int) -> dict[str, Any]:
     )
 
 
-async def slow_and_half_open(ctx: Ctx) -> dict[str, Any]:
+async def slow_and_half_open(ctx: Ctx, protocols: Sequence[str]) -> dict[str, Any]:
     """One slow reader (4 KiB window, never reads) and one half-open line per protocol, while a caller per
     protocol has a whole conversation."""
-    slow, vanished, normal = mixed_callers(3), mixed_callers(3), mixed_callers(3)
+    slow, vanished, normal = (mixed_callers(len(protocols), protocols) for _ in range(3))
     store = ctx.store("slow")  # keepalive pings every 60 s: the slow readers stay until they drop
     async with fault_run(ctx.services, ctx.factory, store, fault_config(), ping_s=60) as run:
         for caller in slow:
@@ -166,7 +175,7 @@ async def slow_and_half_open(ctx: Ctx) -> dict[str, Any]:
             await caller.close()
     reason = run.ledger.ends.get
     return run.figures(
-        9,
+        3 * len(protocols),
         normal_completed=sum(reason(i, "").startswith("transfer to agent") for i in normal_ids),
         half_open_ended_by_the_server=sum(reason(i, "").startswith("line dead") for i in vanished_ids),
         slow_readers_still_on_while_talking=len(on),
@@ -175,16 +184,16 @@ async def slow_and_half_open(ctx: Ctx) -> dict[str, Any]:
     )
 
 
-async def full_disk(ctx: Ctx) -> dict[str, Any]:
+async def full_disk(ctx: Ctx, protocols: Sequence[str]) -> dict[str, Any]:
     """Six calls recorded onto a full 256 KiB tmpfs, then one more after space is freed."""
     try:
         with small_disk(ctx.folder / "recordings") as disk:
             filler = fill(disk)
             store = ctx.store("disk", recordings=disk)
             async with fault_run(ctx.services, ctx.factory, store, fault_config(recordings_dir=disk)) as run:
-                full = await asyncio.gather(*(short_call(c, run.gw) for c in mixed_callers(6)))
+                full = await asyncio.gather(*(short_call(c, run.gw) for c in mixed_callers(6, protocols)))
                 filler.unlink()
-                kept = await short_call(mixed_callers(1)[0], run.gw)
+                kept = await short_call(mixed_callers(7, protocols)[6], run.gw)
                 await store.flush()
                 details = [await asyncio.to_thread(store.get_call, i) for i in [*full, kept]]
                 wavs = sorted(p.stem for p in disk.rglob("*.wav"))
@@ -201,7 +210,7 @@ async def full_disk(ctx: Ctx) -> dict[str, Any]:
     )
 
 
-async def db_outage(ctx: Ctx, outage_s: float) -> dict[str, Any]:
+async def db_outage(ctx: Ctx, outage_s: float, protocols: Sequence[str]) -> dict[str, Any]:
     """Three calls start, PostgreSQL stops, three more start, all six talk and end, the database stays away
     `outage_s` longer and comes back: the store must deliver what it spooled. Then it hangs (SIGSTOP) while
     three more calls run, for `outage_s` after they end: the records wait, then arrive."""
@@ -210,7 +219,7 @@ async def db_outage(ctx: Ctx, outage_s: float) -> dict[str, Any]:
             spool = ctx.folder / "pg-spool.jsonl"
             store = CallStore(pg.new_database(), spool=spool, retry_s=0.5)
             async with fault_run(ctx.services, ctx.factory, store, fault_config()) as run:
-                early, late, stalled = mixed_callers(3), mixed_callers(3), mixed_callers(3)
+                early, late, stalled = (mixed_callers(3, protocols) for _ in range(3))
                 for caller in early:
                     await caller.connect(run.gw)
                     await call_of(caller, run.gw)
@@ -251,135 +260,67 @@ async def db_outage(ctx: Ctx, outage_s: float) -> dict[str, Any]:
     )
 
 
-# --- report --------------------------------------------------------------------------------------------
-
-ROWS = {
-    "disconnects": "abrupt disconnects at random points (seeded): before set-up, just after, mid-greeting, "
-    "mid-utterance, during a hung action, mid-reply after a back-end error, any time; 15 % half-open",
-    "back_end": "back end hangs (thread blocked past the action timeout) or raises, caller stays on",
-    "slow_and_half_open": "slow readers (4 KiB window, never read) and half-open lines (silent, no FIN) "
-    "beside whole conversations",
-    "full_disk": "recordings onto a full 256 KiB tmpfs, then one after space is freed",
-    "db_outage": "PostgreSQL stopped mid-call (3 calls start during the outage), restarted later; then "
-    "frozen (SIGSTOP: sockets open, no answer) during 3 more calls",
-}
-
-
-def outcome(name: str, part: dict[str, Any]) -> str:
-    if name == "disconnects":
-        reached = sum(v["reached"] for v in part["by_point"].values())
-        return f"{reached}/{part['inputs']} reached their point; {part['not_ended']} calls not ended"
-    if name == "back_end":
-        ok, asked = part["apology_and_transfer"], part["asked"]
-        hung = part["back_end_threads_hung_at_the_end"]
-        return (f"apology + transfer: hang {ok['hang']}/{asked['hang']}, raise {ok['fail']}/{asked['fail']}; "
-                f"normal {ok['agent']}/{asked['agent']} done while {hung} back-end threads hung")  # fmt: skip
-    if name == "slow_and_half_open":
-        return (f"normal {part['normal_completed']}/3 done; half-open ended by idle timeout "
-                f"{part['half_open_ended_by_the_server']}/3; slow readers on until they dropped "
-                f"{part['slow_readers_ended_on_drop']}/3")  # fmt: skip
-    if name == "full_disk":
-        return (f"{part['recordings_failed_and_logged']}/6 recordings failed (logged), records kept "
-                f"{part['records_with_end_reason']}/7, partial files {part['partial_files_left']}, "
-                f"recorded after freeing: {part['recorded_after_space_freed']}")  # fmt: skip
-    return (f"{part['ops_spooled']} record writes spooled over a {part['outage_s']} s outage, delivered: "
-            f"{part['spool_delivered']}, spool left: {part['spool_file_left']}; frozen: calls "
-            f"{part['completed'] - 6}/3 done, writes waited and all landed after: "
-            f"{part['frozen_writes_waited'] and part['frozen_writes_left_after_thaw'] == 0}")  # fmt: skip
+async def timed(name: str, step: Awaitable[dict[str, Any]], gate: FaultGate) -> dict[str, Any]:
+    """A part's figures and wall time; a part that fails (a harness timeout, say) is recorded as failed and
+    the campaign goes on with the next (its hung back-end threads released first)."""
+    started = time.perf_counter()
+    try:
+        part = await step
+    except Exception as exc:
+        part = {"failed": f"{type(exc).__name__}: {exc}"}
+        gate.release.set()
+        await until(lambda: gate.running == 0, 15)
+        gate.release.clear()
+        gate.hang_s = 8.0
+    part |= {"wall_s": round(time.perf_counter() - started, 1)}
+    print(name, json.dumps(part, default=str), flush=True)
+    return part
 
 
-def report(parts: dict[str, dict[str, Any]], command: str, machine: str) -> str:
-    rows = []
-    for name, part in parts.items():
-        if "skipped" in part:
-            rows.append([ROWS[name], "skipped", "–", "–", "–", part["skipped"]])
-            continue
-        leaks = {k: max(0, v) for k, v in part["leaks"].items()}
-        rows.append([ROWS[name], f"{part['inputs']} calls ({part['calls_started']} started)", part["crashes"],
-                     f"{leaks['tasks_after_calls']} / {leaks['tasks']} / {leaks['fds']}",
-                     part["records_lost"], outcome(name, part)])  # fmt: skip
-    headers = ["fault", "inputs tried", "crashes", "leaked tasks (up / after) / fds", "records lost",
-               "outcome"]  # fmt: skip
-    title = "## Faults: dropped and dead lines, slow readers, a broken back end, a full disk, no database"
-    sections = [title, f"Command: `{command}`", machine, bc.md_table(headers, rows), LEGEND]
-    if "by_point" in parts.get("disconnects", {}):
-        cut = parts["disconnects"]["by_point"]
-        sections.append(bc.md_table(["disconnect point", "tried", "reached"],
-                                    [[p, v["tried"], v["reached"]] for p, v in cut.items()]))  # fmt: skip
-    return "\n\n".join([*sections, FAST, FOUND])
-
-
-LEGEND = (
-    "Crashes: tracebacks logged plus exceptions no task, callback or thread handled. Leaks: tasks left once "
-    "the calls were over (gateway up) and tasks and file descriptors left once it stopped, each against its "
-    "count before, after a settle loop. Records lost: calls that started (the observers heard `on_start`) "
-    "without a stored record and end reason. Details per part: `docs/results/reliability_faults.json`."
-)
-FAST_TESTS = [
-    ("random_disconnects_leave_no_crash_leak_or_lost_record", "21 disconnects: every protocol × point once"),
-    (
-        "back_end_that_hangs_or_raises_gets_an_apology_and_a_person",
-        "3 calls: hung action, raising one, a person",
-    ),
-    (
-        "slow_reader_and_half_open_lines_do_not_hold_up_other_calls",
-        "5 calls: slow reader, 3 half-open, 1 talk",
-    ),
-    ("full_recordings_disk_costs_the_audio_not_the_record", "3 calls: 2 onto a full 256 KiB tmpfs, 1 after"),
-    (
-        "records_database_outage_mid_call_loses_nothing",
-        "3 calls over a PostgreSQL stop/start, 1 starts in it",
-    ),
-    ("hung_back_end_cannot_starve_the_event_loops_threads", "13 hung actions against a bound of 12 threads"),
-]
-FAST = "\n\n".join([
-    "The fast version runs in `make test`: `.venv/bin/pytest tests/test_faults.py` (about a minute on 2 "
-    "cores). Each test asserts crashes = 0, leaked tasks = 0, leaked fds = 0, records lost = 0 and no call "
-    "left running:",
-    bc.md_table(["test", "inputs"], [[f"`test_{name}`", inputs] for name, inputs in FAST_TESTS]),
-])  # fmt: skip
-FOUND = (
-    "Found and fixed: a back-end action that hangs is abandoned after its timeout, but its thread was one of "
-    "the event loop's default executor (min(32, cores + 4) = 6 threads here), where every call's NLU parse "
-    "and the recording writes also run. With six actions hung, a new caller asking for a person got no "
-    "answer for 30 s (measured with the old code path); recordings, and the end reasons stored after them, "
-    "waited as well. Actions now run in daemon threads of their own, at most `MAX_RUNNING` (32) at once, "
-    "beyond which they fail at once as `ActionFailed` (`voicebot/dialogue/actions.py`)."
-)
-
-
-async def main(args: argparse.Namespace) -> dict[str, dict[str, Any]]:
+async def main(args: argparse.Namespace) -> dict[str, Any]:
+    """The wire faults once per protocol (a gateway each), then the storage faults over them all."""
     services = Services.load(VoicebotConfig())
     folder = Path(tempfile.mkdtemp(prefix="voicebot-faults-"))
     gate = FaultGate(hang_s=8.0)
     ctx = Ctx(services, FaultFactory(folder, shop_nlu(services), services.config.cache_dir, gate), gate,
               phrases(services), folder)  # fmt: skip
-    steps: dict[str, Callable[[], Awaitable[dict[str, Any]]]] = {
-        "disconnects": lambda: disconnects(ctx, args.disconnects, args.seed, args.concurrency),
-        "back_end": lambda: back_end(ctx, args.per_fault),
-        "slow_and_half_open": lambda: slow_and_half_open(ctx),
-        "full_disk": lambda: full_disk(ctx),
-        "db_outage": lambda: db_outage(ctx, args.outage_s),
+    steps: dict[str, Callable[[Sequence[str]], Awaitable[dict[str, Any]]]] = {
+        "disconnects": lambda on: disconnects(ctx, args.disconnects, args.seed, args.concurrency, on),
+        "back_end": lambda on: back_end(ctx, args.per_fault, on),
+        "slow_and_half_open": lambda on: slow_and_half_open(ctx, on),
+        "full_disk": lambda on: full_disk(ctx, on),
+        "db_outage": lambda on: db_outage(ctx, args.outage_s, on),
     }
-    parts = {}
+    parts: dict[str, Any] = {"by_protocol": {}}
     try:
-        for name, step in steps.items():
-            started = time.perf_counter()
-            parts[name] = await step() | {"wall_s": round(time.perf_counter() - started, 1)}
-            print(name, json.dumps(parts[name], default=str), flush=True)
+        for protocol in args.protocols:
+            runs: dict[str, dict[str, Any]] = {}
+            parts["by_protocol"][protocol] = runs
+            for name in WIRE:
+                runs[name] = await timed(f"{protocol} {name}", steps[name]([protocol]), gate)
+        for name in [n for n in steps if n not in WIRE]:
+            parts[name] = await timed(name, steps[name](args.protocols), gate)
     finally:
         gate.release.set()
         services.close()
     return parts
 
 
+def failures(parts: dict[str, Any]) -> list[str]:
+    runs = [(f"{p} {n}", r) for p, rs in parts["by_protocol"].items() for n, r in rs.items()]
+    runs += [(n, r) for n, r in parts.items() if n != "by_protocol"]
+    return [f"{name}: {r['failed']}" for name, r in runs if "failed" in r]
+
+
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--disconnects", type=int, default=100)
+    parser.add_argument("--disconnects", type=int, default=35, help="disconnect plans per protocol")
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--concurrency", type=int, default=12, help="disconnect calls at once")
-    parser.add_argument("--per-fault", type=int, default=6, help="callers per back-end fault")
+    parser.add_argument("--per-fault", type=int, default=2, help="callers per back-end fault and protocol")
     parser.add_argument("--outage-s", type=float, default=5.0, help="database down after the calls end")
+    lines = "the lines to fault (default: all, the gateway's own and the carriers')"
+    parser.add_argument("--protocols", nargs="+", default=list(PROTOCOLS), choices=PROTOCOLS, help=lines)
     parser.add_argument("--no-write", action="store_true", help="print only; leave docs/ alone")
     args = parser.parse_args()
     info = bc.machine_info()
@@ -394,3 +335,4 @@ if __name__ == "__main__":
                                       default=str) + "\n")  # fmt: skip
         bc.write_section(DOC, "faults", report(parts, command, machine))
     print(report(parts, command, machine))
+    sys.exit(1 if failures(parts) else 0)

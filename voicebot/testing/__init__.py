@@ -9,8 +9,9 @@
   written from its reference, as `faults.Caller`s; and the fake-model gateway their tests run on.
 - `pg`: a throwaway PostgreSQL cluster (and its pytest fixture).
 - `records`: sample calls and raw-row checks for the call-record tests.
-- `faults`: callers that misbehave on purpose, a failing back end, a full disk, fault plans and the run
-  that measures crashes, leaks and lost records (tests/test_faults.py, scripts/faults_gateway.py).
+- `faults`: callers that misbehave on purpose (`faults.lines`: every protocol's, the carriers' included),
+  a failing back end, a full disk, fault plans and the run that measures crashes, leaks and lost records
+  (tests/test_faults.py, scripts/faults_gateway.py).
 - `fuzz`: Hypothesis strategies for hostile input (`fuzz.carriers`: the carriers'), the driver that
   plays them against the live gateway and the campaign around it (tests/test_fuzz.py,
   scripts/fuzz_gateway.py).

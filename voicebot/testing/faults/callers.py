@@ -346,8 +346,3 @@ CALLERS: dict[str, type[Caller]] = {
     "twilio": TwilioCaller,
     "browser": BrowserCaller,
 }
-
-
-def mixed_callers(count: int) -> list[Caller]:
-    """`count` new callers, the protocols taken in turn."""
-    return [CALLERS[PROTOCOLS[n % len(PROTOCOLS)]]() for n in range(count)]

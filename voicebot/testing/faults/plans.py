@@ -2,7 +2,8 @@
 
 A `Plan` is one seeded disconnect: a protocol, a point in the call (before the call is set up, just after,
 mid-greeting, mid-utterance, while a back-end action hangs, mid-reply after a back-end error, or any time),
-and how the line dies (`reset`: dropped at once; `vanish`: half-open, the server must notice by itself).
+and how the line dies (`reset`: dropped at once; `vanish`: half-open, the server must notice by itself),
+over any protocol of `lines` (the gateway's own three unless told; scripts/faults_gateway.py adds carriers).
 The back-end points get to the action by keypad ("1" at the main question, then the order number), so they
 do not depend on what ASR makes of a sentence; the utterance and any-time points speak.
 `run_plan` places the call and leaves at that point; `Ledger`, `Crashes`, `usage`/`settle` and
@@ -18,7 +19,7 @@ import logging
 import random
 import threading
 from collections import Counter
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -29,8 +30,9 @@ from voicebot.config import VoicebotConfig
 from voicebot.frames import PCM, FinalTranscript, Frame
 from voicebot.pipeline import Services
 from voicebot.records import CallStore
-from voicebot.testing.faults.callers import CALLERS, PROTOCOLS, Caller, until
+from voicebot.testing.faults.callers import PROTOCOLS, Caller, until
 from voicebot.testing.faults.domain import FAIL_ORDER, HANG_ORDER, FaultGate
+from voicebot.testing.faults.lines import LINES
 from voicebot.testing.gateway import Gateway, running_gateway
 
 POINTS = ("handshake", "start", "greeting", "utterance", "action", "reply", "anytime")
@@ -50,10 +52,13 @@ class Plan:
         return f"#{self.n} {self.protocol} {self.point} {self.how}"
 
 
-def make_plans(count: int, seed: int, vanish_share: float = 0.15) -> list[Plan]:
-    """`count` plans cycling through every protocol × point (so each is covered), order and details seeded."""
+def make_plans(
+    count: int, seed: int, vanish_share: float = 0.15, protocols: Sequence[str] = PROTOCOLS
+) -> list[Plan]:
+    """`count` plans cycling through every protocol (of `protocols`) × point, so each is covered; order and
+    details seeded."""
     rng = random.Random(seed)
-    combos = [(p, q) for p in PROTOCOLS for q in POINTS]
+    combos = [(p, q) for p in protocols for q in POINTS]
     rng.shuffle(combos)
     plans = []
     for n in range(count):
@@ -75,7 +80,7 @@ class Outcome:
 async def run_plan(plan: Plan, gw: Gateway, phrases: dict[str, PCM], gate: FaultGate) -> Outcome:
     """Place one call and drop it at the plan's point; wait until the server has ended it."""
     rng = random.Random(plan.seed)
-    caller = CALLERS[plan.protocol]()
+    caller = LINES[plan.protocol]()
     outcome = Outcome(plan, reached=False)
     try:
         if plan.point == "handshake":
