@@ -135,7 +135,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--quick", action="store_true", help="the quick shop model (a sample of the data, fewer epochs)")
+    parser.add_argument("--quick", action="store_true", help="the quick shop model (sampled data)")
     parser.add_argument("--orders", type=int, default=60, help="spoken order numbers to try")
     parser.add_argument("--doc", type=Path, default=ROOT / "docs" / "benchmarks.md")
     parser.add_argument("--results", type=Path, default=ROOT / "docs" / "results")

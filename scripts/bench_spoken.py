@@ -80,7 +80,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--quick", action="store_true", help="the quick shop model (a sample of the data, fewer epochs)")
+    parser.add_argument("--quick", action="store_true", help="the quick shop model (sampled data)")
     parser.add_argument("--voices", default=DEFAULT_VOICES, help=f"of: {', '.join(VOICES)}")
     parser.add_argument(
         "--lines", default="mulaw,mobile-poor", help="line presets; the first is the clean one"
