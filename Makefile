@@ -71,8 +71,8 @@ lint:
 typecheck:
 	$(BIN)/mypy
 
-# The suite spends most of its wall time waiting on calls played in real time (about 700 CPU-seconds in
-# 17 minutes, one process), so three workers share it out on 2 cores (the slowest 15 are listed); the few tests
+# The suite spends most of its wall time waiting on calls played in real time (about 700 CPU-seconds; it took
+# 17 minutes in one process), so three workers share it out on 2 cores (the slowest 15 are listed); the few tests
 # marked `serial` assert real-time pacing and run alone afterwards. PYTEST_WORKERS=0: one process.
 PYTEST_WORKERS ?= 3
 pytest:
