@@ -16,6 +16,7 @@ the gap is filled with silence (at most `MAX_FILL_MS`), so the endpointer's cloc
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -40,6 +41,7 @@ from telephony.stream import (
 from telephony.websocket import WebSocketLine
 from voicebot.config import ServerConfig
 
+log = logging.getLogger(__name__)
 MAX_FILL_MS = 1_000  # longest timestamp gap (audio lost before the carrier) filled with silence
 Message = dict[str, Any]
 
@@ -160,6 +162,11 @@ class MediaStreamTransport(StreamTransport):
         named = data.get(dialect.sid)
         if event in dialect.preamble or event == "start":
             self.ignore(f"repeated '{event[:40]}'")
+        elif event in dialect.stops:  # one stream per socket: its stop ends the call whatever stream it names
+            if named != self.sid:  # else a dead line until the idle timeout (the carrier fuzz found it)
+                why = f"'{event[:40]}' names stream {text(named)[:40]!r}: the call ends"
+                log.info("%s stream %s: %s", dialect.protocol, self.sid, why)
+            return True
         elif named != self.sid and (dialect.strict_sid or named is not None):
             self.ignore(f"'{event[:40]}' for unknown stream {text(named)[:40]!r}")
         elif event == "media":
@@ -169,8 +176,6 @@ class MediaStreamTransport(StreamTransport):
         elif event in dialect.echoes:
             name = self._field(dialect.echoes[event], data)
             self.played(text(name) if isinstance(name, str) else "")
-        elif event in dialect.stops:
-            return True
         elif event not in dialect.quiet:
             self.ignore(f"unknown event {event[:40]!r}")
         return False

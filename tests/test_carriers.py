@@ -160,6 +160,23 @@ async def test_a_line_that_dies_mid_opening_sets_up_no_call(
     assert list(recorder.starts) == [call_id]
 
 
+async def test_a_stop_naming_another_stream_still_ends_the_call(gateway: tuple[Gateway, Recorder]) -> None:
+    """Found by the 10k carrier fuzz: an Exotel `start` with another `stream_sid` than its `stop` names. One
+    socket carries one stream, so the stop ends the call at once instead of a dead line for the 30 s idle
+    timeout."""
+    gw, recorder = gateway
+    caller = CALLERS["exotel"]({}, TOKEN)
+    first = [json.loads(m) for m in caller.opening()]
+    first[-1]["stream_sid"] = first[-1]["start"]["stream_sid"] = "A" * 42
+    stop = caller.bye()
+    assert stop is not None
+    messages = [json.dumps(m) for m in first] + [json.dumps({"event": "connected"}), stop]
+    started = asyncio.get_running_loop().time()
+    code, reason = await closed_with(gw, caller.path, *messages)
+    assert (code, reason) == (1000, "caller hung up") and asyncio.get_running_loop().time() - started < 5
+    assert len(recorder.starts) == 1
+
+
 # --- bad input --------------------------------------------------------------------------------------------
 
 
