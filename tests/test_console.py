@@ -22,7 +22,6 @@ from voicebot.config import ConsoleConfig, ServerConfig, VoicebotConfig
 from voicebot.testing.console import (
     BEARER,
     CALLER_NUMBER,
-    SHOP,
     ConsoleBed,
     console_gateway,
     cookie_of,
@@ -32,6 +31,7 @@ from voicebot.testing.console import (
 )
 from voicebot.testing.fakes import fake_services
 from voicebot.testing.gateway import running_gateway
+from voicebot.testing.shop import SHOP
 
 READS = ("/console/api/me", "/console/api/calls", "/console/api/facets", "/console/api/stats",
          "/console/api/calls/x", "/console/api/calls/x/recording", "/console/api/live")  # fmt: skip

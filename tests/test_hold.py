@@ -29,9 +29,10 @@ from voicebot.stages.hold import HoldLine, hold_audio
 from voicebot.stages.respond import BrainStage
 from voicebot.testing.fakes import ScriptedNLU, TapSink, ToneTTS, ToneVoice, fake_services, tone
 from voicebot.testing.faults.callers import TwilioCaller, until
-from voicebot.testing.faults.domain import SHOP, FaultFactory, FaultGate
+from voicebot.testing.faults.domain import FaultFactory, FaultGate
 from voicebot.testing.faults.env import call_of
 from voicebot.testing.gateway import Recorder, http_get, running_gateway
+from voicebot.testing.shop import SHOP
 from voicebot.testing.stages import events_until
 from voicebot.testing.twilio import TwilioStream, duration
 from voicebot.turns import TurnRecord

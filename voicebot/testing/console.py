@@ -28,11 +28,11 @@ from voicebot.testing.fakes import ScriptedNLU, ToneTTS, ToneVoice, fake_service
 from voicebot.testing.faults.callers import TwilioCaller, until
 from voicebot.testing.faults.env import call_of, fault_config, gone
 from voicebot.testing.gateway import Gateway, Recorder, running_gateway
+from voicebot.testing.shop import SHOP
 from voicebot.testing.twilio import RATE
 
 TOKEN = "console-test-token"
 CALLER_NUMBER = "+44 7911 123456"
-SHOP = Path(__file__).resolve().parents[2] / "domains" / "shop"
 SCRIPT: dict[str, tuple[str, dict[str, str]]] = {
     "where is my order": ("track_order", {}),
     "four five seven two one nine": ("inform", {"order_id": "457219"}),

@@ -27,10 +27,9 @@ from voicebot.dialogue.brain import DialogueFactory
 from voicebot.frames import PCM
 from voicebot.nlu.parser import NLU, Parser
 from voicebot.pipeline import Services
+from voicebot.testing.shop import SHOP, shop_model
 from voicebot.testing.speech import PHONE_RATE, spoken
 
-ROOT = Path(__file__).resolve().parents[3]  # the repository
-SHOP = ROOT / "domains" / "shop"
 HANG_ORDER, FAIL_ORDER = "351609", "229107"
 ACTION_TIMEOUT_S = 1.5  # the copy's `timeouts.action_s` (the shop says 5 s): a hang costs the tests less
 PHRASES = {
@@ -160,8 +159,6 @@ class FaultFactory(DialogueFactory):
 
 def shop_nlu(services: Services) -> NLU:
     """The shop's NLU model the conversation tests use (`voicebot.testing.shop`)."""
-    from voicebot.testing.shop import shop_model
-
     model = shop_model(services.config.cache_dir)
     return NLU(model, threads=services.config.nlu.threads, int8=services.config.nlu.int8)
 
