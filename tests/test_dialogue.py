@@ -133,16 +133,19 @@ def test_shipped_order_cannot_be_cancelled(bot: Bot) -> None:
     assert d.action_result == "already_shipped" and "already shipped" in d.text
 
 
-def test_multiple_entities_and_city_correction_in_address_change(bot: Bot) -> None:
-    d = bot.say(
-        P(
-            "move 611420 to Leeds",
-            "change_shipping_address",
-            0.98,
-            ("order_id", "611420", "611420"),
-            ("delivery_city", "Leeds", "Leeds"),
-        )
+def move_to_leeds() -> Parse:
+    """An address change that names the order and the city at once (the street is asked next)."""
+    return P(
+        "move 611420 to Leeds",
+        "change_shipping_address",
+        0.98,
+        ("order_id", "611420", "611420"),
+        ("delivery_city", "Leeds", "Leeds"),
     )
+
+
+def test_multiple_entities_and_city_correction_in_address_change(bot: Bot) -> None:
+    d = bot.say(move_to_leeds())
     assert d.act == "prompt" and "street" in d.text  # only the missing slot is asked
     d = bot.say(P("twelve high street", "oos", 0.9))
     assert d.act == "confirm" and "twelve high street, Leeds" in d.text
@@ -488,15 +491,7 @@ def test_one_digit_corrected_after_the_look_up_read_it_back(bot: Bot) -> None:
     ],
 )
 def test_x_not_y_stores_x_whatever_order_the_tagger_gives(bot: Bot, turn: Parse) -> None:
-    bot.say(
-        P(
-            "move 611420 to Leeds",
-            "change_shipping_address",
-            0.98,
-            ("order_id", "611420", "611420"),
-            ("delivery_city", "Leeds", "Leeds"),
-        )
-    )
+    bot.say(move_to_leeds())
     assert bot.say(P("31 Mill Lane", "inform", 0.9)).act == "confirm"
     d = bot.say(turn)
     assert d.act == "corrected" and bot.state.slots["delivery_city"].value == "Bristol"
@@ -504,15 +499,7 @@ def test_x_not_y_stores_x_whatever_order_the_tagger_gives(bot: Bot, turn: Parse)
 
 
 def test_not_y_alone_drops_y_and_asks_for_it_again(bot: Bot) -> None:
-    bot.say(
-        P(
-            "move 611420 to Leeds",
-            "change_shipping_address",
-            0.98,
-            ("order_id", "611420", "611420"),
-            ("delivery_city", "Leeds", "Leeds"),
-        )
-    )
+    bot.say(move_to_leeds())
     bot.say(P("31 Mill Lane", "inform", 0.9))
     d = bot.say(P("no, not Leeds", "deny", 0.9, ("delivery_city", "Leeds", "Leeds")))
     assert d.act == "wrong_value" and "delivery_city" not in bot.state.slots and bot.state.expecting == "slot"

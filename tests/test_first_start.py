@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -57,20 +59,9 @@ def test_a_half_written_model_never_serves(domain: Path, tmp_path: Path) -> None
 def test_one_background_training_at_a_time(domain: Path, tmp_path: Path) -> None:
     """While a process holds the full training's lock, no second one starts."""
     cache = tmp_path / "cache"
-    lock = lock_path(model_dir(domain, cache))
-    lock.parent.mkdir(parents=True)
-    script = (
-        f"import fcntl, time; f = open({str(lock)!r}, 'a'); fcntl.flock(f, fcntl.LOCK_EX); "
-        "print('held', flush=True); time.sleep(60)"
-    )
-    holder = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
-    try:
-        assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
+    with holding(lock_path(model_dir(domain, cache)), "time.sleep(60)"):
         assert full_training_running(domain, cache)
         assert start_full_training(domain, cache) is None
-    finally:
-        holder.kill()
-        holder.wait()
     assert not full_training_running(domain, cache)
 
 
@@ -125,17 +116,24 @@ def test_a_second_trainer_waits_and_reuses_the_model(domain: Path, tmp_path: Pat
     lock and takes what the first wrote instead of training into the same folder."""
     cache = tmp_path / "cache"
     out = model_dir(domain, cache, quick=True)
-    lock = lock_path(out)
-    lock.parent.mkdir(parents=True)
+    written = f"p = pathlib.Path({str(out)!r}); p.mkdir(); (p / 'metrics.json').write_text('{{}}')"
+    then = f"time.sleep(1); {written}"
+    with holding(lock_path(out), then):
+        assert train_domain(domain, cache, quick=True, progress=False) == (out, False)
+
+
+@contextlib.contextmanager
+def holding(lock: Path, then: str) -> Iterator[None]:
+    """Another process holds `lock` (as a trainer would) and then runs the Python statements `then`."""
+    lock.parent.mkdir(parents=True, exist_ok=True)
     script = (
         f"import fcntl, pathlib, time; f = open({str(lock)!r}, 'a'); fcntl.flock(f, fcntl.LOCK_EX); "
-        f"print('held', flush=True); time.sleep(1); p = pathlib.Path({str(out)!r}); p.mkdir(); "
-        "(p / 'metrics.json').write_text('{}')"
+        f"print('held', flush=True); {then}"
     )
     holder = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
     try:
         assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
-        assert train_domain(domain, cache, quick=True, progress=False) == (out, False)
+        yield
     finally:
         holder.kill()
         holder.wait()
