@@ -152,8 +152,7 @@ def cmd_call(args: argparse.Namespace) -> int:
 
     config = _config(args)
     _check_files(args.files)
-    for path in args.files:  # a file that is not audio is refused now, not after the models (and NLU) load
-        read_audio(path, args.rate)
+    decoded = [read_audio(path, args.rate) for path in args.files]  # refused now, not after the models load
     brain = _brain_factory(args, config)()
     services = Services.load(config)
     bar: Any = None
@@ -173,7 +172,7 @@ def cmd_call(args: argparse.Namespace) -> int:
 
     call = FileCall(services, brain, fast=args.fast, rate=args.rate, line=args.line)
     try:
-        result = asyncio.run(call.run(args.files, on_turn=on_turn))
+        result = asyncio.run(call.run(args.files, on_turn=on_turn, decoded=decoded))
     finally:
         services.close()
         if bar is not None:

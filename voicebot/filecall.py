@@ -118,9 +118,13 @@ class FileCall:
         self._reply_ids += len(done)
         return np.concatenate(audio) if audio else np.zeros(0, np.int16)
 
-    async def run(self, files: list[Path], on_turn: Any = None) -> FileCallResult:
+    async def run(
+        self, files: list[Path], on_turn: Any = None, decoded: list[PCM] | None = None
+    ) -> FileCallResult:
+        """`decoded`: the files already read at the call's rate (the CLI reads them before models load)."""
         vad = self.services.config.vad  # audio made before the call starts, or a clear error
-        audio = [with_endpoint_silence(read_audio(f, self.rate), self.rate, vad) for f in files]
+        pcms = decoded if decoded is not None else [read_audio(f, self.rate) for f in files]
+        audio = [with_endpoint_silence(pcm, self.rate, vad) for pcm in pcms]
         if self.line is not None:  # the line's noise goes on through the silence after the words
             audio = [through_line(pcm, self.rate, self.line, seed_offset=n) for n, pcm in enumerate(audio)]
         await self.pipeline.start()
