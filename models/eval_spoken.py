@@ -6,8 +6,12 @@ nothing"). This set is written separately and never trained on; its `dev` split 
 data to add, its `test` split is only reported.
 
     .venv/bin/python -m models.eval_spoken --quick            # the shop's quick model, typed text
-    .venv/bin/python -m models.eval_spoken --asr mulaw        # full model, text spoken by the TTS, sent
-                                                              # over the simulated line, heard by Whisper
+    .venv/bin/python -m models.eval_spoken --first --asr mulaw   # the first model (what a fresh install
+                                 # serves), typed and as the TTS's speech over the line, heard by Whisper
+    .venv/bin/python -m models.eval_spoken --asr mulaw --model BEFORE --model AFTER   # before/after, one run
+
+With several `--model`s the set is spoken and transcribed once and every model parses the same transcripts,
+so a before/after comparison differs only in the model.
 """
 
 from __future__ import annotations
@@ -145,36 +149,63 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--domain", type=Path, default=ROOT / "domains" / "shop")
     ap.add_argument(
-        "--model", type=Path, help="a trained model directory (default: the domain's, trained if missing)"
+        "--model",
+        type=Path,
+        action="append",
+        help="a trained model directory; again for more models scored on the same transcripts "
+        "(default: the domain's, trained if missing)",
     )
-    ap.add_argument("--quick", action="store_true", help="the domain's quick model")
+    kind = ap.add_mutually_exclusive_group()
+    kind.add_argument("--quick", action="store_true", help="the domain's quick model")
+    kind.add_argument(
+        "--first", action="store_true", help="the domain's first model (what `make run` serves)"
+    )
     ap.add_argument("--set", type=Path, default=DEFAULT, dest="path")
     ap.add_argument("--split", choices=SPLITS, help="only this split (default: both, reported apart)")
     ap.add_argument(
-        "--asr", metavar="LINE", help="parse Whisper's transcripts of the TTS over this line preset"
+        "--asr", metavar="LINE", help="also parse Whisper's transcripts of the TTS over this line preset"
     )
     ap.add_argument("--json", type=Path, help="write the full report (with every miss) here")
     args = ap.parse_args(argv)
 
     from models.train_domain import train_domain
+    from models.train_first import FirstModelConfig
     from voicebot.config import VoicebotConfig
     from voicebot.nlu.parser import NLU
 
     config = VoicebotConfig()
-    model = args.model or train_domain(args.domain, config.cache_dir, quick=args.quick, progress=False)[0]
-    nlu = NLU(model, threads=config.nlu.threads, int8=config.nlu.int8)
+    first = FirstModelConfig() if args.first else None
+    models = args.model or [
+        train_domain(args.domain, config.cache_dir, quick=args.quick, first=first, progress=False)[0]
+    ]
     items = [i for i in load_spoken_set(args.path) if args.split is None or i.split == args.split]
     texts = transcribe_items(items, args.asr, _asr_hints(args.domain)) if args.asr else None
-    reports = {}
+    heard = {"typed": None, **({args.asr: texts} if texts is not None else {})}
+    reports: dict[str, dict[str, Any]] = {}
+    for model in models:
+        nlu = NLU(model, threads=config.nlu.threads, int8=config.nlu.int8)
+        reports[str(model)] = {name: accuracy_by_split(nlu, items, said) for name, said in heard.items()}
+        for name, by_split in reports[str(model)].items():
+            for split, report in by_split.items():
+                print(_summary(f"{model.name} {name} {split}", report))
+    if args.json:
+        payload = {"set": str(args.path), "asr": args.asr, "models": reports}
+        args.json.write_text(json.dumps(payload, indent=2))
+    return 0
+
+
+def accuracy_by_split(
+    parser: Parser, items: Sequence[SpokenItem], texts: Sequence[str] | None
+) -> dict[str, dict[str, Any]]:
+    """`intent_accuracy` of each split apart (the dev split may have guided training data, the test split
+    not)."""
+    out = {}
     for split in SPLITS:
         chosen = [n for n, i in enumerate(items) if i.split == split]
         if chosen:
-            heard = [texts[n] for n in chosen] if texts is not None else None
-            reports[split] = intent_accuracy(nlu, [items[n] for n in chosen], heard)
-            print(_summary(split, reports[split]))
-    if args.json:
-        args.json.write_text(json.dumps({"model": str(model), "asr": args.asr, **reports}, indent=2))
-    return 0
+            said = [texts[n] for n in chosen] if texts is not None else None
+            out[split] = intent_accuracy(parser, [items[n] for n in chosen], said)
+    return out
 
 
 if __name__ == "__main__":

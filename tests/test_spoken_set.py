@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from models.data import load_dataset
-from models.eval_spoken import DEFAULT, SpokenItem, intent_accuracy, load_spoken_set
+from models.eval_spoken import DEFAULT, SpokenItem, accuracy_by_split, intent_accuracy, load_spoken_set
 from tests.conftest import needs_data
 from voicebot.domain.nlu_spec import load_nlu_spec, parse_markup
 from voicebot.nlu.model import OOS, Labels
@@ -158,3 +158,20 @@ def test_transcripts_replace_the_written_text_but_keep_the_labels() -> None:
     }
     with pytest.raises(ValueError, match="4 texts for 5 items"):
         intent_accuracy(parser, ITEMS, texts=heard[:4])
+
+
+def test_splits_are_scored_apart_on_the_same_transcripts() -> None:
+    """What `eval_spoken` prints per model: dev and test each alone, typed or heard (one transcript list for
+    all the items, cut by split), so a dev item never counts in the test figure."""
+    parser = LookupParser({"i was charged twice": "payment_issue", "my car got declined": "payment_issue"})
+    typed = accuracy_by_split(parser, ITEMS, None)
+    assert (typed["dev"]["n"], typed["dev"]["correct"]) == (2, 2)
+    assert (typed["test"]["n"], typed["test"]["correct"]) == (3, 0)
+    heard = ["i was charged twice", "my car got declined", "", "", "what's the weather"]
+    spoken = accuracy_by_split(parser, ITEMS, heard)
+    assert spoken["test"]["correct"] == 1 and spoken["test"]["by_split"] == {
+        "test": {"n": 3, "correct": 1, "accuracy": pytest.approx(1 / 3)}
+    }
+    assert [c["text"] for c in spoken["test"]["confusions"]] == ["", ""]
+    only_test = accuracy_by_split(parser, ITEMS[1:4], heard[1:4])
+    assert set(only_test) == {"test"}
