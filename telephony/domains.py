@@ -3,14 +3,13 @@ call with the domain it asks for, the first by default.
 
 A browser call names its domain in the WebSocket URL (`/ws?domain=bank`; the caller page offers the ones
 `GET /domains` lists); every other protocol, and a browser call that names none, gets the default. A domain
-is named by its folder's name. The operator console's learning from calls (reviews, retrain) works on the
-default domain: `Domains` answers for it where the console asks a factory for its `domain` and `nlu`.
+is named by its folder's name, and a call's record names the domain that answered it (`meta.domain`), so
+the operator console's learning from calls (reviews, retrain) works on each call's own domain.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
 
 from voicebot.brain import Brain, BrainFactory
 
@@ -27,24 +26,21 @@ class Domains:
     def __call__(self) -> Brain:
         return self.factories[self.default]()
 
-    @property
-    def domain(self) -> Any:
-        """The default domain (what the console's learning reads: `domain.path`)."""
-        return getattr(self.factories[self.default], "domain", None)
-
-    @property
-    def nlu(self) -> Any:
-        """The default domain's understanding (the console's known intents and retrain swap)."""
-        return getattr(self.factories[self.default], "nlu", None)
-
 
 def domain_names(factory: BrainFactory) -> list[str]:
-    """The domains a gateway answers with, the default first: several, one (a domain's dialogue engine),
-    or none (the echo brain, an NLU-only domain)."""
+    """The domains a gateway answers with, the default first: several, one (a domain's dialogue engine or
+    NLU-only factory), or none (the echo brain)."""
     if isinstance(factory, Domains):
         return list(factory.factories)
     path = getattr(getattr(factory, "domain", None), "path", None)
     return [path.resolve().name] if path is not None else []
+
+
+def served_domain(factory: BrainFactory, name: str | None) -> str | None:
+    """The name of the domain that answers a call that asked for `name` (`brains_for`'s choice: that one
+    if served, else the default), None on a gateway without domains."""
+    names = domain_names(factory)
+    return (name if name in names else names[0]) if names else None
 
 
 def brains_for(factory: BrainFactory, name: str | None) -> BrainFactory:

@@ -20,7 +20,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
-from telephony.domains import brains_for
+from telephony.domains import brains_for, served_domain
 from telephony.limits import LimitExceeded, MessageLimit
 from telephony.logs import CALL_ID
 from telephony.recording import AudioTap, CallRecorder, RecordingSink, TappedSink
@@ -262,7 +262,10 @@ class Call:
         self.taps: list[AudioTap] = []  # who hears the call's audio as it passes (the console's listen-in)
         partials = getattr(transport, "shows_partials", False)  # only the browser page shows them
         tapped = TappedSink(sink, self.taps)
-        brain = brains_for(hub.brain_factory, meta.get("domain"))()  # the domain the call asked for
+        domain = served_domain(hub.brain_factory, meta.get("domain"))  # the one it asked for, or the default
+        if domain is not None:
+            meta["domain"] = domain  # recorded: the console learns from the call into this domain's data
+        brain = brains_for(hub.brain_factory, domain)()
         self.pipe = CallPipeline(hub.services, brain, tapped, channel_rate, True, partials)
         self._stop = asyncio.Event()
         self._stop_reason = "server shutting down"

@@ -120,7 +120,18 @@ async def test_history_filters_and_the_dashboard(bed: ConsoleBed) -> None:
     facets = json.loads((await request(host, "/console/api/facets", headers=BEARER))[2])
     assert {"track_order", "contact_human_agent", "goodbye"} <= set(facets["intents"])
 
+    # The hand-off: its reason in the history, its summary and what the person received on the call's page.
+    listed = json.loads((await request(host, "/console/api/calls", headers=BEARER))[2])
+    assert [c["handoff_reason"] for c in listed] == [None, "asked_for_person", None]
+    sent = json.loads((await request(host, f"/console/api/calls/{handed}", headers=BEARER))[2])
+    assert sent["handoff"]["reason"] == "asked_for_person" and sent["handoff"]["target"] == "agent"
+    assert sent["handoff_wire"]["handoffReason"] == "asked_for_person"
+    assert sent["handoff_wire"]["summary"] == " / ".join(sent["handoff"]["summary"])
+    assert sent["handoff"]["summary"][1].startswith("Transferred because the caller asked for a person")
+    assert CALLER_NUMBER not in json.dumps(sent) and sent["domain"] == "shop"
+
     detail = json.loads((await request(host, f"/console/api/calls/{tracked}", headers=BEARER))[2])
+    assert detail["handoff"] is None and detail["handoff_wire"] is None
     asked = next(t for t in detail["turns"] if t["action"] == "order_status")
     assert asked["slots"] == {"order_id": "457219"} and asked["action_result"] == "ok"
     assert asked["extra"]["at_ms"]["speech_end"] == 0.0 and asked["extra"]["at_ms"]["first_audio_sent"] > 0
@@ -249,4 +260,65 @@ async def test_an_operator_corrects_a_turn_into_the_reviewed_file_and_retrains(t
         assert state["returncode"] == 0 and f"training on {tmp_path / 'reviewed.jsonl'}" in state["output"]
         config = bed.gw.app.state.gateway.config.model_copy(deep=True)
         config.console.reviews_file = None
-        assert reviews_path(config, bed.gw.hub) == SHOP / "reviewed.jsonl"  # beside the domain by default
+        shop = bed.gw.hub.brain_factory
+        assert reviews_path(config, shop) == SHOP / "reviewed.jsonl"  # beside the domain by default
+
+
+async def test_each_domain_learns_from_its_own_calls(tmp_path: Path) -> None:
+    """With two domains, a call's reviews go to the reviewed file of the domain that answered it, checked
+    against that domain's model, and "retrain" runs for the domain asked for."""
+    from tests.tiny import tiny_domain
+    from voicebot.nlu.brain import UnderstandingFactory
+    from voicebot.testing.console import DomainCaller
+    from voicebot.testing.fakes import ScriptedNLU
+
+    script: dict[str, tuple[str, dict[str, str]]] = {
+        "where is my order": ("greet", {}),
+        "no thanks goodbye": ("goodbye", {}),
+    }
+    tiny = UnderstandingFactory(tiny_domain(tmp_path / "tiny"), ScriptedNLU(script, ["track_order"]))
+    command = [sys.executable, "-c", "import os; print('training on', os.environ['VOICEBOT_REVIEWED'])"]
+    async with console_gateway(tmp_path, {"retrain_command": command}, {"tiny": tiny}) as bed:
+        host = bed.gw.http
+        lines = ["where is my order", "no thanks goodbye"]
+        shop_call, tiny_call = await asyncio.gather(  # a Twilio call gets the default domain
+            bed.place_call(lines), bed.place_call(lines, caller=DomainCaller("tiny"))
+        )
+
+        async def api(path: str, method: str = "GET") -> tuple[int, Any]:
+            status, _, text = await request(host, path, method, BEARER)
+            return status, json.loads(text)
+
+        calls = {c: (await api(f"/console/api/calls/{c}"))[1] for c in (shop_call, tiny_call)}
+        assert [calls[c]["domain"] for c in (shop_call, tiny_call)] == ["shop", "tiny"]
+
+        async def review(call_id: str, intent: str) -> tuple[int, Any]:
+            turn = next(t for t in calls[call_id]["turns"] if t["transcript"] == "where is my order")
+            path = f"/console/api/calls/{call_id}/turns/{turn['index']}/review"
+            body = {"verdict": "corrected", "intent": intent, "example": "where is my order"}
+            status, _, text = await request(host, path, "POST", BEARER, json.dumps(body))
+            return status, json.loads(text)
+
+        assert (await review(tiny_call, "contact_human_agent"))[0] == 400  # the shop's, not the tiny model's
+        assert (await review(tiny_call, "track_order"))[0] == 200
+        assert (await review(shop_call, "track_order"))[0] == 200
+        shop_file, tiny_file = tmp_path / "reviewed-shop.jsonl", tmp_path / "reviewed-tiny.jsonl"
+        assert [json.loads(t)["call"] for t in tiny_file.read_text().splitlines()] == [tiny_call]
+        assert [json.loads(t)["call"] for t in shop_file.read_text().splitlines()] == [shop_call]
+
+        status, listed = await api("/console/api/reviews?domain=tiny")
+        assert status == 200 and (listed["domain"], listed["domains"]) == ("tiny", ["shop", "tiny"])
+        assert listed["file"] == str(tiny_file) and listed["known_answers"] == ["hours"]
+        assert listed["examples"] == {"track_order": ["where is my order"]}
+        assert listed["known_intents"] == ["goodbye", "greet", "oos", "track_order"]
+        assert (await api("/console/api/reviews"))[1]["file"] == str(shop_file)  # the default domain's
+        assert (await api("/console/api/reviews?domain=bank"))[0] == 400
+        assert (await api("/console/api/retrain?domain=tiny", "POST"))[0] == 200
+
+        async def finished() -> Any:
+            while (state := (await api("/console/api/retrain?domain=tiny"))[1])["running"]:
+                await asyncio.sleep(0.1)
+            return state
+
+        assert f"training on {tiny_file}" in (await asyncio.wait_for(finished(), 20))["output"]
+        assert (await api("/console/api/retrain"))[1]["started"] is None  # the shop's never ran

@@ -1,8 +1,8 @@
 """The operator console in a real headless Chromium, against real calls: an operator logs in with the form,
 watches a Twilio-protocol call appear and its transcript grow, listens in, transfers another call to a
 person with the button, filters the history, opens the finished call and plays its recording, corrects a
-turn into the reviewed training file, and reads the dashboard; requests without the session or the CSRF
-token are refused from inside the page too.
+turn into the reviewed training file, reads the dashboard and the transferred call's hand-off; requests
+without the session or the CSRF token are refused from inside the page too.
 
 The calls run on the shop's real dialogue engine with fake models (`voicebot.testing.console`), so the
 test needs no model. With VOICEBOT_SCREENSHOTS=DIR it writes the README's screenshots there
@@ -28,9 +28,12 @@ STATE = """(() => {
     slots: c.querySelector(".slots").textContent, flow: c.querySelector(".flow").textContent,
     caller: c.querySelector(".caller").textContent}));
   const rows = [...document.querySelectorAll("#history-rows tr")].map(r => r.dataset.id);
+  const outcomes = [...document.querySelectorAll("#history-rows td.outcome")].map(t => t.textContent);
+  const handoff = document.getElementById("call-handoff");
   const audio = document.getElementById("call-audio");
   return {
-    path: location.pathname, ready: !!s.ready, view: s.view, partials: s.partials || 0, cards, rows,
+    path: location.pathname, ready: !!s.ready, view: s.view, partials: s.partials || 0, cards, rows, outcomes,
+    handoff: handoff && !handoff.hidden ? handoff.textContent : null,
     historyLoaded: (document.getElementById("history-rows") || {dataset: {}}).dataset.loaded || null,
     callLoaded: (document.getElementById("call-turns") || {dataset: {}}).dataset.loaded || null,
     turns: document.querySelectorAll("#call-turns .turn").length,
@@ -133,6 +136,7 @@ async def _session(bed: ConsoleBed, binary: str, tmp_path: Path) -> None:
         await page.evaluate('location.hash = "#/calls"')
         state = await until_page(page, lambda s: s["historyLoaded"] and len(s["rows"]) == 2, "both calls")
         assert state["rows"] == [handed, tracked]
+        assert state["outcomes"] == ["transferred: operator", "contained"]  # the hand-off's reason
         await shoot(page, "console-history.png")
         loaded = state["historyLoaded"]
         await page.evaluate("""(() => { const f = document.getElementById("filters");
@@ -147,6 +151,7 @@ async def _session(bed: ConsoleBed, binary: str, tmp_path: Path) -> None:
         assert state["rows"] == [tracked]
         await page.evaluate(f'document.querySelector(`#history-rows tr[data-id="{tracked}"]`).click()')
         state = await until_page(page, lambda s: s["callLoaded"] == tracked, "the call's page")
+        assert state["handoff"] is None  # no hand-off on a call the bot finished
         assert state["turns"] == 4 and "where is my order" in state["chat"] and "jacket" in state["chat"]
         assert {"endpoint", "asr", "nlu", "action", "tts", "send"} <= set(state["segments"])
         assert "order_status → ok" in state["chat"] and '{"order_id":"457219"}' in state["chat"]
@@ -181,3 +186,12 @@ async def _session(bed: ConsoleBed, binary: str, tmp_path: Path) -> None:
         assert state["kpis"]["kpi-calls"] == "2" and state["kpis"]["kpi-containment"] == "50.0 %"
         assert state["bars"] >= 1
         await shoot(page, "console-dashboard.png")
+
+        # The transferred call's page: the hand-off, as the person taking the call received it.
+        await page.evaluate(f'location.hash = "#/call/{handed}"')
+        state = await until_page(page, lambda s: s["callLoaded"] == handed, "the transferred call's page")
+        assert "an operator took the call over (operator)" in state["handoff"]
+        assert "Transferred because an operator took the call over" in state["handoff"]
+        assert "handoffReason" in state["handoff"] and "7911" not in state["handoff"]
+        await page.evaluate("""document.querySelector("#call-handoff details").open = true""")
+        await shoot(page, "console-handoff.png", 1280, 700)

@@ -78,11 +78,15 @@ async def test_a_supervisor_sees_a_live_call_and_transfers_it(bed: ConsoleBed) -
         await asyncio.gather(feed, return_exceptions=True)
         await caller.close()
     assert any(e["type"] == "line" and e["who"] == "bot" and "colleague" in e["text"] for e in events)
+    handed = {"type": "transfer", "id": call_id, "reason": "operator",
+              "reason_text": "an operator took the call over", "target": "agent"}  # fmt: skip
+    assert events.index(handed) < [e["type"] for e in events].index("ended")  # while the notice plays
     await bed.store.flush()
     detail = json.loads((await request(host, f"/console/api/calls/{call_id}", headers=BEARER))[2])
     assert detail["transfers"][0]["target"] == "agent"
     assert detail["transfers"][0]["reason"] == "operator token transferred the call"
     assert detail["call"]["end_reason"].startswith("transfer to agent")
+    assert detail["handoff"]["reason"] == "operator" and detail["handoff_wire"]["handoffReason"] == "operator"
     assert not bed.gw.app.state.gateway.hub.observers[-1].watchers  # the feed forgot the closed stream
 
 

@@ -16,25 +16,8 @@ from models.first_start import best_model, current_models, full_training_running
 from models.train_domain import gather, model_dir
 from telephony.console.retrain import LiveModel, Retrain
 from telephony.console.review import Reviews, check_review
+from tests.tiny import HOURS, INTENTS, tiny_domain
 from voicebot.domain.reviewed import reviewed_path
-
-INTENTS = {
-    "greet": ["hello", "hi there", "good morning", "hey", "hello there", "morning"],
-    "track_order": ["where is my order", "track order [four five](order_id)", "my parcel has not come",
-                    "status of order [one two](order_id)", "where is my parcel", "track my package"],
-}  # fmt: skip
-HOURS = ["when are you open", "what are your hours", "are you open on sunday", "opening times"]
-FAQ = {"answers": [{"id": "hours", "answer": "We are open nine to five.", "questions": HOURS}]}
-
-
-def tiny_domain(folder: Path, encoder: Path | None = None) -> Path:
-    """A two-intent domain (with one FAQ answer); `encoder`: train it on a tiny random BERT (seconds)."""
-    folder.mkdir(parents=True)
-    training: dict[str, Any] = {"sentiment": False, "epochs": 1}
-    training |= {"encoder": str(encoder)} if encoder is not None else {}
-    (folder / "nlu.yaml").write_text(json.dumps({"training": training, "intents": INTENTS}))
-    (folder / "faq.yaml").write_text(json.dumps(FAQ))
-    return folder
 
 
 def review(

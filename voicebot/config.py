@@ -411,7 +411,8 @@ class ConsoleConfig(_Section):
     )
     reviews_file: Path | None = Field(
         None,
-        description="where operators' reviews of turns go (JSON lines); None: reviewed.jsonl in the domain "
+        description="where operators' reviews of turns go (JSON lines; with several domains, each "
+        "domain's name is added to the file's: reviewed-NAME.jsonl); None: reviewed.jsonl in each domain's "
         "folder (the file `voicebot train` learns from), or in cache_dir without a domain",
     )
     retrain_command: list[str] | None = Field(

@@ -106,13 +106,21 @@ class HandoffSummary:
 
     def wire(self) -> dict[str, str]:
         """Flat, short strings (camelCase keys) for a protocol's variables or headers; empties left out."""
-        slots = "; ".join(f"{k}={v}" for k, v in self.slots.items())
-        values = {
-            "handoffReason": self.reason, "handoffDetail": self.detail, "intent": self.intent or "",
-            "flow": self.flow or "", "slots": slots, "sentimentTrend": self.trend,
-            "summary": " / ".join(self.lines), "consoleUrl": self.console_url, "callId": self.call_id,
-        }  # fmt: skip
-        return {k: v[:WIRE_LIMIT] for k, v in values.items() if v}
+        return wire_values(self.as_json())
+
+
+def wire_values(summary: Mapping[str, Any]) -> dict[str, str]:
+    """The flat form (`HandoffSummary.wire`) of a summary in its JSON form: also what the console shows
+    a stored hand-off's person received on the line."""
+    slots = "; ".join(f"{k}={v}" for k, v in (summary.get("slots") or {}).items())
+    values = {
+        "handoffReason": summary.get("reason"), "handoffDetail": summary.get("detail"),
+        "intent": summary.get("intent"), "flow": summary.get("flow"), "slots": slots,
+        "sentimentTrend": (summary.get("sentiment") or {}).get("trend"),
+        "summary": " / ".join(summary.get("summary") or []), "consoleUrl": summary.get("console_url"),
+        "callId": summary.get("call_id"),
+    }  # fmt: skip
+    return {k: str(v)[:WIRE_LIMIT] for k, v in values.items() if v}
 
 
 def _words(name: str) -> str:

@@ -33,11 +33,12 @@ from telephony.console.stats import dashboard
 from telephony.session import CallHub, CallObserver
 from telephony.twiml import BodyTooLarge, read_body
 from voicebot.config import VoicebotConfig
+from voicebot.handoff import wire_values
 from voicebot.records.search import calls_with_turns, facets, search_calls
 from voicebot.records.views import CallDetail, get_call
 
 STATIC = files("telephony").joinpath("static/console")
-ASSETS = {"console.js": "text/javascript", "console.css": "text/css"}
+ASSETS = {"console.js": "text/javascript", "learn.js": "text/javascript", "console.css": "text/css"}
 LOGIN_BYTES = 4096
 # The dashboard's figures are per hour: five open dashboards need not read and count a day of calls five
 # times over; one reading serves every console for this long (it is CPU the calls' event loop shares).
@@ -64,6 +65,7 @@ def console_router(
         return response
 
     stats_cache: dict[int, tuple[float, dict[str, Any]]] = {}
+    domain_of = learning_routes(router, auth, records, config, hub)
 
     @router.websocket("/api/live/{call_id}/listen")
     async def listen_in(ws: WebSocket, call_id: str) -> None:
@@ -160,6 +162,8 @@ def console_router(
             for turn, start in zip(data["turns"], turn_start_s(detail), strict=True):
                 turn["start_s"] = start
             data["recording_url"] = f"/console/api/calls/{call_id}/recording" if _recording(detail) else None
+            data["domain"] = domain_of(detail)  # whose reviews and retrain its turns go to
+            data["handoff_wire"] = wire_values(detail.handoff) if detail.handoff else None
             return JSONResponse(data)
 
         return await auth.guarded(request, answer)
@@ -222,5 +226,4 @@ def console_router(
 
         return await auth.change(request, answer)
 
-    learning_routes(router, auth, records, config, hub)
     return router, records.close

@@ -17,7 +17,8 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from voicebot.frames import BotReply, FinalTranscript, Frame, PartialTranscript, TurnDone
+from voicebot.frames import BotReply, CallEnded, FinalTranscript, Frame, PartialTranscript, TurnDone
+from voicebot.handoff import REASON_TEXT, reason_of
 from voicebot.pii import mask_mapping, mask_text
 from voicebot.records.capture import caller_of
 
@@ -44,6 +45,7 @@ class LiveCall:
     slots: dict[str, Any] = field(default_factory=dict)
     lines: list[dict[str, str]] = field(default_factory=list)  # {"who": "caller"|"bot", "text": …}
     partial: str = ""
+    transfer: dict[str, Any] | None = None  # {reason, reason_text, target}: handed to a person, ending
 
     def as_json(self) -> dict[str, Any]:
         return dict(vars(self))
@@ -128,6 +130,19 @@ class LiveFeed:
                 "slots": live.slots,
             }
             self._publish({"type": "state", "id": call_id} | state)
+        elif isinstance(frame, CallEnded):
+            self._transfer(live, frame)
+
+    def _transfer(self, live: LiveCall, ended: CallEnded) -> None:
+        """A call handed to a person: why, before its notice has played and the line goes (the bot's
+        reason code, as the hand-off summary names it; telephony.handoff)."""
+        action = next((a for a in ended.actions if a.kind == "transfer"), None)
+        if action is None:
+            return
+        reason = reason_of(action)
+        live.transfer = {"reason": reason, "reason_text": REASON_TEXT[reason],
+                         "target": mask_text(action.target or "")}  # fmt: skip
+        self._publish({"type": "transfer", "id": live.id} | live.transfer)
 
     def _line(self, live: LiveCall, who: str, text: str) -> None:
         line = {"who": who, "text": mask_text(text)}

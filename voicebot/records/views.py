@@ -31,6 +31,7 @@ class CallSummary:
     transfer_reason: str | None
     recording: str | None
     instance: str | None  # the gateway process that took the call
+    handoff_reason: str | None = None  # a transfer's hand-off reason code (voicebot.handoff.REASONS)
 
     @property
     def duration_s(self) -> float | None:
@@ -101,7 +102,10 @@ def _copy(cls: type[V], row: object, **override: Any) -> V:
 
 
 def _summary(row: CallRow) -> CallSummary:
-    return _copy(CallSummary, row, started_at=utc(row.started_at), ended_at=utc(row.ended_at))
+    reason = (row.handoff or {}).get("reason")
+    return _copy(
+        CallSummary, row, started_at=utc(row.started_at), ended_at=utc(row.ended_at), handoff_reason=reason
+    )
 
 
 def _turn(row: TurnRow) -> TurnView:

@@ -4,7 +4,8 @@ slots, back-end actions and transfers run in seconds and without a model.
 
 `console_gateway` starts it (token, call records in SQLite, recordings kept); `ShopCaller` is a Twilio
 caller that sends the token and a caller number, and says the lines of `LINES` as the fake recogniser's
-tones; `place_call` plays a whole scripted call through it. `request` is a plain HTTP/1.1 request (status,
+tones; `place_call` plays a whole scripted call through it. `DomainCaller` calls the caller page's way
+(`/ws`), which can ask for one of the gateway's domains. `request` is a plain HTTP/1.1 request (status,
 headers, body), `sse` reads the live feed, `token_session` and `login` log in (a Cookie header back).
 """
 
@@ -25,7 +26,7 @@ from voicebot.config import ConsoleConfig, VoicebotConfig
 from voicebot.frames import PCM, TurnDone
 from voicebot.records import CallStore
 from voicebot.testing.fakes import ScriptedNLU, ToneTTS, ToneVoice, fake_services
-from voicebot.testing.faults.callers import TwilioCaller, until
+from voicebot.testing.faults.callers import BrowserCaller, Caller, TwilioCaller, until
 from voicebot.testing.faults.env import call_of, fault_config, gone
 from voicebot.testing.gateway import Gateway, Recorder, running_gateway
 from voicebot.testing.shop import SHOP
@@ -67,6 +68,14 @@ class ShopCaller(TwilioCaller):
         await self.stream.start({"token": TOKEN, "from": CALLER_NUMBER})
 
 
+class DomainCaller(BrowserCaller):
+    """The browser protocol's caller (`/ws`) with the gateway token, asking for `domain`."""
+
+    def __init__(self, domain: str) -> None:
+        super().__init__()
+        self.path = f"{BrowserCaller.path}&token={TOKEN}&domain={domain}"
+
+
 @dataclass
 class ConsoleBed:
     gw: Gateway
@@ -74,16 +83,19 @@ class ConsoleBed:
     recordings: Path
     recorder: Recorder
 
-    async def call(self) -> tuple[ShopCaller, str]:
-        """A caller on the line (hearing the greeting); returns it and the call's id."""
-        caller = ShopCaller()
+    async def call(self, caller: Caller | None = None) -> tuple[Caller, str]:
+        """A caller (a `ShopCaller` by default) on the line, hearing the greeting; returns it and the call's
+        id."""
+        caller = caller or ShopCaller()
         await caller.connect(self.gw)
         return caller, await call_of(caller, self.gw)
 
-    async def place_call(self, lines: Sequence[str], turns_between_s: float = 15.0) -> str:
+    async def place_call(
+        self, lines: Sequence[str], turns_between_s: float = 15.0, caller: Caller | None = None
+    ) -> str:
         """A whole call: each line once the bot has answered the one before, then the caller's goodbye
         or hang-up; returns its id once its records are written."""
-        caller, call_id = await self.call()
+        caller, call_id = await self.call(caller)
         try:
             for n, text in enumerate(lines):
                 await until(lambda n=n: self.turns(call_id) > n, turns_between_s)  # type: ignore[misc]

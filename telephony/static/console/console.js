@@ -39,8 +39,11 @@ const fmt = {
   json: v => v && Object.keys(v).length ? JSON.stringify(v) : "–",
 };
 
+const words = code => String(code).replaceAll("_", " ");
+
 function outcome(call) {
   if (call.status === "active") return "active";
+  if (call.handoff_reason) return `transferred: ${words(call.handoff_reason)}`;  // the hand-off's reason code
   if (call.transfer_target || call.transfer_reason) return "transferred";
   return /^(internal error|limit exceeded|line dead|call failed|gateway instance lost)/.test(call.end_reason || "") ? "error" : "contained";
 }
@@ -87,7 +90,7 @@ function liveCard(call) {
   listen.onclick = () => listenTo(call, listen);
   const card = el("div", { class: "call", "data-id": call.id },
     el("div", { class: "head" }, el("b", { class: "protocol" }, call.protocol), el("span", { class: "caller" }, call.caller || "unknown caller"),
-      el("span", { class: "duration meta" }, "0s")),
+      el("span", { class: "duration meta" }, "0s"), el("b", { class: "handoff", hidden: true })),
     el("dl", { class: "facts" },
       el("dt", {}, "flow"), el("dd", { class: "flow" }), el("dt", {}, "intent"), el("dd", { class: "intent" }),
       el("dt", {}, "sentiment"), el("dd", { class: "sentiment" }), el("dt", {}, "slots"), el("dd", { class: "slots" })),
@@ -102,6 +105,9 @@ function renderLive(call) {
   card.querySelector(".intent").textContent = call.intent || "–";
   card.querySelector(".sentiment").textContent = call.sentiment || "–";
   card.querySelector(".slots").textContent = fmt.json(call.slots);
+  const handoff = card.querySelector(".handoff");
+  handoff.hidden = !call.transfer;
+  if (call.transfer) handoff.textContent = `transferred: ${words(call.transfer.reason)} → ${call.transfer.target || "a person"}`;
   const box = card.querySelector(".transcript");
   box.replaceChildren(...call.lines.map(l => el("p", { class: `line ${l.who}` }, l.text)));
   if (call.partial) box.append(el("p", { class: "line caller partial" }, call.partial));
@@ -126,6 +132,7 @@ function onFeed(event) {
     if (!call) return;
     if (event.type === "partial") { call.partial = event.text; state.partials += 1; }
     else if (event.type === "line") { call.lines.push({ who: event.who, text: event.text }); if (event.who === "caller") call.partial = ""; }
+    else if (event.type === "transfer") call.transfer = { reason: event.reason, reason_text: event.reason_text, target: event.target };
     else if (event.type === "state") Object.assign(call, { flow: event.flow, intent: event.intent, sentiment: event.sentiment, slots: event.slots });
   }
   for (const call of live.values()) if (event.type === "snapshot" || call.id === event.id || call.id === event.call?.id) renderLive(call);
@@ -232,65 +239,20 @@ function turnCard(turn, start) {
   return card;
 }
 
-function reviewForm(callId, turn) {
-  const intent = el("input", { name: "intent", value: turn.intent || "", required: true, size: 18 });
-  intent.setAttribute("list", "known-intents");
-  const example = el("input", { name: "example", value: turn.transcript, required: true, size: 44 });
-  const status = el("span", { class: "review-status meta" });
-  const confirm = el("button", { type: "button", class: "confirm", textContent: "Confirm" });
-  const faq = el("input", { name: "faq", size: 18, placeholder: "answer id" }), answer = el("input", { name: "answer", size: 30, placeholder: "a new answer's words" });
-  faq.setAttribute("list", "known-answers");
-  const asFaq = el("button", { type: "button", class: "faq", textContent: "Add as FAQ question" });
-  const form = el("form", { class: "review", "data-index": turn.index },
-    el("label", {}, "intent ", intent), el("label", {}, "words, slots as [words](slot) ", example),
-    confirm, el("button", { type: "submit", class: "correct", textContent: "Save correction" }),
-    el("label", {}, "or FAQ answer ", faq), answer, asFaq, status);
-  const send = async verdict => {
-    const body = verdict === "faq" ? { verdict, faq: faq.value, answer: answer.value, example: example.value }
-      : { verdict, intent: verdict === "confirmed" ? (turn.intent || intent.value) : intent.value, example: example.value };
-    try {
-      const saved = await api(`/console/api/calls/${encodeURIComponent(callId)}/turns/${turn.index}/review`, {
-        method: "POST", headers: { "X-CSRF-Token": state.me.csrf, "Content-Type": "application/json" }, body: JSON.stringify(body) });
-      status.textContent = `${saved.verdict} as ${saved.intent || saved.faq} by ${saved.by}`; form.dataset.saved = saved.verdict;
-      showLearning();  // the count of reviews (and the retrain's state) as they are now
-    } catch (e) { status.textContent = "not saved: " + e.message; }
-  };
-  form.addEventListener("click", e => e.stopPropagation());  // a click in the form is no "play from here"
-  asFaq.onclick = () => send("faq");
-  confirm.onclick = () => send("confirmed");
-  form.onsubmit = e => { e.preventDefault(); send("corrected"); };
-  return form;
-}
-
-async function showLearning() {
-  const r = await api("/console/api/reviews"), box = $("learn");
-  $("known-intents").replaceChildren(...r.known_intents.map(i => el("option", { value: i })));
-  $("known-answers").replaceChildren(...r.known_answers.map(i => el("option", { value: i })));
-  const retrain = el("button", { type: "button", id: "retrain", textContent: "Retrain" });
-  retrain.hidden = state.me.role !== "supervisor" || !r.retrain.configured;
-  const status = el("span", { class: "meta", id: "retrain-status" }), scores = el("p", { class: "meta", id: "retrain-scores" });
-  const show = run => {
-    status.textContent = run.running ? "retraining…" : run.returncode === null ? "" : `last run exited ${run.returncode}`;
-    scores.replaceChildren(...retrainScores(run));
-    if (run.running) setTimeout(async () => { if ($("retrain-status") === status) show(await api("/console/api/retrain")); }, 2000);
-  };
-  retrain.onclick = async () => {
-    try { show(await post("/console/api/retrain")); } catch (e) { status.textContent = e.message; }
-  };
-  box.replaceChildren(el("span", { class: "meta" }, `${r.reviews.length} review(s) in ${r.file}`), retrain, status, scores);
-  show(r.retrain);
-}
-
-// The last retrain's held-out scores, before and after, and whether the new model serves (data-swapped).
-function retrainScores(run) {
-  const name = m => m.model.split("/").pop(), d = run.decision, out = [];
-  if (run.serving) out.push(el("span", {}, `serving ${name(run.serving)}, held-out ${fmt.pct(run.serving.score)}. `));
-  if (d && d.error) out.push(el("b", { "data-swapped": "false" }, `not swapped: ${d.error}`));
-  else if (d) out.push(el("b", { "data-swapped": String(d.swapped) },
-    `Retrained: held-out ${fmt.pct(d.before.score)} before (${name(d.before)}), ${fmt.pct(d.after.score)} after (${name(d.after)}): ` +
-    (d.swapped ? "swapped in live." : d.before.model === d.after.model ? "already serving." : "kept the serving model (the new one scores lower).")));
-  if (!run.running && run.output) out.push(el("details", {}, el("summary", {}, "training output"), el("pre", {}, run.output)));
-  return out;
+// A transferred call's warm hand-off: why, the summary the person was given, and the values on the line.
+function showHandoff(h, wire) {
+  const box = $("call-handoff");
+  box.hidden = !h;
+  if (!h) { box.replaceChildren(); return; }
+  const facts = [["reason", `${h.reason_text} (${h.reason})`], ["detail", h.detail], ["to", h.target],
+    ["task", h.intent ? `${words(h.intent)}${h.flow ? `, flow ${h.flow}` : ""}` : null], ["slots", fmt.json(h.slots)],
+    ["mood", h.sentiment ? `${h.sentiment.trend} (${h.sentiment.turns.join(", ") || "–"})` : null], ["at", h.at && fmt.when(h.at)]]
+    .filter(([, v]) => v);
+  box.replaceChildren(el("h3", {}, "Handed to a person"),
+    el("ul", { class: "handoff-summary" }, ...(h.summary || []).map(l => el("li", {}, l))),
+    el("dl", {}, ...facts.flatMap(([k, v]) => [el("dt", {}, k), el("dd", { "data-fact": k }, v)])),
+    el("details", {}, el("summary", {}, "what the person received on the line (SIP headers, variables, webhook)"),
+      el("dl", { class: "wire" }, ...Object.entries(wire || {}).flatMap(([k, v]) => [el("dt", {}, k), el("dd", {}, v)]))));
 }
 
 async function showCall(id) {
@@ -298,10 +260,11 @@ async function showCall(id) {
   $("call-id").textContent = c.id;
   $("call-summary").textContent = `${c.protocol}, ${fmt.when(c.started_at)}, ${fmt.secs(c.duration_s)}, caller ${c.caller || "unknown"}, ${outcome(c)}: ${c.end_reason || "still active"}` +
     (data.transfers.length ? ` — transferred to ${data.transfers.map(t => `${t.target} (${t.reason})`).join(", ")}` : "");
+  showHandoff(data.handoff, data.handoff_wire);
   const player = $("call-player"), turns = data.turns.map(t => turnCard(t, t.start_s));
   if (state.me.role === "supervisor") {
-    data.turns.forEach((t, i) => { if (t.transcript) turns[i].querySelector(".chat").append(reviewForm(c.id, t)); });
-    await showLearning();
+    data.turns.forEach((t, i) => { if (t.transcript) turns[i].querySelector(".chat").append(reviewForm(c.id, t, data.domain)); });
+    await showLearning(data.domain);
   }
   player.replaceChildren();
   if (data.recording_url) {
@@ -403,4 +366,4 @@ async function main() {
   state.ready = true;
 }
 
-main();
+document.addEventListener("DOMContentLoaded", main);  // after learn.js too
