@@ -45,11 +45,19 @@ class DecodeHints:
     hypothesis `fits` (e.g. none reads as a digit string of the expected length) and `vocabulary` is given,
     one more decode of the same encoder output may write only those words, digits and punctuation: a
     grammar-constrained reading, offered as the last alternative, never as the transcript itself.
+
+    `quick`: one greedy pass at the first temperature, nothing else (the speculative decode at a pause, where
+    every millisecond delays the turn decision); `settles` says whether its reading can stand as the
+    transcript or the full decode under the context's hints must follow.
     """
 
     hypotheses: int = 1
     vocabulary: tuple[str, ...] = ()
     fits: Callable[[str], bool] | None = None
+    quick: bool = False
+
+
+QUICK = DecodeHints(quick=True)
 
 
 @dataclass
@@ -70,6 +78,7 @@ class Transcription:
     alternatives: list[str] = field(default_factory=list)
     constrained: bool = False
     guard: str | None = None  # the guard's verdict when `rejected` is "noise"
+    provisional: bool = False  # a quick decode that would have fallen back to a higher temperature
 
     def as_dict(self) -> dict[str, object]:
         return {
@@ -97,6 +106,21 @@ class ASRBackend(Protocol):
         """Transcribe one utterance (at most 30 s) of 16 kHz mono float32 audio. A backend that cannot
         give alternatives ignores `hints`."""
         ...
+
+
+def settles(quick: Transcription, hints: DecodeHints) -> bool:
+    """Whether a quick (greedy) reading is the transcript under `hints`, or the full decode must follow.
+
+    It stands when the full decode would be the same greedy pass (one hypothesis, no vocabulary) and it
+    was sure enough not to fall back, or when it already reads as the slot's answer (`hints.fits`: the six
+    digits asked for), so no beam or constrained reading could help. A slot without a fit test (a name, a
+    date) wants its n-best for the dialogue: always the full decode.
+    """
+    if quick.provisional:
+        return False
+    if hints.hypotheses <= 1 and not hints.vocabulary:
+        return True
+    return hints.fits is not None and bool(quick.text) and hints.fits(quick.text)
 
 
 def compression_ratio(text: str) -> float:

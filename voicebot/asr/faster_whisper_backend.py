@@ -5,6 +5,10 @@ latency. Whisper's encoder always sees a 30 s window, and on a 2-core CPU that a
 A caller's turn is a few seconds, so we encode a window just long enough for the utterance plus a margin of
 silence (`min_window_s` .. 30 s), which cuts the final decode to a fraction at equal accuracy on short
 utterances (see docs/benchmarks.md). The temperature fallback and guards follow the Whisper paper.
+
+The encoder's output for the last few utterances is kept (`ENCODED_KEPT`): the speculative decode at a pause
+is a quick greedy pass (`DecodeHints.quick`), and when a slot answer then needs its beam or constrained
+reading, that full decode of the same audio runs the decoder only.
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ import os
 import re
 import threading
 import time
+from collections import OrderedDict
 
 import ctranslate2
 import numpy as np
@@ -37,6 +42,7 @@ FRAMES_PER_SECOND = 100  # Whisper mel frames
 MAX_WINDOW_S = 30.0
 MAX_PROMPT_TOKENS = 200
 CONSTRAINED_TOKENS = 48  # a constrained reading is a short answer; a longer one is a loop ("0, 0, 0, …")
+ENCODED_KEPT = 8  # encoder outputs kept (~1 MB each for base): a quick decode's, until its full decode
 
 
 class FasterWhisperASR:
@@ -60,6 +66,8 @@ class FasterWhisperASR:
         self.max_length = int(self.model.max_length)
         self._prompt_cache: dict[str | None, list[int]] = {}
         self._vocabulary_cache: dict[tuple[str, ...], list[int]] = {}
+        self._encoded: OrderedDict[tuple[int, int], tuple[ctranslate2.StorageView, float]] = OrderedDict()
+        self.encoder_runs = 0  # how often the encoder ran (the rest were kept outputs)
         self._lock = threading.Lock()
 
     def window_seconds(self, n_samples: int) -> float:
@@ -101,9 +109,12 @@ class FasterWhisperASR:
         hints = hints or DecodeHints()
         if audio.size == 0:
             return judge(Transcription(text=""), self.config)
-        mel, window = self.features(audio.astype(np.float32, copy=False))
-        encoded = self.model.model.encode(ctranslate2.StorageView.from_array(mel[None]), to_cpu=False)
+        encoded, window = self.encode(audio.astype(np.float32, copy=False))
         tokens_in = self.prompt_tokens(prompt)
+        if hints.quick:
+            quick = self._decode(encoded, tokens_in, next(iter(self.config.temperatures), 0.0))
+            quick.provisional = needs_fallback(quick, self.config)
+            return self._timed(judge(quick, self.config), start, window)
         result: Transcription | None = None
         for temperature in self.config.temperatures:
             result = self._decode(encoded, tokens_in, temperature, hints.hypotheses)
@@ -124,9 +135,30 @@ class FasterWhisperASR:
             if judge(constrained, self.config).text:
                 result.alternatives.append(constrained.text)
                 result.constrained = True
+        return self._timed(result, start, window)
+
+    @staticmethod
+    def _timed(result: Transcription, start: float, window: float) -> Transcription:
         result.decode_ms = (time.perf_counter() - start) * 1000.0
         result.window_s = window
         return result
+
+    def encode(self, audio: Audio) -> tuple[ctranslate2.StorageView, float]:
+        """The encoder's output for `audio` (and its window), kept for a second decode of the same audio."""
+        key = (audio.size, hash(audio.tobytes()))
+        with self._lock:
+            kept = self._encoded.get(key)
+            if kept is not None:
+                self._encoded.move_to_end(key)
+                return kept
+        mel, window = self.features(audio)
+        encoded = self.model.model.encode(ctranslate2.StorageView.from_array(mel[None]), to_cpu=False)
+        with self._lock:
+            self.encoder_runs += 1
+            self._encoded[key] = (encoded, window)
+            while len(self._encoded) > ENCODED_KEPT:
+                self._encoded.popitem(last=False)
+        return encoded, window
 
     def _only(self, vocabulary: tuple[str, ...]) -> list[int]:
         """Token ids to suppress so that a decode writes only `vocabulary`'s words, digits and punctuation.

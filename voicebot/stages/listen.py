@@ -5,7 +5,10 @@ Streaming works in two ways. While the caller speaks, the growing utterance is r
 while the model pool has nothing else to do: on a busy box every core goes to finals and speech. And as soon
 as the caller pauses (a few VAD windows of silence), a *speculative final* decode starts; if the pause turns
 into the end of the utterance, that result is the final transcript, ready when — or before — the endpointer's
-silence timer runs out. If the caller speaks again, the speculation is thrown away.
+silence timer runs out. If the caller speaks again, the speculation is thrown away. The speculative decode is
+a quick greedy pass (`DecodeHints.quick`: its time is the decision's delay); a slot answer's beam and
+constrained reading follow on the same encoder output only when the greedy reading does not already fit the
+slot (`voicebot.asr.base.settles`), so the final transcript keeps the listening context's accuracy.
 
 The end of a turn is a decision (`turn.decide`, live calls): the speculative transcript, the listening
 context and the smart-turn audio model's probability, heard at the first pause, give the pause this turn
@@ -43,7 +46,7 @@ import numpy.typing as npt
 
 from voicebot.asr import ASRBackend, Transcription
 from voicebot.asr.bargein import BargeInJudge
-from voicebot.asr.base import judge, unclear
+from voicebot.asr.base import QUICK, DecodeHints, judge, settles, unclear
 from voicebot.asr.smart_turn import SmartTurn
 from voicebot.asr.turnend import Verdict, decide
 from voicebot.audio import to_float
@@ -93,13 +96,19 @@ class VADStage(Stage):
 @dataclass
 class _Decode:
     samples: int  # utterance samples the decode covered
-    task: asyncio.Future[Transcription]
+    task: asyncio.Future[Transcription]  # the quick greedy reading
+    final: asyncio.Future[Transcription]  # the transcript: that reading, or the slot's full decode after it
+    heard: asyncio.Future[Transcription]  # what the turn decision reads: `final` for digits, else `task`
     audio_p: asyncio.Future[float] | None = None  # the audio model's P(turn complete), when it runs
     verdict: Verdict | None = None  # once both are in (decide mode)
 
     def ready(self) -> bool:
-        futures: tuple[asyncio.Future[Any] | None, ...] = (self.task, self.audio_p)
+        futures: tuple[asyncio.Future[Any] | None, ...] = (self.heard, self.audio_p)
         return all(f is None or (f.done() and not f.cancelled() and not f.exception()) for f in futures)
+
+    def drop(self) -> None:
+        """The caller went on: no full decode is started for this pause (one already running finishes)."""
+        self.final.cancel()
 
 
 class ASRStage(Stage):
@@ -160,7 +169,7 @@ class ASRStage(Stage):
             else:
                 self._on_audio(frame)
             if await self.judge.audio(self._speech_ms, frame.t, frame.speech):  # a probe is due
-                self.judge.watch(self._decode(self._samples), probe=True)
+                self.judge.watch(self._decode(self._samples, quick=True), probe=True)
         elif isinstance(frame, BotSpeaking):
             self.judge.bot(frame)  # the listener's to know, nobody else's
         elif isinstance(frame, BargeIn):
@@ -182,7 +191,7 @@ class ASRStage(Stage):
         self._chunks, self._samples = [frame.audio], frame.audio.size
         self._last_speech, self._silence_ms = self._samples, 0.0
         self._speech_ms = min(frame.audio.size / 16.0, self.vad.min_speech_ms)
-        self._speculative = None
+        self._drop_speculative()
         self._start_t = frame.t
         self._last_partial_at = time.perf_counter()
         await self.push(await self.judge.start(frame))  # at once: drives barge-in (or starts judging it)
@@ -230,7 +239,7 @@ class ASRStage(Stage):
             return self._silence_ms >= (verdict.pause_ms if verdict is not None else fallback)
         if not ready or spec is None or self._speech_ms < self.config.min_speech_ms:
             return False
-        heard = spec.task.result()
+        heard = spec.heard.result()
         fits = self._number_fits()
         return (
             fits is not None
@@ -243,7 +252,7 @@ class ASRStage(Stage):
         spec = self._speculative
         assert spec is not None
         if spec.verdict is None:
-            heard = spec.task.result()
+            heard = spec.heard.result()
             audio_p = spec.audio_p.result() if spec.audio_p is not None else None
             if self._speech_ms < self.config.min_speech_ms:  # a click or a breath: the ASR rejects it anyway
                 spec.verdict = Verdict(self.vad.end_silence_ms, "too short")
@@ -266,14 +275,37 @@ class ASRStage(Stage):
         audio_p = None
         if self.smart_turn is not None and self._speech_ms >= self.config.min_speech_ms:
             audio_p = in_pool(self.executor, self.smart_turn.probability, audio)
-        return _Decode(self._samples, self._transcribe(audio), audio_p)
-
-    def _decode(self, samples: int) -> asyncio.Future[Transcription]:
-        return self._transcribe(to_float(np.concatenate(self._chunks)[:samples]))
-
-    def _transcribe(self, audio: npt.NDArray[np.float32]) -> asyncio.Future[Transcription]:
         prompt, hints = listening_plan(self.context, self.config.slot_hypotheses)
-        return in_pool(self.executor, self.asr.transcribe, audio, prompt, hints)
+        quick = in_pool(self.executor, self.asr.transcribe, audio, prompt, QUICK)
+        final = asyncio.ensure_future(self._complete(quick, audio, prompt, hints))
+        heard = final if hints.vocabulary else quick  # a number's verdict reads every reading of it
+        return _Decode(self._samples, quick, final, heard, audio_p)
+
+    async def _complete(
+        self,
+        quick: asyncio.Future[Transcription],
+        audio: npt.NDArray[np.float32],
+        prompt: str | None,
+        hints: DecodeHints,
+    ) -> Transcription:
+        """The transcript of a pause: the quick reading, or the full decode under `hints` where it needs one
+        (the backend kept the encoder's output: this runs the decoder only)."""
+        heard = await asyncio.shield(quick)  # dropping the speculation must not cancel what others watch
+        if settles(heard, hints):
+            return heard
+        return await in_pool(self.executor, self.asr.transcribe, audio, prompt, hints)
+
+    def _drop_speculative(self) -> None:
+        if self._speculative is not None:
+            self._speculative.drop()
+        self._speculative = None
+
+    def _decode(self, samples: int, quick: bool = False) -> asyncio.Future[Transcription]:
+        """A decode of the utterance's first `samples`: the full one under the listening context, or (a
+        partial transcript, a barge-in probe) `quick`."""
+        prompt, hints = listening_plan(self.context, self.config.slot_hypotheses)
+        audio = to_float(np.concatenate(self._chunks)[:samples])
+        return in_pool(self.executor, self.asr.transcribe, audio, prompt, QUICK if quick else hints)
 
     def _on_audio(self, frame: SpeechAudio) -> None:
         self._chunks.append(frame.pcm)
@@ -281,7 +313,7 @@ class ASRStage(Stage):
         if frame.speech:
             self._last_speech, self._silence_ms = self._samples, 0.0
             self._speech_ms += frame.pcm.size / 16.0
-            self._speculative = None
+            self._drop_speculative()
         else:
             self._silence_ms += frame.pcm.size / 16.0
         if self.live and self._turn_over():
@@ -306,7 +338,7 @@ class ASRStage(Stage):
         ):
             self._last_partial_at = time.perf_counter()
             self._partial = asyncio.create_task(
-                self._emit_partial(self._utterance, self._decode(self._samples))
+                self._emit_partial(self._utterance, self._decode(self._samples, quick=True))
             )
 
     async def _emit_partial(self, utterance: int, pending: asyncio.Future[Transcription]) -> None:
@@ -318,7 +350,9 @@ class ASRStage(Stage):
         spec = self._speculative
         reuse = spec is not None and spec.samples >= self._last_speech and not ended.forced
         kept = spec if reuse else None
-        pending = kept.task if kept is not None else None
+        pending = kept.final if kept is not None else None
+        if spec is not None and kept is None:
+            spec.drop()
         verdict, audio_p = (kept.verdict, kept.audio_p) if kept is not None else (None, None)
         if pending is None and ended.speech_ms >= self.config.min_speech_ms:
             self._chunks = [ended.audio]
