@@ -19,6 +19,7 @@ import json
 import logging
 import random
 import shutil
+from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -158,8 +159,25 @@ def build_faq(faq: FAQSpec, train: list[Example], seed: int) -> FAQ | None:
             raise DomainError(f"faq.yaml: answer {answer.id!r} has no questions and no intent with examples")
         pairs += [(q, answer.id) for q in questions]
     random.Random(seed).shuffle(pairs)
-    cut = max(1, int(len(pairs) * VALID_SHARE))
-    return FAQ(answers={a.id: a.answer for a in faq.answers}, questions=pairs[cut:], valid=pairs[:cut])
+    train, valid = held_out(pairs, max(1, int(len(pairs) * VALID_SHARE)))
+    return FAQ(answers={a.id: a.answer for a in faq.answers}, questions=train, valid=valid)
+
+
+def held_out(pairs: list[tuple[str, str]], most: int) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
+    """The (question, answer) pairs split for training and validation: up to `most` held out, taken in
+    order, but never an answer's last question. An answer whose every question were held out would leave
+    the matcher nothing to learn it from (and a one-question FAQ an empty training set, which the trainers'
+    batches cannot be drawn from); its questions are skipped and the next pairs held out instead."""
+    left = Counter(answer for _, answer in pairs)
+    keep: list[tuple[str, str]] = []
+    valid: list[tuple[str, str]] = []
+    for pair in pairs:
+        if len(valid) < most and left[pair[1]] > 1:
+            valid.append(pair)
+            left[pair[1]] -= 1
+        else:
+            keep.append(pair)
+    return keep, valid
 
 
 def fingerprint(domain: Path, spec: NLUSpec, data_dir: Path | None, reviews: bool = True) -> str:

@@ -9,9 +9,10 @@ import pytest
 import torch
 
 from models.data import Example
+from models.train_domain import held_out, train_domain
 from models.train_first import FirstModelConfig, FirstModelTrainer
 from models.train_joint import JointTrainConfig, JointTrainer
-from tests.tiny import tiny_encoder
+from tests.tiny import tiny_domain, tiny_encoder
 from voicebot.nlu.parser import NLU
 from voicebot.nlu.tokens import encode
 
@@ -111,3 +112,23 @@ def test_an_epoch_is_every_example_once_in_batches_of_similar_length(encoder: Pa
         return sum(max(len(e.tokens or []) for e in r) - min(len(e.tokens or []) for e in r) for r in runs)
 
     assert padding(order) * 3 < padding(JointTrainer._epoch_order(t))
+
+
+def test_an_faq_answer_never_loses_its_last_question_to_validation() -> None:
+    """The FAQ's held-out questions are never an answer's last: the matcher could not learn that answer,
+    and a one-question FAQ left the trainers no question to draw a batch from (FirstModelTrainer crashed)."""
+    pairs = [("when are you open", "hours"), *((f"question {n}", "refunds") for n in range(20))]
+    train, valid = held_out(pairs, 2)
+    assert valid == pairs[1:3] and train == pairs[:1] + pairs[3:]
+    assert held_out(pairs[:1], 1) == (pairs[:1], [])
+
+
+def test_a_domain_with_a_one_question_faq_trains_its_first_model(encoder: Path, tmp_path: Path) -> None:
+    """The whole first-model path (`voicebot train`'s) on a tiny domain whose FAQ is one question."""
+    answer = {"id": "hours", "answer": "We are open nine to five.", "questions": ["when are you open"]}
+    domain = tiny_domain(tmp_path / "tiny", encoder, faq={"answers": [answer]})
+    out, trained = train_domain(
+        domain, tmp_path / "cache", progress=False, first=FirstModelConfig(aux_steps=5)
+    )
+    assert trained and (out / "answers.json").is_file()
+    assert NLU(out).parse("when are you open").intent in {"greet", "track_order", "oos"}  # loads, parses
