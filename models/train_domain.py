@@ -159,8 +159,8 @@ def build_faq(faq: FAQSpec, train: list[Example], seed: int) -> FAQ | None:
             raise DomainError(f"faq.yaml: answer {answer.id!r} has no questions and no intent with examples")
         pairs += [(q, answer.id) for q in questions]
     random.Random(seed).shuffle(pairs)
-    train, valid = held_out(pairs, max(1, int(len(pairs) * VALID_SHARE)))
-    return FAQ(answers={a.id: a.answer for a in faq.answers}, questions=train, valid=valid)
+    kept, valid = held_out(pairs, max(1, int(len(pairs) * VALID_SHARE)))
+    return FAQ(answers={a.id: a.answer for a in faq.answers}, questions=kept, valid=valid)
 
 
 def held_out(pairs: list[tuple[str, str]], most: int) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
