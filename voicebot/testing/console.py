@@ -13,9 +13,9 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +24,8 @@ import numpy as np
 from voicebot.brain import BrainFactory
 from voicebot.config import ConsoleConfig, VoicebotConfig
 from voicebot.frames import PCM, TurnDone
+from voicebot.nlu.parser import Parser
+from voicebot.pipeline import Services
 from voicebot.records import CallStore
 from voicebot.testing.fakes import ScriptedNLU, ToneTTS, ToneVoice, fake_services
 from voicebot.testing.faults.callers import BrowserCaller, Caller, TwilioCaller, until
@@ -82,6 +84,8 @@ class ConsoleBed:
     store: CallStore
     recordings: Path
     recorder: Recorder
+    services: Services
+    say: Callable[[str], PCM] = field(default=line)  # a caller's line as audio: the fake recogniser's tones
 
     async def call(self, caller: Caller | None = None) -> tuple[Caller, str]:
         """A caller (a `ShopCaller` by default) on the line, hearing the greeting; returns it and the call's
@@ -99,7 +103,7 @@ class ConsoleBed:
         try:
             for n, text in enumerate(lines):
                 await until(lambda n=n: self.turns(call_id) > n, turns_between_s)  # type: ignore[misc]
-                caller.say(line(text))
+                caller.say(self.say(text))
             await gone(call_id, self.gw)
         finally:
             await caller.close()
@@ -122,10 +126,14 @@ async def console_gateway(
     console: dict[str, Any] | None = None,
     more_domains: dict[str, BrainFactory] | None = None,
     brains: BrainFactory | None = None,
+    nlu: Parser | None = None,
+    services: Callable[[VoicebotConfig], Services] | None = None,
 ) -> AsyncIterator[ConsoleBed]:
     """The gateway (token `TOKEN`, recordings kept) with the shop's dialogue engine on a scripted NLU;
     `more_domains`: served beside the shop (the default) by name (telephony/domains.py); `brains`: these
-    instead of the shop's, with `cache_dir` tmp/cache (where a domain's trained models are looked for)."""
+    instead of the shop's, with `cache_dir` tmp/cache (where a domain's trained models are looked for);
+    `nlu`, `services`: the shop's understanding and the models (made from the gateway's config) instead of
+    the fakes (scripts/bench_console.py --real)."""
     from telephony.domains import Domains
     from voicebot.dialogue.brain import DialogueFactory
     from voicebot.domain.loader import load_domain
@@ -137,21 +145,23 @@ async def console_gateway(
     )
     flows = load_domain(SHOP).flows
     intents = {i for name, flow in flows.items() for i in flow.intents or [name]}
-    nlu = ScriptedNLU(SCRIPT, intents | {"affirm", "deny", "inform", "goodbye", "contact_human_agent"})
+    nlu = nlu or ScriptedNLU(SCRIPT, intents | {"affirm", "deny", "inform", "goodbye", "contact_human_agent"})
     if brains is None:
         shop = DialogueFactory(SHOP, nlu, cache_dir=tmp, scratch=tmp / "scratch")
         brains = Domains({"shop": shop} | more_domains) if more_domains else shop
     else:
         config.cache_dir = tmp / "cache"
-    services = fake_services(config, voice=VOICE, tts=ToneTTS(ms_per_char=12.0))
+    models = (
+        services(config) if services else fake_services(config, voice=VOICE, tts=ToneTTS(ms_per_char=12.0))
+    )
     store = CallStore(f"sqlite:///{tmp / 'calls.sqlite'}", recordings, tmp / "spool.jsonl")
     recorder = Recorder()
     try:
-        async with running_gateway(config, services, brains, observers=[store, recorder]) as gw:
-            yield ConsoleBed(gw, store, recordings, recorder)
+        async with running_gateway(config, models, brains, observers=[store, recorder]) as gw:
+            yield ConsoleBed(gw, store, recordings, recorder, models)
     finally:
         store.close()
-        services.close()
+        models.close()
 
 
 # --- the console's side: plain HTTP/1.1 and its Server-Sent Events --------------------------------
