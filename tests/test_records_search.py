@@ -22,6 +22,7 @@ async def test_every_filter_on_both_databases(db_url: str, make_store: Callable[
     await store.on_start("broken", "twilio", {})
     await store.on_end("broken", "internal error: KeyError")
     await store.on_start("talking", "twilio", {})
+    store.add_handoff("handed-over", {"call_id": "handed-over", "reason": "frustration", "summary": []})
     assert await store.flush() == 0
 
     def ids(**given: object) -> list[str]:
@@ -29,6 +30,8 @@ async def test_every_filter_on_both_databases(db_url: str, make_store: Callable[
 
     assert sorted(ids()) == ["broken", "handed-over", "talking", "tracked"]
     assert ids(outcome="transferred") == ["handed-over"]
+    reasons = {c.id: c.handoff_reason for c in search_calls(store.engine, CallFilter())}
+    assert reasons == {"handed-over": "frustration", "tracked": None, "broken": None, "talking": None}
     assert ids(outcome="contained") == ["tracked"]
     assert ids(outcome="error") == ["broken"]
     assert ids(outcome="active") == ["talking"]
