@@ -148,7 +148,7 @@ async def test_history_filters_and_the_dashboard(bed: ConsoleBed) -> None:
     stats = json.loads((await request(host, "/console/api/stats?hours=2", headers=BEARER))[2])
     assert (stats["calls"], stats["ended"], stats["containment"]) == (3, 3, round(2 / 3, 4))
     assert sum(h["calls"] for h in stats["calls_per_hour"]) == 3 and len(stats["calls_per_hour"]) == 2
-    assert [r["calls"] for r in stats["transfers_by_reason"]] == [1]
+    assert stats["transfers_by_reason"] == [{"reason": "asked_for_person", "calls": 1}]
     assert {"intent": "track_order", "turns": 1, "success": 1.0} in stats["task_success"]
     assert stats["out_of_scope"] == [{"text": "what is the meaning of life", "count": 1}]
     assert (

@@ -71,7 +71,9 @@ def dashboard(
             transferred = call.transfer_target is not None or call.transfer_reason is not None
             contained += not transferred
             if transferred:
-                reasons[call.transfer_reason or "unknown"] += 1
+                # the hand-off's reason code (asked_for_person, frustration…: a few classes), else the
+                # transfer's own words (calls recorded before hand-off summaries were)
+                reasons[call.handoff_reason or call.transfer_reason or "unknown"] += 1
         task: str | None = None  # the flow under way: a turn that completes it records no flow any more
         for turn in detail.turns:
             at = _hour(turn.created_at)
