@@ -72,6 +72,7 @@ async def test_an_operator_watches_transfers_and_reads_back_calls(tmp_path: Path
 async def _session(bed: ConsoleBed, binary: str, tmp_path: Path) -> None:
     async with open_page(binary, f"http://{bed.gw.http}/console", tmp_path) as page:
         state = await until_page(page, lambda s: s["path"] == "/console/login", "the login form")
+        await shoot(page, "console-login.png", 900, 420)
         await page.evaluate("""(() => { const f = document.getElementById("login");
             f.elements.name.value = "sam"; f.elements.password.value = "super-pass"; f.submit(); })()""")
         await until_page(
