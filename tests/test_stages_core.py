@@ -56,7 +56,7 @@ def frame_classes() -> dict[str, type[Frame]]:
     return {
         name: cls
         for name, cls in inspect.getmembers(F, inspect.isclass)
-        if issubclass(cls, Frame) and cls.__module__ == F.__name__ and name not in BASES
+        if issubclass(cls, Frame) and cls.__module__.startswith(F.__name__) and name not in BASES
     }
 
 
