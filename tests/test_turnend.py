@@ -84,6 +84,8 @@ YES_NO = ListeningContext(expected="yes_no")
         ("", None, None, TURN.hold_ms, "no words"),  # an "um" Whisper wrote nothing for
         ("Thank you.", None, None, TURN.text_complete_ms, "sentence complete"),
         ("My order is 457219.", None, None, 500, "unsure"),  # digits unasked for: maybe more to come
+        ("Yes, please.", ORDER, None, TURN.text_complete_ms, "sentence complete"),  # no number at all
+        ("It's.", ORDER, None, TURN.hold_ms, "number incomplete"),  # "It's… 4 5 7": the digits to come
     ],
 )
 def test_decide(

@@ -88,6 +88,14 @@ def trails_off(text: str) -> bool:
     return bool(words) and words[-1] in HOLDS and not stripped.endswith("?")
 
 
+def _numeric(words: Sequence[str]) -> bool:
+    """Whether the best reading says any part of a number. A finished sentence that does not ("Yes,
+    please.", "I don't have it.") is no number read in groups: the sentence rules judge it, not the hold
+    for more digits, which kept it waiting 1.5 s in bench_calls (the constrained alternative is not asked:
+    it writes digits for any sound)."""
+    return any(w.isdigit() or w in _NUMBER_WORDS for w in words)
+
+
 def _number_verdict(
     texts: Sequence[str], context: ListeningContext, turn: TurnConfig, unsure: float
 ) -> Verdict:
@@ -114,9 +122,12 @@ def decide(
     dialogue expects (`context`) and the audio model's P(complete) (None: not run). `unsure_ms` is the
     plain endpointer pause (`vad.end_silence_ms`), for turns none of the signals settle."""
     grammar = grammar_for(context)
-    if context is not None and context.expected == "slot" and grammar is not None and grammar.constrained:
-        return _number_verdict([text, *alternatives], context, turn, unsure_ms)
     words = _WORD.findall(text.lower())
+    digits = (
+        context is not None and context.expected == "slot" and grammar is not None and grammar.constrained
+    )
+    if context is not None and digits and (_numeric(words) or not sounds_complete(text)):
+        return _number_verdict([text, *alternatives], context, turn, unsure_ms)
     if not words:  # speech without words: "um", or a noise the ASR rejects (no reply either way)
         return Verdict(turn.hold_ms, "no words")
     if trails_off(text):
