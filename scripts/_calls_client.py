@@ -116,7 +116,10 @@ class CallLog:
 
 
 class Caller(TwilioStream):
-    """One Twilio stream playing `script`; `run()` returns its `CallLog`."""
+    """One Twilio stream playing `script`; `run()` returns its `CallLog`. `close_wait_s`: how long it waits
+    after the bot's last reply for the bot to hang up (less for a peer bot that never does)."""
+
+    close_wait_s = CLOSE_WAIT_S
 
     def __init__(self, url: str, script: Script, clips: dict[str, list[str]], log: CallLog, seed: str):
         super().__init__(None, "MZ" + log.call_sid[2:], log.call_sid)
@@ -285,7 +288,7 @@ class Caller(TwilioStream):
             await self.spoken.wait()
             previous = self.log.said[-1].end
         await self.reply_over(previous)
-        await self.until(lambda: False, CLOSE_WAIT_S)  # the bot hangs up after its last words
+        await self.until(lambda: False, self.close_wait_s)  # the bot hangs up after its last words
 
 
 # --- measures ---------------------------------------------------------------------------------------------
