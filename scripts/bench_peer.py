@@ -114,14 +114,14 @@ class PeerCaller(Caller):
         super().on_media(now, media_payload, at)
 
 
-def early_cuts(log: CallLog) -> int:
-    """Caller lines (not barge-ins) during which the bot started talking: the turn was ended inside them."""
+def early_cuts(log: CallLog) -> set[int]:
+    """The caller lines (not barge-ins) during which the bot started talking: the turn ended inside them."""
     media = np.asarray(log.media)
-    return sum(
-        bool(np.any((media > s.onset + 0.1) & (media < s.end)))
+    return {
+        s.index
         for s in log.said
-        if not s.barge_planned and not s.bot_speaking
-    )
+        if not s.barge_planned and not s.bot_speaking and np.any((media > s.onset + 0.1) & (media < s.end))
+    }
 
 
 async def one_call(port: int, script_no: int, clips: dict[str, list[str]], tag: str, peer: bool) -> CallLog:
@@ -141,10 +141,11 @@ def play(ports: dict[str, int], rounds: int, clips: dict[str, list[str]]) -> dic
         for bot in order[r % len(order) :] + order[: r % len(order)]:
             for s in range(len(SCRIPTS)):
                 log = asyncio.run(one_call(ports[bot], s, clips, f"peer-{r}-{s}", bot.startswith("Pipecat")))
+                cut = early_cuts(log)
                 for row in turn_rows(log, log.started):
                     if row["line"] >= 0:
                         rows[bot].append(
-                            row | {"round": r, "early_cut_call": early_cuts(log), "error": log.error}
+                            row | {"round": r, "early_cut": row["line"] in cut, "error": log.error}
                         )
                 print(f"round {r} {bot} {SCRIPTS[s].name}: "
                       f"{[row.get('v2v_ms') for row in rows[bot][-len(SCRIPTS[s].lines):]]}",
@@ -155,7 +156,6 @@ def play(ports: dict[str, int], rounds: int, clips: dict[str, list[str]]) -> dic
 def summary(rows: list[dict[str, Any]]) -> dict[str, Any]:
     timed = [r for r in rows if not r["barge_planned"]]
     v2v = [r["v2v_ms"] for r in timed if "v2v_ms" in r]
-    calls = {(r["round"], r["script"]): r["early_cut_call"] for r in rows}
     return {
         "lines": len(timed),
         "answered": len(v2v),
@@ -164,7 +164,7 @@ def summary(rows: list[dict[str, Any]]) -> dict[str, Any]:
             "p95": bc.pct(v2v, 95),
             "mean": float(np.mean(v2v)) if v2v else None,
         },
-        "early_cuts": sum(calls.values()),
+        "early_cuts": sum(r["early_cut"] for r in rows),
         "errors": sorted({r["error"] for r in rows if r.get("error")}),
         "values": v2v,
     }
