@@ -53,6 +53,7 @@ COUGH_PITCH = 2_900.0  # no line's pitch: the fake recogniser hears nothing in i
     [
         ("Mm-hmm.", "backchannel"),
         ("Mhm.", "backchannel"),
+        ("MHN.", "backchannel"),  # Piper's "Mhm." as Whisper heard it in bench_turns --part bargein
         ("Uh-huh.", "backchannel"),
         ("Okay.", "backchannel"),
         ("Yeah, right.", "backchannel"),

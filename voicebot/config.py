@@ -120,11 +120,11 @@ class BargeInConfig(_Section):
     )
     backchannels: list[str] = Field(
         default_factory=lambda: (
-            "mm hmm mhm mmhm mhmm hm uh huh um ah oh aha okay ok right yeah yes yep yup sure alright all "  # noqa: SIM905
+            "mm hmm mhm mmhm mhmm mhn hm uh huh um ah oh aha okay ok right yeah yes yep yup sure alright all "  # noqa: SIM905
             "i see got it cool great fine good nice perfect wow".split()
         ),
         description="words a backchannel is made of (every word of it one of these, no question mark); "
-        "Whisper writes 'mm-hmm' as 'Mm-hmm.' or 'Mhm.', 'uh-huh' as 'Uh-huh.' (split at the hyphen)",
+        "Whisper writes 'mm-hmm' as 'Mm-hmm.', 'Mhm.' or 'MHN.', 'uh-huh' as 'Uh-huh.' (split at the hyphen)",
     )
     stop_words: list[str] = Field(
         default_factory=lambda: (
