@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -84,11 +87,49 @@ MODEL_FIXTURES = frozenset({"services", "speech", "speech_files", "piper", "tiny
 test_distill.py train. A test that uses one, directly or through another fixture, is marked `models`."""
 
 
+SHOP_MODEL_FIXTURES = frozenset({"shop_factory", "fault_factory"})
+"""Fixtures that load the shop domain's first model (voicebot.testing.shop): tests that use one run last, and
+the model starts training when the session starts (`pytest_collection_finish`)."""
+
+
 @pytest.hookimpl(tryfirst=True)  # before `-m` deselects
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
-        if MODEL_FIXTURES.intersection(getattr(item, "fixturenames", ())):
+        fixtures = getattr(item, "fixturenames", ())
+        if MODEL_FIXTURES.intersection(fixtures):
             item.add_marker(pytest.mark.models)
+        if SHOP_MODEL_FIXTURES.intersection(fixtures):
+            item.add_marker(pytest.mark.shop_model)
+    # Stable: the rest keep their order. Every xdist worker sorts the same way, as its scheduler requires.
+    items.sort(key=lambda item: item.get_closest_marker("shop_model") is not None)
+
+
+_trainer: list[subprocess.Popen[bytes]] = []
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """When the selected tests need the shop's first model and it is not trained yet, train it at once in a
+    background process (one thread), while the tests that do not need it run: those that do are sorted last
+    and wait for it on the model's lock (models/train_domain.one_trainer). Started by one process only: the
+    first xdist worker, or pytest itself without xdist. Waiting on the model was the suite's critical path
+    (3 workers: 202 s of one test's setup)."""
+    worker = getattr(session.config, "workerinput", {}).get("workerid", "gw0")
+    if worker != "gw0" or session.config.option.collectonly or not any(item.get_closest_marker("shop_model") for item in session.items):
+        return
+    from models.train_domain import model_dir
+    from voicebot.testing.shop import SHOP
+
+    if (model_dir(SHOP, VoicebotConfig().cache_dir, first=True) / "metrics.json").is_file():
+        return
+    env = os.environ | {"OMP_NUM_THREADS": "1"}
+    _trainer.append(subprocess.Popen([sys.executable, "-m", "voicebot.testing.shop"], env=env))
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    for proc in _trainer:  # done by now when a test needed it; otherwise (a stopped run) not worth finishing
+        if proc.poll() is None:
+            proc.terminate()
+        proc.wait()
 
 
 class RealModelInFastTier(RuntimeError):

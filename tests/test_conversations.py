@@ -1,9 +1,10 @@
 """The default domain's conversation suite, end to end through the real pipeline and a real trained model.
 
-The NLU model is the shop domain's *quick* model (a seeded sample of its training data, a few minutes to
-train once, cached by the data's hash), so the suite runs in CI; `scripts/bench_dialogue.py` reports the same
-suite on the full model. Text turns skip ASR; audio turns go through VAD and Whisper over a μ-law 8 kHz line.
-The back end is a fresh copy of the shop's SQLite database per conversation.
+The NLU model is the shop domain's *first* model (voicebot.testing.shop: what `make run` serves on a fresh
+machine; trained once per data, cached by its hash, started as the session starts by tests/conftest.py), so
+the suite runs in CI; `scripts/bench_dialogue.py` reports the same suite on the full model. Text turns skip
+ASR; audio turns go through VAD and Whisper over a μ-law 8 kHz line. The back end is a fresh copy of the
+shop's SQLite database per conversation.
 """
 
 from __future__ import annotations

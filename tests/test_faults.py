@@ -62,7 +62,9 @@ def gate() -> Iterator[FaultGate]:
 
 
 @pytest.fixture(scope="module")
-def factory(services: Services, tmp_path_factory: pytest.TempPathFactory, gate: FaultGate) -> FaultFactory:
+def fault_factory(
+    services: Services, tmp_path_factory: pytest.TempPathFactory, gate: FaultGate
+) -> FaultFactory:
     folder = tmp_path_factory.mktemp("faults")
     return FaultFactory(folder, shop_nlu(services), services.config.cache_dir, gate)
 
@@ -91,11 +93,11 @@ def assert_clean(run: Run) -> None:
 
 @needs_data
 async def test_random_disconnects_leave_no_crash_leak_or_lost_record(
-    services: Services, factory: FaultFactory, lines: dict[str, PCM], gate: FaultGate, tmp_path: Path
+    services: Services, fault_factory: FaultFactory, lines: dict[str, PCM], gate: FaultGate, tmp_path: Path
 ) -> None:
     """A caller can vanish at any moment: each protocol × point once, all at the same time."""
     plans = make_plans(21, SEED)  # every protocol × point once: 7 never set a call up (handshake)
-    async with fault_run(services, factory, sqlite_store(tmp_path), fault_config()) as run:
+    async with fault_run(services, fault_factory, sqlite_store(tmp_path), fault_config()) as run:
         outcomes = await run_plans(plans, run.gw, lines, gate, concurrency=len(plans))
     assert [o.error for o in outcomes if o.error] == []
     assert all(o.ended for o in outcomes)
@@ -108,12 +110,12 @@ async def test_random_disconnects_leave_no_crash_leak_or_lost_record(
 
 @needs_data
 async def test_back_end_that_hangs_or_raises_gets_an_apology_and_a_person(
-    services: Services, factory: FaultFactory, lines: dict[str, PCM], tmp_path: Path
+    services: Services, fault_factory: FaultFactory, lines: dict[str, PCM], tmp_path: Path
 ) -> None:
     """A back end that hangs past the action timeout or raises must not leave the caller in silence: the
     shop apologises and hands over to a person, and the turn record says the action failed."""
     store = sqlite_store(tmp_path)
-    async with fault_run(services, factory, store, fault_config()) as run:
+    async with fault_run(services, fault_factory, store, fault_config()) as run:
         callers: list[Caller] = [TwilioCaller(), AudioSocketCaller(), BrowserCaller()]
         for caller in callers:
             await caller.connect(run.gw)
@@ -140,12 +142,12 @@ async def test_back_end_that_hangs_or_raises_gets_an_apology_and_a_person(
 
 @needs_data
 async def test_slow_reader_and_half_open_lines_do_not_hold_up_other_calls(
-    services: Services, factory: FaultFactory, lines: dict[str, PCM], tmp_path: Path
+    services: Services, fault_factory: FaultFactory, lines: dict[str, PCM], tmp_path: Path
 ) -> None:
     """A caller who never reads and lines that went silent without a FIN cost their own calls only; the
     server ends the silent ones itself (`idle_timeout_s`), the reader's when it drops."""
     store = sqlite_store(tmp_path)  # keepalive pings every 60 s: the slow reader stays until it drops
-    async with fault_run(services, factory, store, fault_config(), ping_s=60) as run:
+    async with fault_run(services, fault_factory, store, fault_config(), ping_s=60) as run:
         slow, normal = BrowserCaller(), AudioSocketCaller()
         slow.rcvbuf = 4096  # a small receive window: the kernels' buffers are all the slack there is
         vanished: list[Caller] = [AudioSocketCaller(), TwilioCaller(), BrowserCaller()]
@@ -187,11 +189,11 @@ def full_disk(tmp_path: Path) -> Iterator[Path]:
 
 @needs_data
 async def test_full_recordings_disk_costs_the_audio_not_the_record(
-    services: Services, factory: FaultFactory, full_disk: Path, tmp_path: Path
+    services: Services, fault_factory: FaultFactory, full_disk: Path, tmp_path: Path
 ) -> None:
     """ENOSPC on the recordings disk loses the audio (logged, no half-written file), never the record."""
     store = sqlite_store(tmp_path, recordings=full_disk)
-    async with fault_run(services, factory, store, fault_config(recordings_dir=full_disk)) as run:
+    async with fault_run(services, fault_factory, store, fault_config(recordings_dir=full_disk)) as run:
         full = [await short_call(caller, run.gw) for caller in (AudioSocketCaller(), TwilioCaller())]
         (full_disk / "filler").unlink()  # space again: the next call is recorded
         kept = await short_call(BrowserCaller(), run.gw)
@@ -214,7 +216,7 @@ def pg_store(postgres: PostgresCluster, tmp_path: Path) -> CallStore:
 @needs_data
 async def test_records_database_outage_mid_call_loses_nothing(
     services: Services,
-    factory: FaultFactory,
+    fault_factory: FaultFactory,
     lines: dict[str, PCM],
     postgres: PostgresCluster,
     pg_store: CallStore,
@@ -222,7 +224,7 @@ async def test_records_database_outage_mid_call_loses_nothing(
 ) -> None:
     """PostgreSQL going away mid-call (and a call starting meanwhile): records wait in the spool and are
     delivered, in order, once it is back; the calls never notice."""
-    async with fault_run(services, factory, pg_store, fault_config()) as run:
+    async with fault_run(services, fault_factory, pg_store, fault_config()) as run:
         early: list[Caller] = [TwilioCaller(), BrowserCaller()]
         for caller in early:
             await caller.connect(run.gw)

@@ -21,3 +21,9 @@ def shop_model(cache_dir: Path) -> Path:
 
     model, _ = train_domain(SHOP, cache_dir, first=FirstModelConfig(), progress=False)
     return model
+
+
+if __name__ == "__main__":  # tests/conftest.py starts this when the suite begins: the model, trained once
+    from voicebot.config import VoicebotConfig
+
+    print(shop_model(VoicebotConfig().cache_dir))
