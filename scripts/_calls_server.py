@@ -56,8 +56,10 @@ def add_server_args(ap: argparse.ArgumentParser) -> None:
 
 
 def domain_copy(folder: Path, quick: bool) -> Path:
-    """The shop domain with its database in `folder`; its NLU model must already be trained (the copy has
-    the same name and training files, so it finds the same cached model)."""
+    """The shop domain with its database in `folder`; its NLU model (the quick one, else the full or the
+    first, as `voicebot serve` picks) must already be trained (the copy has the same name and training files,
+    so it finds the same cached models)."""
+    from models.first_start import served_model
     from models.train_domain import model_dir
 
     domain = folder / "shop"
@@ -65,8 +67,9 @@ def domain_copy(folder: Path, quick: bool) -> Path:
     settings = yaml.safe_load((domain / "settings.yaml").read_text())
     settings["backend"]["options"]["database"] = str(folder / "shop.sqlite")
     (domain / "settings.yaml").write_text(yaml.safe_dump(settings, sort_keys=False))
-    model = model_dir(domain, VoicebotConfig().cache_dir, quick=quick)
-    if not (model / "metrics.json").is_file():
+    cache = VoicebotConfig().cache_dir
+    model = model_dir(domain, cache, quick=True) if quick else served_model(domain, cache)
+    if model is None or not (model / "metrics.json").is_file():
         sys.exit(
             f"no trained model at {model}: run `voicebot train --domain domains/shop{' --quick' * quick}`"
         )

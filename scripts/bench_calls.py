@@ -22,6 +22,7 @@ import sys
 import tempfile
 import time
 from collections import Counter
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -90,12 +91,25 @@ async def sampled(server: Server, work: Any) -> tuple[Any, list[tuple[float, flo
     return task.result(), samples
 
 
+async def _beside(calls: Awaitable[list[CallLog]], during: Any, server: Server) -> tuple[list[CallLog], Any]:
+    if during is None:
+        return await calls, None
+    logs, side = await asyncio.gather(calls, during(server))
+    return logs, side
+
+
 TIMER = {"VOICEBOT__TURN__DECIDE": "false"}  # `--before`: turns end after the fixed vad.end_silence_ms
 
 
 def run_level(
-    n: int, args: argparse.Namespace, clips: dict[str, list[str]], settings: dict[str, str] | None = None
+    n: int,
+    args: argparse.Namespace,
+    clips: dict[str, list[str]],
+    settings: dict[str, str] | None = None,
+    during: Callable[[Server], Awaitable[Any]] | None = None,
 ) -> dict[str, Any]:
+    """One level: a fresh server, `n` callers. `during(server)` runs beside the calls (e.g. scripts/
+    bench_swap.py puts a better model in place mid-call); its result is the level's `during`."""
     with tempfile.TemporaryDirectory(prefix=f"bench-calls-{n}-") as tmp:
         server = Server(Path(tmp), args.port or free_port(), args.quick, n, settings)
         try:
@@ -105,9 +119,8 @@ def run_level(
             idle = server.usage()[1]
             mine = os.times()
             t0 = time.time()
-            logs, samples = asyncio.run(
-                sampled(server, play_calls(n, args.rounds, server.port, clips, args.seed))
-            )
+            calls = play_calls(n, args.rounds, server.port, clips, args.seed)
+            (logs, side), samples = asyncio.run(sampled(server, _beside(calls, during, server)))
             mine_after = os.times()
             lag = server.loop_lag()
         finally:
@@ -120,6 +133,8 @@ def run_level(
     client_cpu = (mine_after.user + mine_after.system) - (mine.user + mine.system)
     return {
         "calls": n,
+        "t0": t0,
+        "during": side,
         "rows": rows,
         "load_s": round(load_s, 1),
         "wall_s": round(wall, 1),
