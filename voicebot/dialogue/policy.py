@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from voicebot.dialogue import repair, understand
 from voicebot.dialogue.actions import ActionFailed, Actions
 from voicebot.dialogue.decision import Decision
+from voicebot.dialogue.ladder import Ladder
 from voicebot.dialogue.nlg import NLG
 from voicebot.dialogue.slots import Filled, SlotReader, read_whole, valid
 from voicebot.dialogue.state import DialogueState, FlowFrame
@@ -29,7 +30,7 @@ from voicebot.nlu.parser import Parse
 SURE_OUT_OF_SCOPE = 0.5
 
 
-class Policy:
+class Policy(Ladder):
     def __init__(
         self, domain: Domain, nlg: NLG, actions: Actions, state: DialogueState, call_id: str
     ) -> None:
@@ -339,40 +340,7 @@ class Policy:
         d.say(self.nlg.render("resume", {"flow_title": self._flow(frame).title}))
         return await self._advance(d)
 
-    # ------------------------------------------------------------------------------- ladder and exits
-
-    def _no_match(self, d: Decision, reprompt: bool = True) -> Decision:
-        st = self.state
-        st.no_match += 1
-        limit = self.domain.settings.retries.no_match
-        if st.no_match >= limit:
-            why = "out_of_scope" if self.out_of_scope else "not_understood"
-            return self._handoff(d, f"caller not understood {st.no_match} times", why)
-        keypad = st.no_match == limit - 1
-        return self._reprompt(d, keypad) if reprompt or keypad else d
-
-    def _reprompt(self, d: Decision, keypad: bool) -> Decision:
-        """Say again what the bot is waiting for; on the keypad rung, say how to use the keypad."""
-        st = self.state
-        frame = st.flow
-        if st.expecting == "slot" and frame is not None and frame.asking:
-            spec = next(s for s in self._flow(frame).slot_specs() if s.slot == frame.asking)
-            if st.asking_rest:
-                so_far = {"partial": st.number_so_far()}  # typed or said: the caller goes on either way
-                d.say(self.nlg.render("partial_number", so_far), d.act or "partial")
-            else:
-                d.say(self.nlg.render(spec.prompt_name(), st.values()))
-            if keypad and self.domain.slots[frame.asking].dtmf:
-                d.say(self.nlg.render("dtmf_hint"))
-            return d
-        if st.expecting == "confirm" and frame is not None:
-            return d.say(self.nlg.render(self._flow(frame).confirm or "confirm_yes_no", st.values()))
-        if keypad and self.domain.menu is not None:
-            st.expecting = "menu"
-            return d.say(self.nlg.render(self.domain.menu.prompt))
-        if st.expecting == "anything_else":
-            return d.say(self.nlg.render("anything_else"))
-        return d.say(self.nlg.render("how_can_i_help"))
+    # ------------------------------------------------------------------------------------------ menu
 
     async def _menu(self, digit: str, d: Decision) -> Decision:
         menu = self.domain.menu
@@ -395,32 +363,7 @@ class Policy:
         assert menu is not None
         return d.say(self.nlg.render(menu.prompt), "menu")
 
-    def _anything_else(self, d: Decision) -> Decision:
-        self.state.expecting = "anything_else"
-        return d.say(self.nlg.render("anything_else"))
-
-    def _goodbye(self, d: Decision, reason: str) -> Decision:
-        self.state.expecting = None
-        d.hangup = reason
-        return d.say(self.nlg.render("goodbye"), "goodbye")
-
-    def _handoff(self, d: Decision, reason: str, code: str) -> Decision:
-        """A transfer with its reason as a code for the hand-off summary (`voicebot.handoff.REASONS`); the
-        caller hears why first, where the domain words a `handoff_<code>` response."""
-        d.transfer_code = code
-        if f"handoff_{code}" in self.domain.responses:
-            d.say(self.nlg.render(f"handoff_{code}"))
-        return self._transfer(d, reason)
-
-    def _transfer(self, d: Decision, reason: str) -> Decision:
-        self.state.handoff_reason = d.transfer = reason
-        self.state.expecting = None
-        return d.say(self.nlg.render("transfer"), "transfer")
-
     # -------------------------------------------------------------------------------------- helpers
-
-    def _flow(self, frame: FlowFrame) -> Flow:
-        return self.domain.flows[frame.flow]
 
     async def _store(self, parse: Parse) -> Filled:
         """Keep every slot value this turn carries (call memory: later tasks reuse them)."""
