@@ -33,7 +33,7 @@ from voicebot.domain.reviewed import read_reviews, reviewed_examples, reviewed_f
 from voicebot.domain.yamlfile import DomainError, line_of, load_yaml
 from voicebot.nlu.model import OOS
 
-RECIPE_VERSION = "joint-2"  # bump when the recipe changes in a way that should retrain every domain
+RECIPE_VERSION = "joint-3"  # bump when the recipe changes in a way that should retrain every domain
 # `--quick` (the test suite's model): a seeded sample of each dataset intent (inline examples all kept), fewer
 # epochs, a smaller sentiment pool and no FAQ matcher (answers then come from faq.yaml's intent mapping).
 QUICK_PER_INTENT = 50
