@@ -114,7 +114,11 @@ def pytest_collection_finish(session: pytest.Session) -> None:
     first xdist worker, or pytest itself without xdist. Waiting on the model was the suite's critical path
     (3 workers: 202 s of one test's setup)."""
     worker = getattr(session.config, "workerinput", {}).get("workerid", "gw0")
-    if worker != "gw0" or session.config.option.collectonly or not any(item.get_closest_marker("shop_model") for item in session.items):
+    if (
+        worker != "gw0"
+        or session.config.option.collectonly
+        or not any(item.get_closest_marker("shop_model") for item in session.items)
+    ):
         return
     from models.train_domain import model_dir
     from voicebot.testing.shop import SHOP
