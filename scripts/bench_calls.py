@@ -161,11 +161,6 @@ def _spread(values: list[float]) -> dict[str, float]:
     return {"n": len(values), **stats, "max": round(max(values), 1) if values else float("nan")}
 
 
-def v2v_between(rows: list[dict[str, Any]], lo: float = -np.inf, hi: float = np.inf) -> list[float]:
-    """Voice-to-voice of the caller lines whose speech ended in [lo, hi) s from the calls' start."""
-    return [r["v2v_ms"] for r in rows if r["line"] >= 0 and "v2v_ms" in r and lo <= r["speech_end_s"] < hi]
-
-
 def summarise(level: dict[str, Any]) -> dict[str, Any]:
     rows = level["rows"]
     lines = [r for r in rows if r["line"] >= 0]

@@ -33,39 +33,40 @@ from pathlib import Path
 from typing import Any
 
 import _bench_common as bc
-from _calls_server import SHOP, Server, add_server_args
-from bench_calls import _spread, caller_clips, run_level, v2v_between
-from bench_calls import summarise as summarise_level
+from _calls_server import Server, add_server_args
+from bench_calls import caller_clips, run_level
 
 from models.first_start import model_score
 from models.train_domain import model_dir
 from voicebot.config import VoicebotConfig
 
+ROOT = Path(__file__).resolve().parent.parent
+
+
 REAL_CACHE = VoicebotConfig().cache_dir  # read once: run() points VOICEBOT_CACHE at each server's own
 
 
-def model_cache(folder: Path, first: Path, full: Path) -> tuple[Path, Path]:
+def model_cache(folder: Path, first: Path, full_name: str) -> Path:
     """A model cache for one server: the shared Whisper/smart-turn files linked in, the first model under the
-    name the shop domain's first model has. Returns it and the full model's place, still empty."""
+    name the shop domain's first model has; the full model's place (`full_name`) still empty."""
     real, cache = REAL_CACHE, folder / "cache"
     (cache / "models").mkdir(parents=True)
     for entry in real.iterdir():
         if entry.is_dir() and entry.name not in ("models", "domains"):
             (cache / entry.name).symlink_to(entry)
-    (cache / "models" / model_dir(SHOP, cache, first=True).name).symlink_to(first.resolve())
-    target = model_dir(SHOP, cache)
-    if target.name != full.resolve().name:  # a differently named copy was never swapped in (not looked into)
-        sys.exit(f"--full must be named {target.name} (the full model of the shop data), not {full.name}")
-    return cache, target
+    domain = ROOT / "domains" / "shop"
+    (cache / "models" / model_dir(domain, cache, first=True).name).symlink_to(first.resolve())
+    assert model_dir(domain, cache).name == full_name
+    return cache
 
 
-def place_full(target: Path, full: Path, at_s: float) -> Any:
-    """`during` for run_level: after `at_s`, the full model appears at `target` at once (a symlink renamed
-    into place); then wait for the server's log line. Returns (placed, swapped)
-    epoch times."""
+def place_full(cache: Path, full: Path, at_s: float) -> Any:
+    """`during` for run_level: after `at_s`, the full model appears in the cache at once (a symlink renamed
+    into place); then wait for the server's log line. Returns (placed, swapped) epoch times."""
 
     async def during(server: Server) -> dict[str, float | None]:
         await asyncio.sleep(at_s)
+        target = cache / "models" / model_dir(ROOT / "domains" / "shop", cache).name
         staging = target.with_name(target.name + ".staging")
         staging.symlink_to(full.resolve())
         placed = time.time()
@@ -81,14 +82,25 @@ def place_full(target: Path, full: Path, at_s: float) -> Any:
     return during
 
 
+def v2v(rows: list[dict[str, Any]], lo: float = float("-inf"), hi: float = float("inf")) -> list[float]:
+    """Voice-to-voice of the caller lines whose speech ended in [lo, hi) s from the calls' start."""
+    return [r["v2v_ms"] for r in rows if r["line"] >= 0 and "v2v_ms" in r and lo <= r["speech_end_s"] < hi]
+
+
 def dropped(level: dict[str, Any]) -> dict[str, int]:
     """What a swap must not cost: a call broken off (a client error, the stream failing) and caller lines
     that got no reply. A call the bot ends itself (goodbye, transfer) is its script's normal end."""
+    lines = [r for r in level["rows"] if r["line"] >= 0]
     return {
         "broken_calls": level["ended"].get("error", 0),
-        "lines_without_reply": level["no_reply"],
-        "lines": level["lines"],
+        "lines_without_reply": sum("v2v_ms" not in r for r in lines),
+        "lines": len(lines),
     }
+
+
+def end_reasons(level: dict[str, Any]) -> dict[str, int]:
+    """How the server recorded each call's end (compared between the variants: the same scripts)."""
+    return dict(Counter(str(r["end_reason"]) for r in level["rows"] if r["line"] < 0))
 
 
 def problems(level: dict[str, Any]) -> dict[str, int]:
@@ -101,32 +113,36 @@ def problems(level: dict[str, Any]) -> dict[str, int]:
     return dict(kinds)
 
 
+def spread(values: list[float]) -> dict[str, float]:
+    return {"n": len(values), "p50": round(bc.pct(values, 50), 1), "p95": round(bc.pct(values, 95), 1)}
+
+
 def run(args: argparse.Namespace) -> dict[str, Any]:
     clips = caller_clips()
+    full_name = args.full.resolve().name
     runs: dict[str, list[dict[str, Any]]] = {"none": [], "swap": []}
     for r in range(args.rounds):
         for variant in ("none", "swap") if r % 2 == 0 else ("swap", "none"):
             with tempfile.TemporaryDirectory(prefix=f"bench-swap-{variant}-") as tmp:
-                cache, target = model_cache(Path(tmp), args.first, args.full)
+                cache = model_cache(Path(tmp), args.first, full_name)
                 os.environ["VOICEBOT_CACHE"] = str(cache)  # the server and its domain copy read this
                 settings = {"VOICEBOT__NLU__SWAP_CHECK_S": str(args.check_s)}
-                during = place_full(target, args.full, args.swap_at_s) if variant == "swap" else None
+                during = place_full(cache, args.full, args.swap_at_s) if variant == "swap" else None
                 level = run_level(args.calls, args, clips, settings, during)
-            level |= summarise_level(level)
             runs[variant].append(level)
-            print(f"round {r + 1} {variant}: {level['v2v_ms']}, dropped {dropped(level)}, "
+            print(f"round {r + 1} {variant}: {spread(v2v(level['rows']))}, dropped {dropped(level)}, "
                   f"swap {level['during']}", file=sys.stderr, flush=True)  # fmt: skip
-    return compare(runs, args.window_s)
+    return summarise(runs, args.window_s)
 
 
-def compare(runs: dict[str, list[dict[str, Any]]], window_s: float) -> dict[str, Any]:
+def summarise(runs: dict[str, list[dict[str, Any]]], window_s: float) -> dict[str, Any]:
     windows = []
     for level in runs["swap"]:
         side = level["during"]
         done = side["swapped"] if side["swapped"] is not None else float("inf")
         windows.append((side["placed"] - level["t0"], done - level["t0"] + window_s))
     in_window = {
-        variant: [x for level in levels for lo, hi in windows for x in v2v_between(level["rows"], lo, hi)]
+        variant: [x for level in levels for lo, hi in windows for x in v2v(level["rows"], lo, hi)]
         for variant, levels in runs.items()
     }
     return {
@@ -140,10 +156,10 @@ def compare(runs: dict[str, list[dict[str, Any]]], window_s: float) -> dict[str,
         "windows_s": [[round(lo, 1), round(hi, 1)] for lo, hi in windows],
         "variants": {
             variant: {
-                "all": _spread([x for level in levels for x in v2v_between(level["rows"])]),
-                "swap_window": _spread(in_window[variant]),
+                "all": spread([x for level in levels for x in v2v(level["rows"])]),
+                "swap_window": spread(in_window[variant]),
                 "dropped": dict(sum((Counter(dropped(level)) for level in levels), Counter())),
-                "end_reasons": dict(sum((Counter(level["end_reasons"]) for level in levels), Counter())),
+                "end_reasons": dict(sum((Counter(end_reasons(level)) for level in levels), Counter())),
                 "server_problems": dict(sum((Counter(problems(level)) for level in levels), Counter())),
             }
             for variant, levels in runs.items()

@@ -36,7 +36,7 @@ import numpy as np
 from _calls_client import SCRIPTS, Caller, CallLog, turn_rows, underruns
 from _calls_server import Server, add_server_args, free_port, join, lag_counts, server_turns
 from _soak_plots import plots
-from bench_calls import _no_nan, _spread, caller_clips, v2v_between
+from bench_calls import _no_nan, _spread, caller_clips
 from scipy import stats  # type: ignore[import-untyped]
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -182,7 +182,7 @@ def analyse(soak: Soak, args: argparse.Namespace) -> dict[str, Any]:
     lines = [r for r in soak.rows if r["line"] >= 0]
 
     def v2v(lo: float, hi: float) -> dict[str, float]:
-        return _spread(v2v_between(lines, lo, hi))
+        return _spread([r["v2v_ms"] for r in lines if "v2v_ms" in r and lo <= r["speech_end_s"] < hi])
 
     first, last = v2v(0.0, window), v2v(load_s - window, load_s)
     reasons = {r["call_sid"]: r.get("end_reason") for r in soak.rows if r["line"] < 0}
