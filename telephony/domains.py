@@ -10,7 +10,6 @@ the operator console's learning from calls (reviews, retrain) works on each call
 from __future__ import annotations
 
 from collections.abc import Mapping
-from pathlib import Path
 
 from voicebot.brain import Brain, BrainFactory
 
@@ -28,18 +27,12 @@ class Domains:
         return self.factories[self.default]()
 
 
-def domain_dir(factory: BrainFactory) -> Path | None:
-    """A brain factory's domain folder (the dialogue engine's and the NLU-only factory name it), or None."""
-    path = getattr(getattr(factory, "domain", None), "path", None)
-    return Path(path) if path is not None else None
-
-
 def domain_names(factory: BrainFactory) -> list[str]:
     """The domains a gateway answers with, the default first: several, one (a domain's dialogue engine or
     NLU-only factory), or none (the echo brain)."""
     if isinstance(factory, Domains):
         return list(factory.factories)
-    path = domain_dir(factory)
+    path = getattr(getattr(factory, "domain", None), "path", None)
     return [path.resolve().name] if path is not None else []
 
 

@@ -22,7 +22,7 @@ from telephony.console.auth import Auth, Session, refused
 from telephony.console.records import Records
 from telephony.console.retrain import LiveModel, Retrain
 from telephony.console.review import Reviews, check_faq, check_review
-from telephony.domains import brains_for, domain_dir, domain_names
+from telephony.domains import brains_for, domain_names
 from telephony.session import CallHub
 from telephony.twiml import BodyTooLarge, read_body
 from voicebot.brain import BrainFactory
@@ -153,10 +153,16 @@ def learning_routes(
     return domain_of
 
 
+def _domain_dir(factory: BrainFactory) -> Path | None:
+    """A brain factory's domain folder (the dialogue engine's and the NLU-only factory name it)."""
+    path = getattr(getattr(factory, "domain", None), "path", None)
+    return Path(path) if path is not None else None
+
+
 def live_model(config: VoicebotConfig, factory: BrainFactory) -> LiveModel | None:
     """The domain's folder and swappable model (`voicebot serve --domain`), or None (echo, fakes)."""
     nlu = getattr(factory, "nlu", None)
-    domain = domain_dir(factory)
+    domain = _domain_dir(factory)
     if not isinstance(nlu, SwappableNLU) or domain is None:
         return None
 
@@ -177,13 +183,13 @@ def reviews_path(config: VoicebotConfig, factory: BrainFactory, several: str | N
         return (
             configured.with_name(f"{configured.stem}-{several}{configured.suffix}") if several else configured
         )
-    domain = domain_dir(factory)
+    domain = _domain_dir(factory)
     return (domain if domain is not None else config.cache_dir) / "reviewed.jsonl"
 
 
 def known_answers(factory: BrainFactory) -> list[str]:
     """The ids of the domain's FAQ answers (empty without a domain)."""
-    domain = domain_dir(factory)
+    domain = _domain_dir(factory)
     if domain is None or not (domain / "faq.yaml").is_file():
         return []
     return sorted(a.id for a in load_nlu_spec(domain)[1].answers)
